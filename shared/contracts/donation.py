@@ -1,0 +1,1 @@
+"""Events of the donation service. Being written."""

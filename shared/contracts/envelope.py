@@ -1,0 +1,136 @@
+"""The one envelope every event travels in, its canonical bytes and its hash chain.
+
+The bytes on the bus are the canonical form: JSON with sorted keys and no spaces, UTF-8.
+Each source's events form a chain: ``hash = sha256(canonical bytes without "hash")`` and
+``prev_hash`` is the hash of the source's previous event (``GENESIS`` for the first), so an
+auditor who re-hashes the stream sees any altered, dropped or inserted event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+import orjson
+from pydantic import AwareDatetime, Field
+
+from shared.contracts.types import Actor, Contract
+
+GENESIS = "0" * 64
+SYSTEM = "system"
+
+
+class Event(Contract):
+    """Payload of a domain event. A subclass names its `source`; its class name is its type."""
+
+    source: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+
+D = TypeVar("D", bound=Event)
+
+
+class Envelope(Contract, Generic[D]):
+    event_id: UUID = Field(description="UUIDv7: unique and time-ordered")
+    type: str = Field(description="the event type, e.g. CallReceived")
+    schema_version: int = Field(ge=1)
+    source: str = Field(description="producing service: hotline, aid or donation")
+    stream_id: str = Field(description="the aggregate, e.g. call-0192...")
+    version: int = Field(ge=1, description="the aggregate's version after this event")
+    position: int = Field(ge=1, description="the source's commit-order position")
+    occurred_at: AwareDatetime = Field(description="business time; 'as of' reports use it")
+    recorded_at: AwareDatetime = Field(description="when the source's store committed it")
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    actor: Actor
+    prev_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    data: D
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who asked for a change and why: copied onto every event the change records."""
+
+    actor: str = SYSTEM
+    correlation_id: UUID = field(default_factory=lambda: uuid7())
+    causation_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event an aggregate decided on, not yet stored: payload plus its business time."""
+
+    data: Event
+    occurred_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.tzinfo is None or self.occurred_at.utcoffset() is None:
+            raise ValueError(f"{self.data.type_name()}: occurred_at must be timezone-aware")
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(body: dict[str, Any]) -> str:
+    """The hash of an envelope body: sha256 of its canonical bytes without the hash field."""
+    unhashed = {k: v for k, v in body.items() if k != "hash"}
+    return hashlib.sha256(canonical(unhashed)).hexdigest()
+
+
+def seal(body: dict[str, Any]) -> bytes:
+    """Set ``body["hash"]`` and return the canonical bytes that go into the store and on the bus."""
+    body.pop("hash", None)
+    body["hash"] = hashlib.sha256(canonical(body)).hexdigest()
+    return canonical(body)
+
+
+class BrokenChain(Exception):
+    """An event whose hash or link does not match: altered, dropped or inserted."""
+
+
+def verify_link(body: dict[str, Any], prev_hash: str) -> str:
+    """Check one event against its predecessor's hash; return its own hash for the next link."""
+    where = f"{body.get('source')} position {body.get('position')} ({body.get('event_id')})"
+    if body.get("prev_hash") != prev_hash:
+        raise BrokenChain(f"{where}: prev_hash does not match the previous event's hash")
+    if chain_hash(body) != body.get("hash"):
+        raise BrokenChain(f"{where}: content does not match its hash (altered)")
+    return str(body["hash"])
+
+
+# UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 12-bit counter and 62 random bits,
+# monotonic within this process so ids sort in the order they were made.
+_uuid_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def uuid7() -> UUID:
+    global _last_ms, _counter
+    with _uuid_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            _counter += 1
+            if _counter > 0xFFF:
+                _last_ms += 1
+                _counter = 0
+            ms = _last_ms
+        else:
+            _last_ms = ms
+            _counter = 0
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    return UUID(int=value)

