@@ -1,1 +1,110 @@
-"""Events of the aid service. Being written."""
+"""Events of the aid service: the rescue service net (抗疫救援服务网).
+
+The time an event happened is the envelope's ``occurred_at``. Every event carries the
+person's opaque reference, group and ``Place``, so reporting counts with no lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from shared.contracts.envelope import Event
+from shared.contracts.registry import event
+from shared.contracts.types import (
+    AidItem,
+    AidKind,
+    Group,
+    Needs,
+    Place,
+    PositiveCount,
+    Ref,
+    Urgency,
+)
+
+Origin = Literal["hotline_referral", "station_visit", "residents_committee", "hospital"]
+Cancellation = Literal[
+    "need_met_elsewhere",
+    "person_declined",
+    "person_unreachable",
+    "duplicate_request",
+    "other",
+]
+EmergencyKind = Literal["sudden_illness", "fall", "other"]  # 突发重病、摔伤
+
+
+class AidEvent(Event):
+    source = "aid"
+
+
+@event
+class AidRequested(AidEvent):
+    """Someone in hardship needs help at their door. ``origin`` says who asked (the event's
+    ``source`` is the producing service); ``referral`` is set exactly when a hotline referral
+    opened it."""
+
+    request: Ref
+    person: Ref
+    group: Group
+    place: Place
+    needs: Needs
+    urgency: Urgency
+    origin: Origin
+    referral: Ref | None = None
+
+    @model_validator(mode="after")
+    def _referral_iff_from_hotline(self) -> AidRequested:
+        if (self.origin == "hotline_referral") != (self.referral is not None):
+            raise ValueError("referral: required exactly when origin is hotline_referral")
+        return self
+
+
+@event
+class AidAssigned(AidEvent):
+    """A request handed to a social worker or volunteer (the courier, 快递员)."""
+
+    request: Ref
+    assignee: Ref = Field(description="worker:… or volunteer:…")
+
+
+@event
+class AidDelivered(AidEvent):
+    """One aid action (紧急援助) done at the door: the 5,478 counts these, and their
+    ``persons_served`` add up to the 服务人次 (10,540)."""
+
+    request: Ref
+    delivery: Ref
+    person: Ref
+    group: Group
+    place: Place
+    items: tuple[AidItem, ...] = Field(min_length=1, max_length=50)
+    persons_served: PositiveCount
+
+    @property
+    def kinds(self) -> tuple[AidKind, ...]:
+        """The distinct kinds delivered, in a stable order: an action counts once per kind."""
+        return tuple(sorted({item.kind for item in self.items}))
+
+
+@event
+class AidCancelled(AidEvent):
+    """A request closed without a delivery."""
+
+    request: Ref
+    group: Group
+    place: Place
+    reason: Cancellation
+
+
+@event
+class EmergencyCaseOpened(AidEvent):
+    """A sudden illness or a fall that needs urgent action; ``request`` is the aid request
+    the case opened."""
+
+    case: Ref
+    request: Ref
+    kind: EmergencyKind
+    person: Ref
+    group: Group
+    place: Place
