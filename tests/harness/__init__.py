@@ -1,0 +1,1 @@
+"""Real parts for tests: a NATS server per session, fresh databases per test."""
