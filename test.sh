@@ -48,17 +48,22 @@ start_docker() {
         say "docker.io installed in $((SECONDS - began)) s"
     fi
     local log="$LOGS/kapok-dockerd.log" pid began=$SECONDS
-    say "starting dockerd in the background (log: $log)"
-    # Own session: Ctrl-C on this run must not take the engine down with it.
-    setsid dockerd >"$log" 2>&1 </dev/null &
-    pid=$!
-    for _ in $(seq 1 60); do
+    if [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        # Another run started it moments ago: a second dockerd would only fail.
+        pid="$(cat /var/run/docker.pid)"
+        say "dockerd (pid $pid) runs but does not answer yet: waiting for it"
+    else
+        say "starting dockerd in the background (log: $log)"
+        # Own session: Ctrl-C on this run must not take the engine down with it.
+        setsid dockerd >>"$log" 2>&1 </dev/null &
+        pid=$!
+    fi
+    while [ $((SECONDS - began)) -lt 30 ]; do
         if docker_answers; then
             say "Docker engine up in $((SECONDS - began)) s: NATS through testcontainers"
             return 0
         fi
-        # Gone: it failed, or another dockerd holds the pid file and may still come up.
-        kill -0 "$pid" 2>/dev/null || [ -e /var/run/docker.pid ] || break
+        kill -0 "$pid" 2>/dev/null || break # it failed: no point waiting
         sleep 0.5
     done
     say "dockerd did not answer (last log lines below): NATS as a subprocess"
