@@ -1,12 +1,13 @@
 """Events of the aid service: the rescue service net (抗疫救援服务网).
 
-The time an event happened is the envelope's ``occurred_at``. Every event carries the
-person's opaque reference, group and ``Place``, so reporting counts with no lookup.
+The time an event happened is the envelope's ``occurred_at``. Every event that reporting
+counts (requested, delivered, cancelled, emergency) carries the group and the ``Place``
+(district, street, station, organisation), so the fold needs no lookup.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +33,10 @@ Cancellation = Literal[
     "other",
 ]
 EmergencyKind = Literal["sudden_illness", "fall", "other"]  # 突发重病、摔伤
+Assignee = Annotated[
+    str, Field(max_length=64, pattern=r"^(worker|volunteer):[A-Za-z0-9._-]+$", strict=True)
+]
+"""A social worker's or a volunteer's opaque reference: nobody else delivers aid."""
 
 
 class AidEvent(Event):
@@ -65,7 +70,7 @@ class AidAssigned(AidEvent):
     """A request handed to a social worker or volunteer (the courier, 快递员)."""
 
     request: Ref
-    assignee: Ref = Field(description="worker:… or volunteer:…")
+    assignee: Assignee
 
 
 @event

@@ -10,7 +10,7 @@ the goods went, its district: reporting folds by any of them with no lookup. Goo
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -35,7 +35,7 @@ CampaignKind = Literal["charity", "self_help"]
 DonorKind = Literal["company", "foundation", "individual", "residents"]
 RecipientKind = Literal["households", "stations", "people"]
 
-Goods = tuple[Item, ...]
+Goods = Annotated[tuple[Item, ...], Field(max_length=100)]
 
 
 class DonationEvent(Event):
@@ -75,7 +75,7 @@ class DonationPledged(CampaignEvent):
     pledge: Ref
     donor: Ref
     donor_kind: DonorKind
-    goods: Goods = Field(default=(), max_length=50)
+    goods: Goods = ()
     funds_yuan: Yuan | None = None
 
     @model_validator(mode="after")
@@ -92,7 +92,7 @@ class GoodsReceived(CampaignEvent):
 
     receipt: Ref
     donor_kind: DonorKind
-    items: Goods = Field(min_length=1, max_length=50)
+    items: Goods = Field(min_length=1)
     district: District | None = None
     pledge: Ref | None = None
 
@@ -140,7 +140,7 @@ class GoodsDistributed(CampaignEvent):
     delivery drew them, ``delivery`` names it (and the envelope's causation is that event)."""
 
     distribution: Ref
-    items: Goods = Field(min_length=1, max_length=50)
+    items: Goods = Field(min_length=1)
     recipient_kind: RecipientKind
     recipients: PositiveCount
     district: District

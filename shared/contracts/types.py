@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -187,7 +187,7 @@ AidKind = Literal[GoodsKind, "escort", "relief_cash"]
 campaign's kind), or one of the two services that are not goods: escort (送医) and relief cash
 (送救助)."""
 
-NON_GOODS_AID: frozenset[str] = frozenset({"escort", "relief_cash"})
+NON_GOODS_AID: frozenset[str] = frozenset(get_args(AidKind)) - frozenset(get_args(GoodsKind))
 
 Need = Literal["medicine", "food", "masks", "escort_to_hospital", "relief", "other"]
 """What a person in hardship needs, as a hotline referral or an aid request states it."""

@@ -22,7 +22,7 @@ from shared.contracts import (
     uuid7,
     verify_link,
 )
-from shared.contracts.aid import AidDelivered, AidRequested
+from shared.contracts.aid import AidAssigned, AidDelivered, AidRequested
 from shared.contracts.donation import FundsReceived, StockShortfallRecorded
 from shared.contracts.envelope import seal
 from shared.contracts.hotline import CallCompleted, FollowUpScheduled, HotlineEvent
@@ -118,6 +118,7 @@ def test_rules_inside_one_event_name_the_field(examples: dict[str, Event]) -> No
     assert "campaign" in refused(  # type: ignore[arg-type]
         AidItem, kind="escort", quantity=1, unit="trip", campaign="campaign:warm-lunch"
     )
+    assert "assignee" in refused(AidAssigned, request="request:0001", assignee="person:7f3a9c")
 
 
 def test_a_person_is_only_ever_an_opaque_reference(examples: dict[str, Event]) -> None:
