@@ -1,0 +1,388 @@
+"""The consumer runner: a durable JetStream pull consumer per source stream, feeding ordered
+batches to a handler whose state and checkpoint commit in one database transaction.
+
+Why it is safe to redeliver anything: the checkpoint (per consumer and source: the last
+applied position, which is the stream sequence) commits with the handler's writes, and only
+then is the batch acknowledged. Whatever arrives at or below the checkpoint is skipped, so a
+crash between commit and ack, a redelivery or a duplicate never applies twice.
+
+Ack behaviour, on purpose: the consumer uses AckPolicy.ALL, one ack per committed batch.
+Nothing is ever acked before its effect is committed; nothing is terminated. A message that
+cannot be decoded, or on which the handler keeps failing, is published to the dead-letter
+stream with the reason (awaiting the server's ack), counted in the checkpoint row, and
+stepped over, so it never blocks the stream. Infrastructure failures (the database or NATS
+unreachable) are not the message's fault: the batch is kept and retried, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js import api
+from nats.js.errors import Error as JetStreamError
+from nats.js.errors import NotFoundError
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.bus.naming import Naming
+from shared.contracts.envelope import Envelope
+from shared.contracts.registry import REGISTRY, EventRegistry, UndecodableEvent
+from shared.eventstore.database import Database
+from shared.eventstore.schema import checkpoints
+
+log = logging.getLogger("kapok.consumer")
+
+Handler = Callable[[AsyncConnection, Sequence[Envelope[Any]]], Awaitable[None]]
+"""Applies events in the caller's transaction. Raising rolls back the whole batch."""
+
+INFRASTRUCTURE = (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError)
+
+
+def _is_infrastructure(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (*INFRASTRUCTURE, NatsError, JetStreamError))
+
+
+@dataclass(slots=True)
+class SourceStats:
+    applied: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    checkpoint: int = 0
+    last_seq: int = 0
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.last_seq - self.checkpoint)
+
+
+@dataclass(slots=True)
+class _Delivery:
+    seq: int
+    reply: str
+    data: bytes
+    subject: str
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        nc: NATS,
+        db: Database,
+        naming: Naming,
+        name: str,
+        sources: Sequence[str],
+        handler: Handler,
+        registry: EventRegistry = REGISTRY,
+        batch: int = 1000,
+        expires: float = 1.0,
+        retries: int = 3,
+        retry_delay: float = 0.2,
+    ) -> None:
+        self.nc = nc
+        self.db = db
+        self.naming = naming
+        self.name = name
+        self.sources = list(sources)
+        self.handler = handler
+        self.registry = registry
+        self.batch = batch
+        self.expires = expires
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.stats = {source: SourceStats() for source in self.sources}
+        self._db_lock = asyncio.Lock()  # one writer per database at a time (SQLite)
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        await self.db.create_schema()
+        for source in self.sources:
+            self.stats[source].checkpoint = await self._load_checkpoint(source)
+            await self._ensure_consumer(source)
+
+    def _consumer_config(self, start: int) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_policy=api.AckPolicy.ALL,
+            ack_wait=60.0,
+            max_deliver=-1,
+            max_ack_pending=max(20_000, self.batch * 4),
+            max_waiting=64,
+            replay_policy=api.ReplayPolicy.INSTANT,
+        )
+
+    async def _ensure_consumer(self, source: str) -> None:
+        """Create the durable, or re-create it when its config or position would lose events.
+
+        A durable consumer's config is not updated by the server when the code changes, and
+        its position may be ahead of ours (a database restored from a backup): the database
+        checkpoint is the truth, so the consumer is re-created from it in both cases.
+        """
+        js = self.nc.jetstream()
+        stream = self.naming.stream(source)
+        start = self.stats[source].checkpoint + 1
+        wanted = self._consumer_config(start)
+        try:
+            info = await js.consumer_info(stream, self.name)
+        except NotFoundError:
+            await js.add_consumer(stream, wanted)
+            return
+        have = info.config
+        stale = (
+            have.ack_policy != wanted.ack_policy
+            or have.max_ack_pending != wanted.max_ack_pending
+            or (have.filter_subject or None) is not None
+            # Delivered past our checkpoint: unacked messages would wait out ack_wait before
+            # redelivery; acked past it: the database lost what the consumer thinks is done.
+            or info.delivered.stream_seq > self.stats[source].checkpoint
+        )
+        if stale:
+            log.warning(
+                "consumer %s on %s re-created from position %d (config changed or it was "
+                "ahead of the database checkpoint)",
+                self.name,
+                stream,
+                start,
+            )
+            await js.delete_consumer(stream, self.name)
+            await js.add_consumer(stream, wanted)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.setup()
+        async with asyncio.TaskGroup() as group:
+            for source in self.sources:
+                group.create_task(self._run_source(source))
+
+    async def _run_source(self, source: str) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                await self.drain(source, forever=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if not _is_infrastructure(error):
+                    raise
+                log.warning(
+                    "consumer %s/%s: %s; retrying in %.1fs", self.name, source, error, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                try:
+                    await self._ensure_consumer(source)
+                except Exception as again:
+                    if not _is_infrastructure(again):
+                        raise
+
+    async def drain(self, source: str, *, forever: bool = False) -> int:
+        """Pull and apply until the stream has nothing more (or forever); return how many.
+
+        One pull request is open at a time; its messages are applied as they arrive, a batch
+        being whatever has arrived since the last commit (up to `batch`), so a quiet stream
+        is applied within milliseconds and a busy one in large transactions.
+        """
+        stream = self.naming.stream(source)
+        inbox = self.nc.new_inbox()
+        buffer: list[_Delivery] = []
+        arrived = asyncio.Event()
+        state = {"open": False, "delivered": 0}
+
+        async def on_message(msg: Msg) -> None:
+            if not msg.reply:
+                # A status (404 no messages, 408 expired, 409 consumer changed): pull is over.
+                state["open"] = False
+            else:
+                buffer.append(_Delivery(_stream_seq(msg.reply), msg.reply, msg.data, msg.subject))
+                state["delivered"] += 1
+                if state["delivered"] >= self.batch:
+                    state["open"] = False
+            arrived.set()
+
+        sub = await self.nc.subscribe(inbox, cb=on_message)
+        request_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
+        applied = 0
+        try:
+            while True:
+                if not state["open"]:
+                    request: dict[str, Any] = {"batch": self.batch}
+                    if forever:
+                        request["expires"] = int(self.expires * 1e9)
+                    else:
+                        request["no_wait"] = True
+                    state.update(open=True, delivered=0)
+                    arrived.clear()
+                    await self.nc.publish(request_subject, orjson.dumps(request), reply=inbox)
+                await arrived.wait()
+                arrived.clear()
+                if buffer:
+                    taken = buffer[:]
+                    buffer.clear()
+                    applied += await self._apply(source, taken)
+                elif not state["open"] and not forever:
+                    return applied
+        finally:
+            await sub.unsubscribe()
+
+    async def _apply(self, source: str, deliveries: list[_Delivery]) -> int:
+        stats = self.stats[source]
+        fresh = [d for d in deliveries if d.seq > stats.checkpoint]
+        stats.skipped += len(deliveries) - len(fresh)
+        stats.last_seq = max(stats.last_seq, deliveries[-1].seq)
+        run: list[tuple[_Delivery, Envelope[Any]]] = []
+        for delivery in fresh:
+            decoded = self._decode(source, delivery)
+            if isinstance(decoded, str):
+                await self._commit_isolating(source, run)
+                run = []
+                await self._dead_letter(source, delivery, decoded)
+                await self._commit(source, [], delivery.seq, dead=1)
+            else:
+                run.append((delivery, decoded))
+        await self._commit_isolating(source, run)
+        await self._ack(deliveries[-1])
+        return len(fresh)
+
+    def _decode(self, source: str, delivery: _Delivery) -> Envelope[Any] | str:
+        """The event, or the reason it cannot be applied."""
+        try:
+            envelope = self.registry.decode(delivery.data)
+        except UndecodableEvent as error:
+            return f"undecodable: {error}"
+        if envelope.position != delivery.seq or envelope.source != source:
+            return (
+                f"not from the {source} outbox: {envelope.source} position "
+                f"{envelope.position} at stream sequence {delivery.seq}"
+            )
+        return envelope
+
+    async def _commit_isolating(
+        self, source: str, run: list[tuple[_Delivery, Envelope[Any]]]
+    ) -> None:
+        """Commit a run of events; if the handler fails, halve the run until the failing event
+        stands alone, retry it, and dead-letter it if it still fails."""
+        if not run:
+            return
+        try:
+            await self._commit(source, [e for _, e in run], run[-1][0].seq)
+            return
+        except Exception as error:
+            if _is_infrastructure(error):
+                raise
+            failure = error
+        if len(run) > 1:
+            middle = len(run) // 2
+            await self._commit_isolating(source, run[:middle])
+            await self._commit_isolating(source, run[middle:])
+            return
+        delivery, envelope = run[0]
+        for attempt in range(1, self.retries):
+            await asyncio.sleep(self.retry_delay * attempt)
+            try:
+                await self._commit(source, [envelope], delivery.seq)
+                return
+            except Exception as error:
+                if _is_infrastructure(error):
+                    raise
+                failure = error
+        reason = "handler failed: " + "".join(traceback.format_exception_only(failure)).strip()
+        log.error("consumer %s/%s seq %d: %s", self.name, source, delivery.seq, reason)
+        await self._dead_letter(source, delivery, reason)
+        await self._commit(source, [], delivery.seq, dead=1)
+
+    async def _commit(
+        self, source: str, events: Sequence[Envelope[Any]], position: int, *, dead: int = 0
+    ) -> None:
+        stats = self.stats[source]
+        if position <= stats.checkpoint:
+            return
+        async with self._db_lock, self.db.write() as conn:
+            if events:
+                await self.handler(conn, events)
+            await conn.execute(
+                update(checkpoints)
+                .where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
+                .values(position=position, dead_letters=checkpoints.c.dead_letters + dead)
+            )
+        stats.checkpoint = position
+        stats.applied += len(events)
+        stats.dead_letters += dead
+
+    async def _dead_letter(self, source: str, delivery: _Delivery, reason: str) -> None:
+        try:
+            original: Any = delivery.data.decode()
+        except UnicodeDecodeError:
+            original = {"base64": base64.b64encode(delivery.data).decode()}
+        entry = {
+            "consumer": self.name,
+            "source": source,
+            "stream": self.naming.stream(source),
+            "stream_seq": delivery.seq,
+            "subject": delivery.subject,
+            "reason": reason,
+            "dead_lettered_at": datetime.now(UTC).isoformat(),
+            "original": original,
+        }
+        await self.nc.jetstream().publish(
+            self.naming.dead_letter_subject(self.name),
+            orjson.dumps(entry),
+            stream=self.naming.dead_letter_stream,
+            headers={
+                "Nats-Msg-Id": f"{self.name}:{source}:{delivery.seq}",
+                "Kapok-Reason": reason[:200].replace("\r", " ").replace("\n", " "),
+            },
+        )
+
+    async def _ack(self, last: _Delivery) -> None:
+        # AckPolicy.ALL: acknowledging the batch's last message acknowledges the batch.
+        await self.nc.publish(last.reply, b"+ACK")
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def _load_checkpoint(self, source: str) -> int:
+        async with self.db.write() as conn:
+            value = await conn.scalar(
+                select(checkpoints.c.position).where(
+                    checkpoints.c.consumer == self.name, checkpoints.c.source == source
+                )
+            )
+            if value is None:
+                await conn.execute(
+                    checkpoints.insert().values(
+                        consumer=self.name, source=source, position=0, dead_letters=0
+                    )
+                )
+            return int(value or 0)
+
+    async def refresh_lag(self) -> dict[str, int]:
+        js = self.nc.jetstream()
+        for source in self.sources:
+            info = await js.stream_info(self.naming.stream(source))
+            self.stats[source].last_seq = int(info.state.last_seq)
+        return {source: stats.lag for source, stats in self.stats.items()}
+
+
+def _stream_seq(reply: str) -> int:
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (9 tokens), or the
+    # 12-token form with domain and account hash in front: the stream sequence is 5th/4th from
+    # the end respectively.
+    tokens = reply.split(".")
+    return int(tokens[5] if len(tokens) == 9 else tokens[7])

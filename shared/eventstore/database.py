@@ -1,0 +1,93 @@
+"""One service's database: SQLite file by default, PostgreSQL by URL, the same code on both.
+
+Writes go through `Database.write()`, one transaction at a time per process on SQLite
+(``BEGIN IMMEDIATE`` on a single pooled connection, so a transaction never fails half-way on
+a lock upgrade); on PostgreSQL the event log's head row is the lock (see `store.py`).
+Readers use their own connections and never block writers (WAL on SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from shared.eventstore.schema import metadata
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._changed = asyncio.Event()
+        if self.is_sqlite:
+            database = self.url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.writer = create_async_engine(
+                self.url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120
+            )
+            self.reader = create_async_engine(self.url, echo=echo, poolclass=NullPool)
+            _sqlite_pragmas(self.writer, immediate=True)
+            _sqlite_pragmas(self.reader, immediate=False)
+        else:
+            self.writer = create_async_engine(
+                self.url, echo=echo, pool_size=8, max_overflow=8, pool_pre_ping=True
+            )
+            self.reader = self.writer
+
+    async def create_schema(self, *more: MetaData) -> None:
+        """Create shared/'s tables and a service's own (idempotent)."""
+        async with self.writer.begin() as conn:
+            for tables in (metadata, *more):
+                await conn.run_sync(tables.create_all)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: commits when the block ends, rolls back whole on error."""
+        async with self.writer.begin() as conn:
+            yield conn
+        self._changed.set()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def wait_for_change(self, seconds: float) -> None:
+        """Wake when a write in this process committed, or after ``seconds``."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), seconds)
+        self._changed.clear()
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit that returned is on disk; the store is the record of what happened.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,53 @@
+"""Tables shared/ keeps in every service's database."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+metadata = MetaData()
+
+# An integer key: SQLite stores it as the rowid itself (a random-UUID key made batched
+# inserts several times slower when measured).
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=False),
+    Column("stream_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("type", String(64), nullable=False),
+    # The canonical bytes exactly as hashed and published: the relay sends them unchanged.
+    Column("body", Text, nullable=False),
+    UniqueConstraint("stream_id", "version", name="events_stream_version"),
+)
+
+# One row per source: the last position and hash. Appenders lock it, so positions are handed
+# out in commit order and the hash chain has exactly one successor per link.
+log_head = Table(
+    "event_log_head",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# How far the outbox relay got: written only after JetStream acknowledged.
+outbox_progress = Table(
+    "outbox_progress",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("republished", BigInteger, nullable=False, default=0),
+)
+
+# A consumer's checkpoint per source, committed with the state it produced.
+checkpoints = Table(
+    "consumer_checkpoints",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("source", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("dead_letters", BigInteger, nullable=False, default=0),
+)

@@ -1,0 +1,232 @@
+"""The event store: atomic appends with optimistic concurrency, positions in commit order,
+and the source's hash chain, all in the one transaction that also serves as the outbox.
+
+Why positions never show a gap to a reader: every append first locks the source's head row
+(`event_log_head`) and only then takes the next positions. A second appender waits on that
+lock until the first commits, so position N+1 can never be visible while N is still
+uncommitted and appears later. The same lock gives the hash chain exactly one successor
+per link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, seal, uuid7
+from shared.contracts.registry import REGISTRY, EventRegistry
+from shared.eventstore.database import Database
+from shared.eventstore.schema import events, log_head
+
+
+class ConcurrencyError(Exception):
+    """The aggregate changed since it was loaded: nothing was written."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None) -> None:
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+        found = "a newer version" if actual is None else f"version {actual}"
+        super().__init__(f"{stream_id}: expected version {expected}, found {found}")
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Events for one aggregate, on top of the version the decision was made on."""
+
+    stream_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    event_id: str
+    type: str
+    body: str
+
+
+_IN_CHUNK = 500
+
+
+class EventStore:
+    def __init__(self, db: Database, source: str, registry: EventRegistry = REGISTRY) -> None:
+        self.db = db
+        self.source = source
+        self.registry = registry
+
+    async def setup(self) -> None:
+        await self.db.create_schema()
+        async with self.db.write() as conn:
+            exists = await conn.scalar(
+                select(log_head.c.position).where(log_head.c.source == self.source)
+            )
+            if exists is None:
+                await conn.execute(
+                    log_head.insert().values(source=self.source, position=0, hash=GENESIS)
+                )
+
+    async def append(
+        self, stream_id: str, expected_version: int, new: Sequence[NewEvent], ctx: Context
+    ) -> int:
+        """Append atomically; return the last position. Stale version: ConcurrencyError."""
+        async with self.db.write() as conn:
+            return await self.append_in(conn, [Append(stream_id, expected_version, new)], ctx)
+
+    async def append_all(self, appends: Sequence[Append], ctx: Context) -> int:
+        async with self.db.write() as conn:
+            return await self.append_in(conn, appends, ctx)
+
+    async def append_in(
+        self, conn: AsyncConnection, appends: Sequence[Append], ctx: Context
+    ) -> int:
+        """Append inside the caller's transaction (a handler committing its checkpoint too)."""
+        appends = [a for a in appends if a.events]
+        if not appends:
+            return await self.head(conn)
+        head = (
+            await conn.execute(
+                select(log_head.c.position, log_head.c.hash)
+                .where(log_head.c.source == self.source)
+                .with_for_update()
+            )
+        ).one()
+        await self._check_versions(conn, appends)
+
+        position, prev_hash = int(head.position), str(head.hash)
+        recorded_at = datetime.now(UTC).isoformat()
+        correlation = str(ctx.correlation_id)
+        causation = str(ctx.causation_id) if ctx.causation_id else None
+        rows: list[dict[str, Any]] = []
+        for append in appends:
+            version = append.expected_version
+            for new in append.events:
+                event_type = type(new.data)
+                if event_type.source != self.source:
+                    raise ValueError(f"{event_type.type_name()} belongs to {event_type.source}")
+                position += 1
+                version += 1
+                event_id = str(uuid7())
+                body = {
+                    "event_id": event_id,
+                    "type": event_type.type_name(),
+                    "schema_version": event_type.schema_version,
+                    "source": self.source,
+                    "stream_id": append.stream_id,
+                    "version": version,
+                    "position": position,
+                    "occurred_at": new.occurred_at.isoformat(),
+                    "recorded_at": recorded_at,
+                    "correlation_id": correlation,
+                    "causation_id": causation,
+                    "actor": ctx.actor,
+                    "prev_hash": prev_hash,
+                    "data": new.data.model_dump(mode="json"),
+                }
+                raw = seal(body).decode()
+                prev_hash = body["hash"]
+                rows.append(
+                    {
+                        "position": position,
+                        "stream_id": append.stream_id,
+                        "version": version,
+                        "event_id": event_id,
+                        "type": body["type"],
+                        "body": raw,
+                    }
+                )
+        try:
+            await conn.execute(events.insert(), rows)
+        except IntegrityError as error:
+            # Only reachable if a writer bypassed the head lock; still nothing is written.
+            first = appends[0]
+            raise ConcurrencyError(first.stream_id, first.expected_version, None) from error
+        await conn.execute(
+            log_head.update()
+            .where(log_head.c.source == self.source)
+            .values(position=position, hash=prev_hash)
+        )
+        return position
+
+    async def _check_versions(self, conn: AsyncConnection, appends: Sequence[Append]) -> None:
+        expected: dict[str, int] = {}
+        for append in appends:
+            if append.stream_id in expected:
+                raise ValueError(f"{append.stream_id}: appended twice in one transaction")
+            expected[append.stream_id] = append.expected_version
+        ids = list(expected)
+        actual: dict[str, int] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            result = await conn.execute(
+                select(events.c.stream_id, func.max(events.c.version))
+                .where(events.c.stream_id.in_(chunk))
+                .group_by(events.c.stream_id)
+            )
+            actual.update({row[0]: int(row[1]) for row in result})
+        for stream_id, version in expected.items():
+            if actual.get(stream_id, 0) != version:
+                raise ConcurrencyError(stream_id, version, actual.get(stream_id, 0))
+
+    async def load(self, stream_id: str) -> list[Envelope[Any]]:
+        """The aggregate's events in version order, decoded (and upcast) for the domain."""
+        async with self.db.read() as conn:
+            result = await conn.execute(
+                select(events.c.body)
+                .where(events.c.stream_id == stream_id)
+                .order_by(events.c.version)
+            )
+            return [self.registry.decode(row[0]) for row in result]
+
+    async def load_many(self, stream_ids: Sequence[str]) -> dict[str, list[Envelope[Any]]]:
+        found: dict[str, list[Envelope[Any]]] = {s: [] for s in stream_ids}
+        async with self.db.read() as conn:
+            for start in range(0, len(stream_ids), _IN_CHUNK):
+                chunk = list(stream_ids[start : start + _IN_CHUNK])
+                result = await conn.execute(
+                    select(events.c.body)
+                    .where(events.c.stream_id.in_(chunk))
+                    .order_by(events.c.stream_id, events.c.version)
+                )
+                for row in result:
+                    envelope = self.registry.decode(row[0])
+                    found[envelope.stream_id].append(envelope)
+        return found
+
+    async def read_from(
+        self, after: int, limit: int, conn: AsyncConnection | None = None
+    ) -> list[StoredEvent]:
+        """Events after a position, in position order: what the relay publishes."""
+        query = (
+            select(events.c.position, events.c.event_id, events.c.type, events.c.body)
+            .where(events.c.position > after)
+            .order_by(events.c.position)
+            .limit(limit)
+        )
+        if conn is not None:
+            result = await conn.execute(query)
+            return [StoredEvent(*row) for row in result]
+        async with self.db.read() as own:
+            result = await own.execute(query)
+            return [StoredEvent(*row) for row in result]
+
+    async def event_ids_at(self, positions: Sequence[int]) -> dict[int, str]:
+        async with self.db.read() as conn:
+            result = await conn.execute(
+                select(events.c.position, events.c.event_id).where(
+                    events.c.position.in_(list(positions))
+                )
+            )
+            return {int(p): str(e) for p, e in result}
+
+    async def head(self, conn: AsyncConnection | None = None) -> int:
+        query = select(log_head.c.position).where(log_head.c.source == self.source)
+        if conn is not None:
+            return int(await conn.scalar(query) or 0)
+        async with self.db.read() as own:
+            return int(await own.scalar(query) or 0)

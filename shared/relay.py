@@ -1,0 +1,278 @@
+"""The outbox relay: publishes a source's stored events to its JetStream stream, in order.
+
+Invariant: the stream's sequence number IS the store's position. Each publish carries
+``Nats-Expected-Last-Sequence: position - 1``, so the server refuses anything that would
+leave a gap or land out of order, and ``Nats-Msg-Id: event_id``, so a retried publish within
+the duplicate window is acknowledged as a duplicate instead of stored twice. Publishes are
+pipelined (a chunk in flight, acks gathered on one inbox); progress is written only after the
+acks, and only up to the last one of an unbroken run of acks.
+
+The invariant also makes the bus checkable against the store at any time (`reconcile`):
+- stream behind the recorded progress: the bus lost a tail (a crash inside nats-server's
+  fsync interval); the relay moves back and publishes the tail again, with the same ids and
+  sequence numbers, so consumers that already saw it skip it;
+- stream ahead of the progress: acks were lost before progress was written; the relay checks
+  the last message is ours and moves forward;
+- the stream's message at a position is not the store's event there: the stream belongs to
+  another database. The relay stops with `StreamDiverged` rather than mix two histories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
+
+from shared.bus.naming import Naming
+from shared.eventstore.schema import outbox_progress
+from shared.eventstore.store import EventStore
+
+log = logging.getLogger("kapok.relay")
+
+
+class StreamDiverged(RuntimeError):
+    """The stream does not hold this store's history: publishing on would mix two."""
+
+
+class _ChunkFailed(Exception):
+    pass
+
+
+# Worth another try after a pause; anything else is a bug and ends the relay loudly.
+RETRYABLE = (_ChunkFailed, NatsError, JetStreamError, DBAPIError, OSError, TimeoutError)
+
+
+@dataclass(slots=True)
+class RelayStats:
+    published: int = 0
+    duplicates: int = 0
+    republished: int = 0
+    failures: int = 0
+    progress: int = 0
+    head: int = 0
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.progress)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: EventStore,
+        nc: NATS,
+        naming: Naming,
+        *,
+        chunk: int = 2000,
+        ack_timeout: float = 10.0,
+        poll_interval: float = 0.5,
+        reconcile_every: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.nc = nc
+        self.source = store.source
+        self.stream = naming.stream(self.source)
+        self._subject_prefix = naming.event_subject(self.source, "")
+        self.chunk = chunk
+        self.ack_timeout = ack_timeout
+        self.poll_interval = poll_interval
+        self.reconcile_every = reconcile_every
+        self.stats = RelayStats()
+        self._inbox = nc.new_inbox()
+        self._generation = 0
+        self._results: dict[int, str | None] = {}
+        self._expected = 0
+        self._all_acked = asyncio.Event()
+        self._sub_ready = False
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish forever: catch up, then follow new commits. Only `StreamDiverged` ends it."""
+        backoff = 0.2
+        while True:
+            try:
+                await self.reconcile()
+                loop = asyncio.get_running_loop()
+                next_check = loop.time() + self.reconcile_every
+                while True:
+                    if await self.publish_pending() == 0:
+                        await self.store.db.wait_for_change(self.poll_interval)
+                    if loop.time() >= next_check:
+                        await self.reconcile()
+                        next_check = loop.time() + self.reconcile_every
+                    backoff = 0.2
+            except StreamDiverged:
+                raise
+            except (
+                _ChunkFailed,
+                NatsError,
+                JetStreamError,
+                DBAPIError,
+                OSError,
+                TimeoutError,
+            ) as error:
+                self.stats.failures += 1
+                log.warning("relay %s: %s; retrying in %.1fs", self.source, error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def publish_pending(self) -> int:
+        """Publish everything stored after the recorded progress; return how many."""
+        await self._subscribe()
+        progress = await self._load_progress()
+        total = 0
+        while True:
+            rows = await self.store.read_from(progress, self.chunk)
+            if not rows:
+                self.stats.head = progress
+                return total
+            acked = await self._publish_chunk(rows)
+            if acked > progress:
+                await self._save_progress(acked)
+                total += acked - progress
+                progress = acked
+            if acked < rows[-1].position:
+                raise _ChunkFailed(self._first_failure(acked))
+
+    # -- one pipelined chunk ----------------------------------------------------------------
+
+    async def _publish_chunk(self, rows: list) -> int:  # type: ignore[type-arg]
+        self._generation += 1
+        prefix = f"{self._inbox}.{self._generation}."
+        self._results = {}
+        self._expected = len(rows)
+        self._all_acked.clear()
+        publish = self.nc.publish
+        stream = self.stream
+        subject_prefix = self._subject_prefix
+        for row in rows:
+            await publish(
+                subject_prefix + row.type,
+                row.body.encode(),
+                reply=prefix + str(row.position),
+                headers={
+                    "Nats-Msg-Id": row.event_id,
+                    "Nats-Expected-Stream": stream,
+                    "Nats-Expected-Last-Sequence": str(row.position - 1),
+                },
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_acked.wait(), self.ack_timeout)
+        acked = rows[0].position - 1
+        for row in rows:
+            if self._results.get(row.position, "no ack") is not None:
+                break
+            acked = row.position
+        return acked
+
+    def _first_failure(self, acked: int) -> str:
+        reason = self._results.get(acked + 1, "no acknowledgement in time")
+        return f"publish of position {acked + 1} to {self.stream} failed: {reason}"
+
+    async def _on_ack(self, msg: Msg) -> None:
+        _, generation, position_text = msg.subject.rsplit(".", 2)
+        if int(generation) != self._generation:
+            return  # an ack of an abandoned chunk, arriving late
+        position = int(position_text)
+        if position in self._results:
+            return
+        self._results[position] = self._ack_error(msg, position)
+        if len(self._results) >= self._expected:
+            self._all_acked.set()
+
+    def _ack_error(self, msg: Msg, position: int) -> str | None:
+        if not msg.data:
+            status = msg.headers.get("Status", "?") if msg.headers else "?"
+            return f"status {status} (is the stream {self.stream} there?)"
+        ack = orjson.loads(msg.data)
+        if "error" in ack:
+            error = ack["error"]
+            return f"{error.get('description')} (err_code {error.get('err_code')})"
+        if ack.get("seq") != position:
+            return f"stored at sequence {ack.get('seq')}, not {position}"
+        if ack.get("duplicate"):
+            self.stats.duplicates += 1
+        else:
+            self.stats.published += 1
+        return None
+
+    async def _subscribe(self) -> None:
+        if not self._sub_ready:
+            await self.nc.subscribe(f"{self._inbox}.>", cb=self._on_ack)
+            self._sub_ready = True
+
+    # -- checking the bus against the store --------------------------------------------------
+
+    async def reconcile(self) -> None:
+        js = self.nc.jetstream()
+        info = await js.stream_info(self.stream)
+        last = int(info.state.last_seq)
+        head = await self.store.head()
+        progress = await self._load_progress()
+        self.stats.head = head
+        if last > head:
+            raise StreamDiverged(
+                f"stream {self.stream} holds {last} messages but this {self.source} store "
+                f"only {head} events: the stream belongs to another database"
+            )
+        if last > 0:
+            message = await js.get_msg(self.stream, seq=last)
+            on_bus = (message.headers or {}).get("Nats-Msg-Id")
+            in_store = (await self.store.event_ids_at([last])).get(last)
+            if on_bus != in_store:
+                raise StreamDiverged(
+                    f"stream {self.stream} sequence {last} is event {on_bus}, but this store's "
+                    f"position {last} is {in_store}: the stream belongs to another database"
+                )
+        if last < progress:
+            lost = progress - last
+            self.stats.republished += lost
+            log.warning(
+                "relay %s: stream %s lost its last %d events (at %d, relay had %d): "
+                "publishing them again from the store",
+                self.source,
+                self.stream,
+                lost,
+                last,
+                progress,
+            )
+        if last != progress:
+            await self._save_progress(last, republished=max(0, progress - last))
+
+    # -- progress ---------------------------------------------------------------------------
+
+    async def _load_progress(self) -> int:
+        async with self.store.db.read() as conn:
+            value = await conn.scalar(
+                select(outbox_progress.c.position).where(outbox_progress.c.source == self.source)
+            )
+        self.stats.progress = int(value or 0)
+        return self.stats.progress
+
+    async def _save_progress(self, position: int, republished: int = 0) -> None:
+        async with self.store.db.write() as conn:
+            updated = await conn.execute(
+                update(outbox_progress)
+                .where(outbox_progress.c.source == self.source)
+                .values(
+                    position=position,
+                    republished=outbox_progress.c.republished + republished,
+                )
+            )
+            if updated.rowcount == 0:
+                await conn.execute(
+                    outbox_progress.insert().values(
+                        source=self.source, position=position, republished=republished
+                    )
+                )
+        self.stats.progress = position
