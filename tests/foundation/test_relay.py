@@ -1,0 +1,197 @@
+"""The outbox relay: the store's events reach JetStream in order, once, whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+import nats
+import orjson
+import pytest
+from conftest import calls
+
+from shared.bus.embedded import EmbeddedNats
+from shared.bus.naming import Naming
+from shared.bus.provision import ensure_streams, event_stream_specs
+from shared.contracts import Context
+from shared.eventstore import Database, EventStore
+from shared.relay import OutboxRelay, StreamDiverged
+
+
+async def test_events_reach_the_stream_in_position_order_with_their_ids(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    await store.append_all(calls(0, 300), Context())
+    await store.append_all(calls(300, 5), Context())
+    relay = OutboxRelay(store, nc, naming, chunk=64)
+
+    assert await relay.publish_pending() == 305
+
+    stored = await store.read_from(0, 1000)
+    on_bus = await stream_messages()
+    assert [m.seq for m in on_bus] == [r.position for r in stored]
+    assert [m.headers["Nats-Msg-Id"] for m in on_bus] == [r.event_id for r in stored]
+    assert [m.data.decode() for m in on_bus] == [r.body for r in stored]
+    assert on_bus[0].subject == naming.event_subject("hotline", "CallReceived")
+    assert relay.stats.published == 305 and relay.stats.lag == 0
+
+
+async def test_a_relay_that_forgot_its_progress_publishes_nothing_twice(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    await store.append_all(calls(0, 50), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
+
+    # As after a crash between the PubAck and writing the progress down:
+    forgetful = OutboxRelay(store, nc, naming)
+    await forgetful._save_progress(10)
+    await forgetful.reconcile()
+    assert await forgetful.publish_pending() == 0
+
+    assert len(await stream_messages()) == 50
+
+
+async def test_two_relays_racing_on_one_store_still_publish_each_event_once_in_order(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    await store.append_all(calls(0, 2000), Context())
+    first, second = (OutboxRelay(store, nc, naming, chunk=100) for _ in range(2))
+
+    async def publish(relay: OutboxRelay) -> None:
+        # A refused publish (the other got there first) is a retry, never a wrong order.
+        for _ in range(50):
+            try:
+                await relay.publish_pending()
+                return
+            except Exception:
+                await relay.reconcile()
+
+    await asyncio.gather(publish(first), publish(second))
+
+    assert [m.seq for m in await stream_messages()] == list(range(1, 2001))
+    assert [orjson.loads(m.data)["position"] for m in await stream_messages()] == list(
+        range(1, 2001)
+    )
+
+
+async def test_a_stream_of_another_database_is_never_written_to(
+    store: EventStore, nc: nats.NATS, naming: Naming, tmp_path: Path
+) -> None:
+    await store.append_all(calls(0, 5), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
+    other_db = Database(f"sqlite+aiosqlite:///{tmp_path}/other.db")
+    other = EventStore(other_db, "hotline")
+    await other.setup()
+    await other.append_all(calls(0, 7), Context())
+
+    with pytest.raises(StreamDiverged, match="belongs to another database"):
+        await OutboxRelay(other, nc, naming).reconcile()
+    await other_db.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _wait_for(predicate, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(seconds):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+async def test_while_nats_is_down_commands_succeed_and_the_relay_catches_up(
+    store: EventStore, naming: Naming, tmp_path: Path
+) -> None:
+    port = _free_port()
+    server = EmbeddedNats(tmp_path / "bus", port=port, sync="default")
+    server.start()
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120))
+    relay = OutboxRelay(store, nc, naming, chunk=50, ack_timeout=1.0, reconcile_every=1.0)
+    running = asyncio.create_task(relay.run())
+    try:
+        await store.append_all(calls(0, 100), Context())
+        await _wait_for(lambda: _progress_is(relay, 100))
+
+        server.stop()
+        for first in range(100, 400, 50):  # the station keeps recording while the bus is down
+            await store.append_all(calls(first, 50), Context())
+        assert await store.head() == 400
+
+        server = EmbeddedNats(tmp_path / "bus", port=port, sync="default")
+        server.start()
+        await _wait_for(lambda: _progress_is(relay, 400))
+
+        js = nc.jetstream()
+        info = await js.stream_info(naming.stream("hotline"))
+        assert info.state.messages == 400 and info.state.last_seq == 400
+        ids = [
+            (await js.get_msg(naming.stream("hotline"), seq=s)).headers["Nats-Msg-Id"]
+            for s in (1, 250, 400)
+        ]
+        stored = await store.event_ids_at([1, 250, 400])
+        assert ids == [stored[1], stored[250], stored[400]]
+    finally:
+        running.cancel()
+        await nc.close()
+        server.stop()
+
+
+async def _progress_is(relay: OutboxRelay, position: int) -> bool:
+    return relay.stats.progress == position
+
+
+@pytest.mark.timeout(120)
+async def test_a_tail_the_bus_lost_in_a_crash_is_published_again(
+    store: EventStore, naming: Naming, tmp_path: Path
+) -> None:
+    """nats-server acknowledges before fsync: a crash can lose acknowledged messages. Here the
+    bus's files are rolled back to an earlier copy, which is what such a crash leaves."""
+    port, bus = _free_port(), tmp_path / "bus"
+    server = EmbeddedNats(bus, port=port, sync="default")
+    server.start()
+    nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120))
+    relay = OutboxRelay(store, nc, naming, ack_timeout=1.0, reconcile_every=0.5)
+    try:
+        await store.append_all(calls(0, 60), Context())
+        await relay.publish_pending()
+        server.stop()
+        shutil.copytree(bus, tmp_path / "bus-at-60")
+        server = EmbeddedNats(bus, port=port, sync="default")
+        server.start()
+        await store.append_all(calls(60, 40), Context())
+        await relay.publish_pending()
+        assert relay.stats.progress == 100
+        server.stop()
+        shutil.rmtree(bus)
+        shutil.copytree(tmp_path / "bus-at-60", bus)  # the crash: the last 40 are gone
+        server = EmbeddedNats(bus, port=port, sync="default")
+        server.start()
+
+        running = asyncio.create_task(relay.run())
+        js = nc.jetstream()
+
+        async def restored() -> bool:
+            try:
+                info = await js.stream_info(naming.stream("hotline"))
+            except Exception:
+                return False
+            return info.state.last_seq == 100
+
+        await _wait_for(restored)
+        running.cancel()
+
+        assert relay.stats.republished == 40
+        stored = await store.read_from(0, 200)
+        for row in stored[55:]:
+            message = await js.get_msg(naming.stream("hotline"), seq=row.position)
+            assert message.data.decode() == row.body
+    finally:
+        await nc.close()
+        server.stop()
