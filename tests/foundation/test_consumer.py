@@ -1,0 +1,247 @@
+"""The consumer runner: each event applied exactly once, in order, whatever is redelivered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+import orjson
+import pytest
+from conftest import calls
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.bus.naming import Naming
+from shared.consumer import ConsumerRunner
+from shared.contracts import Context, Envelope
+from shared.eventstore import Database, EventStore
+from shared.eventstore.schema import checkpoints
+from shared.relay import OutboxRelay, StreamDiverged
+
+# The handler's state: one row per applied call, so applying twice would show.
+state = MetaData()
+applied = Table(
+    "applied_calls",
+    state,
+    Column("position", Integer, primary_key=True),
+    Column("call", String(64), nullable=False),
+)
+
+
+async def record(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+    await conn.execute(
+        applied.insert(), [{"position": e.position, "call": e.data.call} for e in events]
+    )
+
+
+async def applied_positions(db: Database) -> list[int]:
+    async with db.read() as conn:
+        return list((await conn.scalars(select(applied.c.position).order_by("position"))).all())
+
+
+async def dead_letters_counted(db: Database, name: str) -> int:
+    async with db.read() as conn:
+        return int(
+            await conn.scalar(
+                select(checkpoints.c.dead_letters).where(checkpoints.c.consumer == name)
+            )
+            or 0
+        )
+
+
+async def published(store: EventStore, nc: nats.NATS, naming: Naming, count: int) -> None:
+    await store.append_all(calls(0, count), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
+
+
+async def runner_on(
+    db: Database, nc: nats.NATS, naming: Naming, handler=record, **kw
+) -> ConsumerRunner:  # type: ignore[no-untyped-def]
+    await db.create_schema(state)
+    runner = ConsumerRunner(
+        nc=nc, db=db, naming=naming, name="reporting", sources=["hotline"], handler=handler, **kw
+    )
+    await runner.setup()
+    return runner
+
+
+@pytest.fixture
+def reporting_db(database_url: str, tmp_path) -> Database:  # type: ignore[no-untyped-def]
+    # The consumer's own database, of the same kind as the producer's under test.
+    return Database(database_url.replace("x.db", "reporting.db"))
+
+
+async def test_each_event_is_applied_once_in_order_with_its_checkpoint(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 2500)
+    runner = await runner_on(reporting_db, nc, naming, batch=300)
+
+    assert await runner.drain("hotline") == 2500
+
+    assert await applied_positions(reporting_db) == list(range(1, 2501))
+    assert runner.stats["hotline"].checkpoint == 2500
+    await reporting_db.dispose()
+
+
+async def test_redelivered_and_duplicate_events_are_skipped(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 500)
+    first = await runner_on(reporting_db, nc, naming)
+    await first.drain("hotline")
+    # Everything delivered again from the start, as by a consumer whose acks were lost:
+    js = nc.jetstream()
+    await js.delete_consumer(naming.stream("hotline"), "reporting")
+    await js.add_consumer(naming.stream("hotline"), first._consumer_config(start=1))
+
+    again = await runner_on(reporting_db, nc, naming)
+    await again.drain("hotline")
+
+    assert again.stats["hotline"].skipped == 500 and again.stats["hotline"].applied == 0
+    assert await applied_positions(reporting_db) == list(range(1, 501))
+    await reporting_db.dispose()
+
+
+async def test_a_runner_killed_half_way_resumes_without_counting_twice(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 3000)
+    slow_seen: list[int] = []
+
+    async def slow(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        await record(conn, events)
+        slow_seen.extend(e.position for e in events)
+        await asyncio.sleep(0.05)
+
+    first = await runner_on(reporting_db, nc, naming, handler=slow, batch=100)
+    task = asyncio.create_task(first.drain("hotline"))
+    while len(slow_seen) < 1000:
+        await asyncio.sleep(0.01)
+    task.cancel()  # killed mid-batch: that batch's transaction never commits
+    await asyncio.gather(task, return_exceptions=True)
+
+    second = await runner_on(reporting_db, nc, naming)
+    await second.drain("hotline")
+
+    assert await applied_positions(reporting_db) == list(range(1, 3001))
+    await reporting_db.dispose()
+
+
+async def test_an_event_the_handler_cannot_apply_goes_to_the_dead_letters_and_is_counted(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 1000)
+
+    async def buggy(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        if any(e.data.call == "call:700" for e in events):
+            raise ValueError("a bug on call 700")
+        await record(conn, events)
+
+    runner = await runner_on(reporting_db, nc, naming, handler=buggy, retry_delay=0.01)
+    await runner.drain("hotline")
+
+    assert await applied_positions(reporting_db) == [p for p in range(1, 1001) if p != 701]
+    assert await dead_letters_counted(reporting_db, "reporting") == 1
+    entry = await nc.jetstream().get_last_msg(
+        naming.dead_letter_stream, naming.dead_letter_subject("reporting")
+    )
+    letter = orjson.loads(entry.data)
+    assert letter["stream_seq"] == 701 and "a bug on call 700" in letter["reason"]
+    assert orjson.loads(letter["original"])["data"]["call"] == "call:700"
+    await reporting_db.dispose()
+
+
+async def test_a_message_that_is_not_an_event_is_dead_lettered_without_blocking(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 10)
+    js = nc.jetstream()
+    await js.publish(
+        naming.event_subject("hotline", "CallReceived"),
+        b'{"type": "CallReceived", "data": {"caller_name": "x"}}',
+    )
+    await store.append_all(calls(10, 5), Context())
+    with pytest.raises(StreamDiverged):  # and the relay will not build on a stranger's message
+        await OutboxRelay(store, nc, naming).reconcile()
+    runner = await runner_on(reporting_db, nc, naming)
+    await runner.drain("hotline")
+
+    assert await applied_positions(reporting_db) == list(range(1, 11))
+    assert runner.stats["hotline"].dead_letters == 1
+    letter = orjson.loads(
+        (
+            await js.get_last_msg(
+                naming.dead_letter_stream, naming.dead_letter_subject("reporting")
+            )
+        ).data
+    )
+    assert letter["stream_seq"] == 11 and letter["reason"].startswith("undecodable")
+    await reporting_db.dispose()
+
+
+async def test_a_database_outage_is_waited_out_never_dead_lettered(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 400)
+    outages = {"left": 3}
+
+    async def flaky(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        if outages["left"]:
+            outages["left"] -= 1
+            raise OperationalError("INSERT", {}, ConnectionRefusedError("database is down"))
+        await record(conn, events)
+
+    runner = await runner_on(reporting_db, nc, naming, handler=flaky)
+    task = asyncio.create_task(runner.run())
+    async with asyncio.timeout(30):
+        while runner.stats["hotline"].checkpoint < 400:
+            await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert await applied_positions(reporting_db) == list(range(1, 401))
+    assert await dead_letters_counted(reporting_db, "reporting") == 0
+    await reporting_db.dispose()
+
+
+async def test_a_consumer_left_with_an_old_config_is_recreated_from_the_checkpoint(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 100)
+    await (await runner_on(reporting_db, nc, naming)).drain("hotline")
+    js = nc.jetstream()
+    await js.delete_consumer(naming.stream("hotline"), "reporting")
+    # An earlier release's durable: explicit acks, started from the beginning.
+    await js.add_consumer(
+        naming.stream("hotline"),
+        durable_name="reporting",
+        ack_policy=nats.js.api.AckPolicy.EXPLICIT,
+        deliver_policy=nats.js.api.DeliverPolicy.ALL,
+    )
+    await store.append_all(calls(100, 20), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
+
+    runner = await runner_on(reporting_db, nc, naming)
+    await runner.drain("hotline")
+
+    info = await js.consumer_info(naming.stream("hotline"), "reporting")
+    assert info.config.ack_policy == nats.js.api.AckPolicy.ALL
+    assert runner.stats["hotline"].skipped == 0  # started after the checkpoint, not at 1
+    assert await applied_positions(reporting_db) == list(range(1, 121))
+    await reporting_db.dispose()
+
+
+async def test_the_runner_counts_lag_per_source(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 30)
+    runner = await runner_on(reporting_db, nc, naming)
+
+    assert await runner.refresh_lag() == {"hotline": 30}
+    await runner.drain("hotline")
+    assert await runner.refresh_lag() == {"hotline": 0}
+    await reporting_db.dispose()
