@@ -99,7 +99,7 @@ def _free_port() -> int:
 
 async def _wait_for(predicate, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
     async with asyncio.timeout(seconds):
-        while not await predicate():  # noqa: ASYNC110 (polling a server, not a task)
+        while not await predicate():
             await asyncio.sleep(0.05)
 
 
