@@ -57,16 +57,20 @@ class StreamSpec:
 
 def check_server_version(nc: NATS) -> None:
     version = nc.connected_server_version
-    found = (version.major, version.minor, version.patch)
+    where = nc.connected_url.netloc if nc.connected_url else "?"
+    require_version((version.major, version.minor, version.patch), where)
+    if not nc._server_info.get("jetstream"):
+        raise NatsTooOld(f"the nats-server at {where} runs without JetStream: start it with -js")
+
+
+def require_version(found: tuple[int, int, int], where: str) -> None:
     if found < MIN_NATS_VERSION:
         need = ".".join(map(str, MIN_NATS_VERSION))
         raise NatsTooOld(
-            f"nats-server {version} at {nc.connected_url.netloc if nc.connected_url else '?'} "
-            f"is older than {need}, which Kapok needs (JetStream expected-sequence publishing "
-            f"and sync_interval). Use the embedded server (`kapok nats`) or upgrade."
+            f"nats-server {'.'.join(map(str, found))} at {where} is older than {need}, which "
+            f"Kapok needs (expected-sequence publishing, sync_interval). Use the embedded "
+            f"server (`kapok nats`) or upgrade that one."
         )
-    if not nc._server_info.get("jetstream"):
-        raise NatsTooOld("this nats-server runs without JetStream: start it with -js")
 
 
 def event_stream_specs(
