@@ -219,7 +219,7 @@ class ConsumerRunner:
 
         sub = await self.nc.subscribe(inbox, cb=on_message)
         request_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
-        applied = 0
+        applied = idle = 0
         try:
             while True:
                 if not state["open"]:
@@ -231,16 +231,41 @@ class ConsumerRunner:
                     state.update(open=True, delivered=0)
                     arrived.clear()
                     await self.nc.publish(request_subject, orjson.dumps(request), reply=inbox)
-                await arrived.wait()
+                try:
+                    # A request the server forgot (NATS restarted meanwhile) never reports
+                    # its end: past its expiry it is over all the same.
+                    await asyncio.wait_for(arrived.wait(), self.expires + 2.0)
+                except TimeoutError:
+                    state["open"] = False
                 arrived.clear()
                 if buffer:
                     taken = buffer[:]
                     buffer.clear()
                     applied += await self._apply(source, taken)
-                elif not state["open"] and not forever:
-                    return applied
+                    idle = 0
+                elif not state["open"]:
+                    if not forever:
+                        return applied
+                    idle += 1
+                    if idle % 10 == 0:
+                        await self._unstall(source)
         finally:
             await sub.unsubscribe()
+
+    async def _unstall(self, source: str) -> None:
+        """Nothing arrives though the stream is ahead of us: the consumer's state on the
+        server is ahead of the stream or of our checkpoint (a crash of nats-server inside
+        its fsync interval can leave that). The checkpoint decides: re-create from it."""
+        await self.refresh_lag()
+        if self.stats[source].lag > 0:
+            log.warning(
+                "consumer %s/%s: stalled at %d with lag %d; re-checking its durable",
+                self.name,
+                source,
+                self.stats[source].checkpoint,
+                self.stats[source].lag,
+            )
+            await self._ensure_consumer(source)
 
     async def _apply(self, source: str, deliveries: list[_Delivery]) -> int:
         stats = self.stats[source]
