@@ -7,6 +7,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+# Services `kapok serve` can run: each has a module `services.<name>.main` with
+# ``DEFAULT_PORT`` and ``async def serve(settings, host, port)``. Add a service here.
+SERVABLE = ("hotline",)
+
+
+def run_service(name: str, host: str, port: int | None) -> int:
+    import asyncio
+    import contextlib
+    import importlib
+    import logging
+
+    from shared.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    module = importlib.import_module(f"services.{name}.main")
+    # Ctrl-C before the HTTP server took the signal over: the service cleaned up already.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(module.serve(Settings(), host, port or module.DEFAULT_PORT))
+    return 0
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kapok", description=__doc__)
@@ -25,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     asyncapi = commands.add_parser("asyncapi", help="write the AsyncAPI document of the bus")
     asyncapi.add_argument("--output", "-o", type=Path, default=Path("asyncapi.json"))
 
+    serve = commands.add_parser("serve", help="run a service: HTTP API, NATS handlers, relay")
+    serve.add_argument("service", choices=sorted(SERVABLE), help="the service to run")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default: loopback)")
+    serve.add_argument("--port", type=int, default=None, help="HTTP port (default: per service)")
+
     args = parser.parse_args(argv)
     if args.command == "nats":
         from shared.bus.embedded import run_foreground
@@ -36,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_document(args.output)
         print(f"wrote {path}")
         return 0
+    if args.command == "serve":
+        return run_service(args.service, args.host, args.port)
     parser.error(f"unknown command {args.command}")
     return 2
 

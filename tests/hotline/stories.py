@@ -18,3 +18,20 @@ MORNING = datetime(2020, 2, 10, 9, 0, tzinfo=CST)
 def at(minutes: int) -> datetime:
     """Business time: minutes after 09:00 on 2020-02-10 in Guangzhou."""
     return MORNING + timedelta(minutes=minutes)
+
+
+def place() -> dict[str, str]:
+    return NANZHOU.model_dump()
+
+
+def call_body(point: str, minute: int = 5, **changes: object) -> dict[str, object]:
+    body: dict[str, object] = {
+        "point": point,
+        "category": "help_request",
+        "group": "disabled",
+        "channel": "phone",
+        "caller": WEI_YI,
+        "received_at": at(minute).isoformat(),
+    }
+    body.update(changes)
+    return body

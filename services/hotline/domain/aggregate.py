@@ -31,6 +31,11 @@ class Aggregate:
         return id.startswith(cls.kind + ":")
 
     @property
+    def latest_version(self) -> int:
+        """The version once the pending events are appended: what a reply reports."""
+        return self.version + len(self.pending)
+
+    @property
     def exists(self) -> bool:
         return self.version > 0 or bool(self.pending)
 

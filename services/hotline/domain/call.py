@@ -104,5 +104,5 @@ class Call(Aggregate):
             "completed_at": iso(self.completed_at),
             "outcome": self.outcome,
             "duration_seconds": self.duration_seconds,
-            "version": self.version,
+            "version": self.latest_version,
         }

@@ -118,5 +118,5 @@ class FollowUp(Aggregate):
             "scheduled_at": iso(self.scheduled_at),
             "completed_at": iso(self.completed_at),
             "channel": self.channel,
-            "version": self.version,
+            "version": self.latest_version,
         }

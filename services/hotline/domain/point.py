@@ -76,5 +76,5 @@ class HotlinePoint(Aggregate):
             "opened_at": iso(self.opened_at),
             "closed_at": iso(self.closed_at),
             "closure_reason": self.reason,
-            "version": self.version,
+            "version": self.latest_version,
         }

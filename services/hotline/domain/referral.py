@@ -89,5 +89,5 @@ class Referral(Aggregate):
             "needs": list(self.needs),
             "urgency": self.urgency,
             "referred_at": iso(self.referred_at),
-            "version": self.version,
+            "version": self.latest_version,
         }

@@ -82,5 +82,5 @@ class Shift(Aggregate):
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
             "minutes_on_duty": self.minutes_on_duty,
-            "version": self.version,
+            "version": self.latest_version,
         }

@@ -1,0 +1,1 @@
+"""Commands and their handlers: load, decide, append. Both entrypoints call this layer."""

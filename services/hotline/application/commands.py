@@ -1,0 +1,177 @@
+"""The hotline's commands: what a station, a worker or a script asks the service to do.
+
+The same models validate HTTP bodies and NATS requests, from the raw JSON bytes in pydantic's
+strict JSON mode: ISO 8601 strings become datetimes, but "3" is not a number, an unknown
+field is refused, and every error names its field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.hotline import (
+    CallOutcome,
+    Category,
+    Channel,
+    FollowUpChannel,
+    PointClosure,
+    PointSite,
+)
+from shared.contracts.types import Count, Group, Needs, Place, Ref, Urgency, VulnerableGroup
+
+# Clocks of stations' laptops drift; a minute of grace keeps an honest "now" from a slightly
+# fast clock acceptable while a typed-in future date (a wrong year, a wrong month) is refused.
+CLOCK_SKEW = timedelta(seconds=60)
+MAX_BATCH = 5000
+
+
+def _not_in_future(value: datetime) -> datetime:
+    if value > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError("is in the future: record what happened, not what will")
+    return value
+
+
+# When something happened: with an offset (a naive time is refused) and not yet to come.
+Happened = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
+WorkerRef = Annotated[Ref, Field(pattern=r"^worker:[A-Za-z0-9._-]+$")]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__
+
+
+class OpenHotlinePoint(Command):
+    place: Place
+    site: PointSite = "station"
+    opened_at: Happened
+
+
+class ClosePoint(Command):
+    point: Ref
+    reason: PointClosure
+    closed_at: Happened
+
+
+class StartShift(Command):
+    point: Ref
+    worker: WorkerRef
+    started_at: Happened
+
+
+class EndShift(Command):
+    shift: Ref
+    ended_at: Happened
+
+
+class ReceiveCall(Command):
+    point: Ref
+    category: Category
+    group: Group
+    channel: Channel
+    caller: Ref | None = Field(default=None, description="opaque; absent if anonymous")
+    received_at: Happened
+
+
+class CompleteCall(Command):
+    call: Ref
+    outcome: CallOutcome
+    duration_seconds: Count
+    completed_at: Happened
+
+
+class ReferToAid(Command):
+    call: Ref
+    needs: Needs
+    urgency: Urgency
+    referred_at: Happened
+    person: Ref | None = Field(default=None, description="default: the call's caller")
+    group: Group | None = Field(default=None, description="default: the caller's group")
+    place: Place | None = Field(default=None, description="default: the call's station")
+
+
+class ScheduleFollowUp(Command):
+    person: Ref
+    group: VulnerableGroup
+    point: Ref
+    category: Category
+    due_at: AwareDatetime
+    scheduled_at: Happened
+    call: Ref | None = None
+
+
+class CompleteFollowUp(Command):
+    follow_up: Ref
+    channel: FollowUpChannel
+    completed_at: Happened
+
+
+# -- a day's log in one request: all or nothing -----------------------------------------------
+
+
+class LoggedCall(ReceiveCall):
+    """A call as a station's log has it: received and, if it is over, its outcome. The call
+    completes at received_at + duration_seconds."""
+
+    outcome: CallOutcome | None = None
+    duration_seconds: Count | None = None
+
+    @model_validator(mode="after")
+    def _outcome_with_duration(self) -> Self:
+        if (self.outcome is None) != (self.duration_seconds is None):
+            missing = "duration_seconds" if self.duration_seconds is None else "outcome"
+            raise ValueError(f"{missing}: a completed call has both outcome and duration_seconds")
+        return self
+
+
+class LoggedFollowUp(ScheduleFollowUp):
+    completed_at: Happened | None = None
+    channel: FollowUpChannel | None = None
+
+    @model_validator(mode="after")
+    def _completed_with_channel(self) -> Self:
+        if (self.completed_at is None) != (self.channel is None):
+            missing = "channel" if self.channel is None else "completed_at"
+            raise ValueError(f"{missing}: a completed follow-up has both completed_at and channel")
+        return self
+
+
+class LoggedShift(StartShift):
+    ended_at: Happened | None = None
+
+
+class ReceiveCalls(Command):
+    items: Annotated[list[LoggedCall], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class ScheduleFollowUps(Command):
+    items: Annotated[list[LoggedFollowUp], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class StartShifts(Command):
+    items: Annotated[list[LoggedShift], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.name(): c
+    for c in (
+        OpenHotlinePoint,
+        ClosePoint,
+        StartShift,
+        EndShift,
+        ReceiveCall,
+        CompleteCall,
+        ReferToAid,
+        ScheduleFollowUp,
+        CompleteFollowUp,
+        ReceiveCalls,
+        ScheduleFollowUps,
+        StartShifts,
+    )
+}

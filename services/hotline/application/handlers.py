@@ -1,0 +1,239 @@
+"""One handler per command: load what the decision needs, let the aggregates decide, and say
+what to append. Committing (and its cross-aggregate guards) is the service's job."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from services.hotline.application.commands import (
+    ClosePoint,
+    Command,
+    CompleteCall,
+    CompleteFollowUp,
+    EndShift,
+    OpenHotlinePoint,
+    ReceiveCall,
+    ReceiveCalls,
+    ReferToAid,
+    ScheduleFollowUp,
+    ScheduleFollowUps,
+    StartShift,
+    StartShifts,
+)
+from services.hotline.application.loader import Loader
+from services.hotline.domain import (
+    Aggregate,
+    Call,
+    FollowUp,
+    HotlinePoint,
+    InvalidInput,
+    NotFound,
+    Referral,
+    RuleBroken,
+    Shift,
+)
+from shared.contracts.envelope import uuid7
+
+
+@dataclass(slots=True)
+class Decision:
+    changed: list[Aggregate]  # each appended on top of the version it was loaded at
+    status: int
+    body: dict[str, Any]
+    # Guards the commit re-checks under the store's lock (see HotlineService.commit):
+    claims: dict[str, str] = field(default_factory=dict)  # worker → shift now open
+    releases: list[str] = field(default_factory=list)  # shifts now ended
+    open_points: set[str] = field(default_factory=set)  # points that must still be open
+    work: str = "calls"  # what those points take, for the rule's name if one closed meanwhile
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}:{uuid7()}"
+
+
+def created(aggregate: Aggregate, **guards: Any) -> Decision:
+    return Decision([aggregate], 201, aggregate.view(), **guards)
+
+
+def changed(aggregate: Aggregate, **guards: Any) -> Decision:
+    return Decision([aggregate], 200, aggregate.view(), **guards)
+
+
+@contextmanager
+def item(index: int) -> Iterator[None]:
+    """Name the batch item in whatever the domain refuses, so the client can find it."""
+    try:
+        yield
+    except InvalidInput as error:
+        error.field = f"items.{index}.{error.field}"
+        raise
+    except (RuleBroken, NotFound) as error:
+        error.message = f"items.{index}: {error.message}"
+        error.args = (error.message,)
+        raise
+
+
+async def open_point(cmd: OpenHotlinePoint, load: Loader) -> Decision:
+    return created(HotlinePoint.open(new_id("point"), cmd.place, cmd.site, cmd.opened_at))
+
+
+async def close_point(cmd: ClosePoint, load: Loader) -> Decision:
+    point = await load.one(HotlinePoint, cmd.point)
+    point.close(cmd.reason, cmd.closed_at)
+    return changed(point)
+
+
+async def start_shift(cmd: StartShift, load: Loader) -> Decision:
+    point = await load.one(HotlinePoint, cmd.point)
+    open_shift = (await load.open_shifts([cmd.worker])).get(cmd.worker)
+    shift = Shift.start(new_id("shift"), cmd.worker, point, cmd.started_at, open_shift)
+    return created(shift, claims={cmd.worker: shift.id}, open_points={point.id}, work="shifts")
+
+
+async def end_shift(cmd: EndShift, load: Loader) -> Decision:
+    shift = await load.one(Shift, cmd.shift)
+    shift.end(cmd.ended_at)
+    return changed(shift, releases=[shift.id])
+
+
+async def start_shifts(cmd: StartShifts, load: Loader) -> Decision:
+    points = await load.many(HotlinePoint, {i.point for i in cmd.items})
+    open_now = await load.open_shifts(sorted({i.worker for i in cmd.items if i.ended_at is None}))
+    shifts: list[Aggregate] = []
+    claims: dict[str, str] = {}
+    for index, logged in enumerate(cmd.items):
+        with item(index):
+            still_open = logged.ended_at is None
+            busy = (
+                (open_now.get(logged.worker) or claims.get(logged.worker)) if still_open else None
+            )
+            shift = Shift.start(
+                new_id("shift"), logged.worker, points[logged.point], logged.started_at, busy
+            )
+            if logged.ended_at is not None:
+                shift.end(logged.ended_at)
+            else:
+                claims[logged.worker] = shift.id
+        shifts.append(shift)
+    return batch("shifts", shifts, claims=claims, open_points=set(points), work="shifts")
+
+
+async def receive_call(cmd: ReceiveCall, load: Loader) -> Decision:
+    point = await load.one(HotlinePoint, cmd.point)
+    call = Call.receive(
+        new_id("call"), point, cmd.category, cmd.group, cmd.channel, cmd.caller, cmd.received_at
+    )
+    return created(call, open_points={point.id})
+
+
+async def complete_call(cmd: CompleteCall, load: Loader) -> Decision:
+    call = await load.one(Call, cmd.call)
+    call.complete(cmd.outcome, cmd.duration_seconds, cmd.completed_at)
+    return changed(call)
+
+
+async def receive_calls(cmd: ReceiveCalls, load: Loader) -> Decision:
+    points = await load.many(HotlinePoint, {i.point for i in cmd.items})
+    calls: list[Aggregate] = []
+    for index, logged in enumerate(cmd.items):
+        with item(index):
+            call = Call.receive(
+                new_id("call"),
+                points[logged.point],
+                logged.category,
+                logged.group,
+                logged.channel,
+                logged.caller,
+                logged.received_at,
+            )
+            if logged.outcome is not None and logged.duration_seconds is not None:
+                ended = logged.received_at + timedelta(seconds=logged.duration_seconds)
+                call.complete(logged.outcome, logged.duration_seconds, ended)
+        calls.append(call)
+    return batch("calls", calls, open_points=set(points))
+
+
+async def refer_to_aid(cmd: ReferToAid, load: Loader) -> Decision:
+    call = await load.one(Call, cmd.call)
+    referral = Referral.from_call(
+        new_id("referral"),
+        call,
+        cmd.needs,
+        cmd.urgency,
+        cmd.referred_at,
+        person=cmd.person,
+        group=cmd.group,
+        place=cmd.place,
+    )
+    return created(referral)
+
+
+async def schedule_follow_up(cmd: ScheduleFollowUp, load: Loader) -> Decision:
+    point = await load.one(HotlinePoint, cmd.point)
+    call = await load.one(Call, cmd.call) if cmd.call else None
+    follow_up = FollowUp.schedule(
+        new_id("follow-up"),
+        cmd.person,
+        cmd.group,
+        point,
+        cmd.category,
+        cmd.due_at,
+        cmd.scheduled_at,
+        call,
+    )
+    return created(follow_up, open_points={point.id}, work="follow_ups")
+
+
+async def complete_follow_up(cmd: CompleteFollowUp, load: Loader) -> Decision:
+    follow_up = await load.one(FollowUp, cmd.follow_up)
+    follow_up.complete(cmd.channel, cmd.completed_at)
+    return changed(follow_up)
+
+
+async def schedule_follow_ups(cmd: ScheduleFollowUps, load: Loader) -> Decision:
+    points = await load.many(HotlinePoint, {i.point for i in cmd.items})
+    calls = await load.many(Call, {i.call for i in cmd.items if i.call})
+    follow_ups: list[Aggregate] = []
+    for index, logged in enumerate(cmd.items):
+        with item(index):
+            follow_up = FollowUp.schedule(
+                new_id("follow-up"),
+                logged.person,
+                logged.group,
+                points[logged.point],
+                logged.category,
+                logged.due_at,
+                logged.scheduled_at,
+                calls[logged.call] if logged.call else None,
+            )
+            if logged.completed_at is not None and logged.channel is not None:
+                follow_up.complete(logged.channel, logged.completed_at)
+        follow_ups.append(follow_up)
+    return batch("follow_ups", follow_ups, open_points=set(points), work="follow_ups")
+
+
+def batch(name: str, aggregates: list[Aggregate], **guards: Any) -> Decision:
+    body = {"count": len(aggregates), name: [a.id for a in aggregates]}
+    return Decision(aggregates, 201, body, **guards)
+
+
+Handler = Callable[[Any, Loader], Awaitable[Decision]]
+
+HANDLERS: dict[type[Command], Handler] = {
+    OpenHotlinePoint: open_point,
+    ClosePoint: close_point,
+    StartShift: start_shift,
+    EndShift: end_shift,
+    StartShifts: start_shifts,
+    ReceiveCall: receive_call,
+    CompleteCall: complete_call,
+    ReceiveCalls: receive_calls,
+    ReferToAid: refer_to_aid,
+    ScheduleFollowUp: schedule_follow_up,
+    CompleteFollowUp: complete_follow_up,
+    ScheduleFollowUps: schedule_follow_ups,
+}

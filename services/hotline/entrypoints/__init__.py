@@ -1,0 +1,1 @@
+"""How the hotline is reached: HTTP (FastAPI) and NATS request-reply (FastStream)."""

@@ -1,0 +1,58 @@
+"""The same commands over NATS request-reply, for other services and scripts.
+
+Each command listens on ``<root>.hotline.cmd.<Command>`` in the queue group ``hotline``, so
+several replicas share the load. A request's body is the command's JSON (identifiers that
+HTTP takes from the path are fields here); the headers are HTTP's (Idempotency-Key,
+Kapok-Actor). The reply is ``{"status": 201, "result": {...}}`` or the HTTP error body
+``{"status": 422, "error": "...", "field": "..."}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+
+from services.hotline.application.commands import COMMANDS, Command
+from services.hotline.application.service import HotlineService, Reply
+from services.hotline.entrypoints.common import handle
+from shared.bus.naming import Naming
+
+QUEUE_GROUP = "hotline"
+# Requests handled at once per replica: calls mostly wait on the database, so more than one.
+WORKERS = 32
+
+
+def reply_bytes(reply: Reply) -> bytes:
+    if reply.status < 400:
+        return b'{"status":%d,"result":%s}' % (reply.status, reply.body)
+    return reply.body  # already {"status": ..., "error": ..., ...}
+
+
+def register(broker: NatsBroker, service: HotlineService, naming: Naming) -> None:
+    for name, model in COMMANDS.items():
+        broker.subscriber(
+            naming.command_subject("hotline", name),
+            queue=QUEUE_GROUP,
+            max_workers=WORKERS,
+            title=f"hotline.cmd.{name}",
+            description=(model.__doc__ or name).strip().splitlines()[0],
+        )(_handler(service, model))
+
+
+def _handler(
+    service: HotlineService, model: type[Command]
+) -> Callable[[NatsMessage], Awaitable[bytes]]:
+    async def handler(msg: NatsMessage) -> bytes:
+        reply = await handle(service, model, msg.body, msg.headers or {})
+        return reply_bytes(reply)
+
+    handler.__name__ = model.name()
+    return handler
+
+
+def build_broker(nats_url: str, service: HotlineService, naming: Naming) -> NatsBroker:
+    broker = NatsBroker(nats_url, logger=None)
+    register(broker, service, naming)
+    return broker

@@ -1,0 +1,338 @@
+"""The HTTP API on real parts (both databases, the session's nats-server): commands in,
+events out on the HOTLINE stream, refusals that name the field or the rule and store nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest import Hotline
+from stories import NANZHOU, WEI_YI, WORKER, at, call_body, place
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def open_point(hotline: Hotline, minute: int = 0) -> str:
+    response = await hotline.post(
+        "/points", {"place": place(), "opened_at": at(minute).isoformat()}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["point"])
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+async def test_wei_yi_from_her_call_to_the_referral_to_aid(hotline: Hotline) -> None:
+    """卫姨 phones 南洲街社工站; the worker on duty learns she needs medicine she cannot fetch,
+    refers her to aid for medicine and food, completes the call and tracks her a day later."""
+    point = await open_point(hotline)
+    worker = {"Kapok-Actor": WORKER}
+    shift = (
+        await hotline.post(
+            "/shifts", {"point": point, "worker": WORKER, "started_at": at(0).isoformat()}, **worker
+        )
+    ).json()["shift"]
+    call = (await hotline.post("/calls", call_body(point, 5), **worker)).json()["call"]
+    referred = await hotline.post(
+        f"/calls/{call}/referrals",
+        {"needs": ["medicine", "food"], "urgency": "today", "referred_at": at(10).isoformat()},
+        **worker,
+    )
+    assert referred.status_code == 201, referred.text
+    completed = await hotline.post(
+        f"/calls/{call}/complete",
+        {"outcome": "referred_to_aid", "duration_seconds": 420, "completed_at": at(12).isoformat()},
+        **worker,
+    )
+    assert completed.status_code == 200, completed.text
+    follow_up = await hotline.post(
+        "/follow-ups",
+        {
+            "person": WEI_YI,
+            "group": "disabled",
+            "point": point,
+            "category": "emotional_support",
+            "due_at": at(1440).isoformat(),
+            "scheduled_at": at(13).isoformat(),
+            "call": call,
+        },
+        **worker,
+    )
+    assert follow_up.status_code == 201, follow_up.text
+    done = await hotline.post(
+        f"/follow-ups/{follow_up.json()['follow_up']}/complete",
+        {"channel": "phone", "completed_at": at(1445).isoformat()},
+        **worker,
+    )
+    assert done.status_code == 200, done.text
+    ended = await hotline.post(f"/shifts/{shift}/end", {"ended_at": at(240).isoformat()}, **worker)
+    assert ended.json()["minutes_on_duty"] == 240
+
+    events = await hotline.published()
+    assert types(events) == [
+        "HotlinePointOpened",
+        "ShiftStarted",
+        "CallReceived",
+        "ReferredToAid",
+        "CallCompleted",
+        "FollowUpScheduled",
+        "FollowUpCompleted",
+        "ShiftEnded",
+    ]
+    referral = events[3]
+    assert referral["data"] == {
+        "referral": referred.json()["referral"],
+        "call": call,
+        "point": point,
+        "person": WEI_YI,
+        "group": "disabled",
+        "place": NANZHOU.model_dump(),
+        "needs": ["medicine", "food"],
+        "urgency": "today",
+    }
+    # Business time is the command's, not the server's; the actor is the worker.
+    assert datetime.fromisoformat(referral["occurred_at"]) == at(10)
+    assert [e["position"] for e in events] == list(range(1, 9))
+    assert {e["actor"] for e in events[1:]} == {WORKER}
+    # Every counted event carries its place: reporting needs no lookup.
+    assert all(e["data"]["place"] == NANZHOU.model_dump() for e in events)
+
+    state = (await hotline.http.get(f"/calls/{call}")).json()
+    assert (state["status"], state["outcome"], state["version"]) == (
+        "completed",
+        "referred_to_aid",
+        2,
+    )
+    assert (await hotline.http.get(f"/shifts/{shift}")).json()["status"] == "ended"
+    assert (await hotline.http.get(f"/points/{point}")).json()["status"] == "open"
+
+
+async def test_a_retried_request_gets_the_first_response_and_appends_nothing(
+    hotline: Hotline,
+) -> None:
+    point = await open_point(hotline)
+    first = await hotline.post("/calls", call_body(point), key="station-log-1")
+    again = await hotline.post("/calls", call_body(point), key="station-log-1")
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert await hotline.stored() == 2
+
+    # A retried completion gets its first answer, not "already completed".
+    call = first.json()["call"]
+    complete = {
+        "outcome": "advice_given",
+        "duration_seconds": 60,
+        "completed_at": at(7).isoformat(),
+    }
+    done = await hotline.post(f"/calls/{call}/complete", complete, key="done-1")
+    retried = await hotline.post(f"/calls/{call}/complete", complete, key="done-1")
+    assert (done.status_code, retried.content) == (200, done.content)
+    assert await hotline.stored() == 3
+
+    other = await hotline.post("/calls", call_body(point, group="child"), key="station-log-1")
+    assert other.status_code == 422
+    assert other.json()["field"] == "Idempotency-Key"
+    assert await hotline.stored() == 3
+    assert types(await hotline.published()) == [
+        "HotlinePointOpened",
+        "CallReceived",
+        "CallCompleted",
+    ]
+
+
+def future() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"category": "fortune_telling"}, "category"),
+        ({"received_at": "2020-02-10T09:05:00"}, "received_at"),
+        ({"received_at": "future"}, "received_at"),
+        ({"caller_name": "卫姨"}, "caller_name"),
+        ({"group": "elderly"}, "group"),
+        ({"duration": 3}, "duration"),
+    ],
+    ids=["unknown-category", "naive-time", "future-time", "unknown-field", "group", "typo"],
+)
+async def test_invalid_input_is_refused_naming_the_field(
+    hotline: Hotline, change: dict[str, Any], field: str
+) -> None:
+    point = await open_point(hotline)
+    if change.get("received_at") == "future":
+        change = {"received_at": future()}
+    response = await hotline.post("/calls", call_body(point, **change))
+    assert response.status_code == 422
+    assert response.json()["status"] == 422
+    assert response.json()["field"] == field
+    assert await hotline.stored() == 1
+
+
+async def test_batches_are_between_one_and_five_thousand_items(hotline: Hotline) -> None:
+    point = await open_point(hotline)
+    empty = await hotline.post("/calls:batch", {"items": []})
+    too_many = await hotline.post("/calls:batch", {"items": [call_body(point)] * 5001})
+    assert (empty.status_code, empty.json()["field"]) == (422, "items")
+    assert (too_many.status_code, too_many.json()["field"]) == (422, "items")
+    assert await hotline.stored() == 1
+
+
+async def test_a_days_log_is_stored_whole_or_not_at_all(hotline: Hotline) -> None:
+    point = await open_point(hotline)
+    log = [call_body(point, minute=i % 600, caller=f"person:p{i}") for i in range(5000)]
+
+    bad = [*log[:4321], {**log[4321], "category": "gossip"}, *log[4322:]]
+    refused = await hotline.post("/calls:batch", {"items": bad})
+    assert (refused.status_code, refused.json()["field"]) == (422, "items.4321.category")
+    unknown_point = [*log[:-1], {**log[-1], "point": "point:nowhere"}]
+    refused = await hotline.post("/calls:batch", {"items": unknown_point})
+    assert refused.status_code == 404
+    assert await hotline.stored() == 1
+
+    log[7] = {**log[7], "outcome": "advice_given", "duration_seconds": 300}
+    stored = await hotline.post("/calls:batch", {"items": log}, key="nanzhou-2020-02-10")
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["count"] == 5000
+    assert await hotline.stream_count() == 1 + 5000 + 1
+    again = await hotline.post("/calls:batch", {"items": log}, key="nanzhou-2020-02-10")
+    assert again.content == stored.content
+    assert await hotline.stored() == 1 + 5000 + 1
+
+
+async def test_a_closed_point_takes_no_shifts_and_no_calls(hotline: Hotline) -> None:
+    point = await open_point(hotline)
+    closed = await hotline.post(
+        f"/points/{point}/close", {"reason": "service_ended", "closed_at": at(600).isoformat()}
+    )
+    assert closed.status_code == 200, closed.text
+    call = await hotline.post("/calls", call_body(point, 601))
+    shift = await hotline.post(
+        "/shifts", {"point": point, "worker": WORKER, "started_at": at(601).isoformat()}
+    )
+    batch = await hotline.post("/calls:batch", {"items": [call_body(point, 601)]})
+    assert (call.status_code, call.json()["rule"]) == (409, "closed_point_takes_no_calls")
+    assert (shift.status_code, shift.json()["rule"]) == (409, "closed_point_takes_no_shifts")
+    assert (batch.status_code, batch.json()["rule"]) == (409, "closed_point_takes_no_calls")
+    again = await hotline.post(
+        f"/points/{point}/close", {"reason": "other", "closed_at": at(700).isoformat()}
+    )
+    assert (again.status_code, again.json()["rule"]) == (409, "point_closes_once")
+    assert await hotline.stored() == 2
+
+
+async def test_a_worker_has_one_open_shift_and_ends_it_once(hotline: Hotline) -> None:
+    point = await open_point(hotline)
+    start = {"point": point, "worker": WORKER, "started_at": at(0).isoformat()}
+    first = await hotline.post("/shifts", start)
+    second = await hotline.post("/shifts", {**start, "started_at": at(5).isoformat()})
+    assert first.status_code == 201
+    assert (second.status_code, second.json()["rule"]) == (409, "one_open_shift_per_worker")
+
+    shift = first.json()["shift"]
+    assert (await hotline.post(f"/shifts/{shift}/end", {"ended_at": at(60).isoformat()})).is_success
+    twice = await hotline.post(f"/shifts/{shift}/end", {"ended_at": at(61).isoformat()})
+    assert (twice.status_code, twice.json()["rule"]) == (409, "shift_ends_once")
+    # Off duty, the worker can go on again.
+    assert (await hotline.post("/shifts", {**start, "started_at": at(120).isoformat()})).is_success
+    assert types(await hotline.published()) == [
+        "HotlinePointOpened",
+        "ShiftStarted",
+        "ShiftEnded",
+        "ShiftStarted",
+    ]
+
+
+async def test_racing_shift_starts_of_one_worker_let_exactly_one_through(
+    hotline: Hotline,
+) -> None:
+    import asyncio
+
+    point = await open_point(hotline)
+    start = {"point": point, "worker": WORKER, "started_at": at(0).isoformat()}
+    responses = await asyncio.gather(*(hotline.post("/shifts", start) for _ in range(8)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] + [409] * 7
+    assert await hotline.stored() == 2
+
+
+async def test_a_days_shifts_in_one_request(hotline: Hotline) -> None:
+    point = await open_point(hotline)
+    items = [
+        {"point": point, "worker": f"worker:w{i}", "started_at": at(i).isoformat()}
+        for i in range(3)
+    ]
+    items[0]["ended_at"] = at(200).isoformat()
+    stored = await hotline.post("/shifts:batch", {"items": items})
+    assert stored.status_code == 201, stored.text
+    twice = await hotline.post(
+        "/shifts:batch",
+        {"items": [{"point": point, "worker": "worker:w1", "started_at": at(300).isoformat()}]},
+    )
+    assert (twice.status_code, twice.json()["rule"]) == (409, "one_open_shift_per_worker")
+    assert types(await hotline.published()) == [
+        "HotlinePointOpened",
+        "ShiftStarted",
+        "ShiftEnded",
+        "ShiftStarted",
+        "ShiftStarted",
+    ]
+
+
+async def test_a_days_follow_ups_in_one_request_for_vulnerable_groups_only(
+    hotline: Hotline,
+) -> None:
+    point = await open_point(hotline)
+    item = {
+        "person": WEI_YI,
+        "group": "disabled",
+        "point": point,
+        "category": "emotional_support",
+        "due_at": at(60).isoformat(),
+        "scheduled_at": at(1).isoformat(),
+    }
+    general = await hotline.post(
+        "/follow-ups:batch", {"items": [item, {**item, "group": "general"}]}
+    )
+    assert (general.status_code, general.json()["field"]) == (422, "items.1.group")
+    done = {**item, "completed_at": at(70).isoformat(), "channel": "home_visit"}
+    half = {**item, "completed_at": at(70).isoformat()}
+    missing = await hotline.post("/follow-ups:batch", {"items": [half]})
+    assert (missing.status_code, missing.json()["field"]) == (422, "items.0.channel")
+    stored = await hotline.post("/follow-ups:batch", {"items": [item, done]})
+    assert (stored.status_code, stored.json()["count"]) == (201, 2)
+    assert types(await hotline.published()) == [
+        "HotlinePointOpened",
+        "FollowUpScheduled",
+        "FollowUpScheduled",
+        "FollowUpCompleted",
+    ]
+
+
+async def test_unknown_resources_are_404(hotline: Hotline) -> None:
+    complete = {"outcome": "advice_given", "duration_seconds": 1, "completed_at": at(1).isoformat()}
+    response = await hotline.post("/calls/call:nope/complete", complete)
+    assert response.json() == {
+        "status": 404,
+        "error": "call:nope not found",
+        "resource": "call:nope",
+    }
+    assert (await hotline.http.get("/calls/call:nope")).status_code == 404
+    # A reference of another kind is not found either, never folded as the wrong aggregate.
+    point = await open_point(hotline)
+    assert (await hotline.http.get(f"/calls/{point}")).status_code == 404
+    assert (await hotline.post("/calls", call_body("point:nowhere"))).status_code == 404
+    assert await hotline.stored() == 1
+
+
+async def test_the_openapi_document_lists_every_route(hotline: Hotline) -> None:
+    document = (await hotline.http.get("/openapi.json")).json()
+    assert {"/calls", "/calls:batch", "/calls/{call}/referrals", "/follow-ups:batch"} <= set(
+        document["paths"]
+    )
+    schemas = document["components"]["schemas"]
+    assert "ReceiveCall" in schemas and "CompleteCallBody" in schemas
+    assert "call" not in schemas["CompleteCallBody"]["properties"]
