@@ -4,89 +4,11 @@ database, the HTTP app in-process (httpx over ASGI) and the NATS handlers on the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-import httpx
-import nats
-import orjson
 import pytest_asyncio
-from nats.aio.client import Client as NATS
+from hotline_parts import Hotline, start_hotline
 
-from services.hotline.application.service import HotlineService
-from services.hotline.entrypoints.http import build_app
-from services.hotline.entrypoints.nats import build_broker
-from shared.bus.naming import Naming
-from shared.bus.provision import ensure_streams, event_stream_specs
-from shared.eventstore import Database, EventStore
-from shared.relay import OutboxRelay
 from shared.settings import Settings
-
-
-@dataclass
-class Hotline:
-    service: HotlineService
-    http: httpx.AsyncClient
-    nc: NATS
-    naming: Naming
-    relay: OutboxRelay
-
-    async def post(
-        self, path: str, body: Any, key: str | None = None, **headers: str
-    ) -> httpx.Response:
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return await self.http.post(path, content=orjson.dumps(body), headers=headers)
-
-    async def request(
-        self, command: str, body: Any, key: str | None = None, **headers: str
-    ) -> dict[str, Any]:
-        """A NATS request-reply to the command's subject; the decoded reply."""
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        reply = await self.nc.request(
-            self.naming.command_subject("hotline", command),
-            orjson.dumps(body),
-            timeout=30,
-            headers=headers or None,
-        )
-        return orjson.loads(reply.data)  # type: ignore[no-any-return]
-
-    async def stored(self) -> int:
-        """How many events the store holds."""
-        return await self.service.store.head()
-
-    async def published(self) -> list[dict[str, Any]]:
-        """Run the relay once, then every event on the HOTLINE stream, in order."""
-        await self.relay.publish_pending()
-        js = self.nc.jetstream()
-        stream = self.naming.stream("hotline")
-        last = (await js.stream_info(stream)).state.last_seq
-        return [orjson.loads((await js.get_msg(stream, seq)).data) for seq in range(1, last + 1)]
-
-    async def stream_count(self) -> int:
-        await self.relay.publish_pending()
-        info = await self.nc.jetstream().stream_info(self.naming.stream("hotline"))
-        return int(info.state.messages)
-
-
-async def start_hotline(settings: Settings, database_url: str) -> AsyncIterator[Hotline]:
-    naming = Naming.of(settings)
-    db = Database(database_url)
-    service = HotlineService(EventStore(db, "hotline"))
-    await service.setup()
-    nc = await nats.connect(settings.nats_url)
-    await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120.0))
-    broker = build_broker(settings.nats_url, service, naming)
-    await broker.start()
-    transport = httpx.ASGITransport(app=build_app(service))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as http:
-            yield Hotline(service, http, nc, naming, OutboxRelay(service.store, nc, naming))
-    finally:
-        await broker.stop()
-        await nc.close()
-        await db.dispose()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

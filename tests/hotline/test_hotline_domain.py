@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import pytest
-from stories import NANZHOU, WEI_YI, WORKER, at
+from hotline_stories import NANZHOU, WEI_YI, WORKER, at
 
 from services.hotline.domain import (
     Aggregate,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import Hotline
-from stories import NANZHOU, WEI_YI, WORKER, at, call_body, place
+from hotline_parts import Hotline
+from hotline_stories import NANZHOU, WEI_YI, WORKER, at, call_body, place
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
