@@ -92,8 +92,15 @@ def build_app(service: HotlineService) -> FastAPI:
             },
             response_class=Response,
         )
+    app.add_exception_handler(Exception, _internal_error)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _internal_error(request: Request, error: Exception) -> Response:
+    # Same shape as every other error; the transaction rolled back, so nothing was stored.
+    body = b'{"status":500,"error":"internal error: nothing was stored"}'
+    return Response(body, status_code=500, media_type=JSON)
 
 
 def _command_endpoint(service: HotlineService, model: type[c.Command], path_field: str | None):  # type: ignore[no-untyped-def]

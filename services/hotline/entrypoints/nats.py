@@ -9,6 +9,7 @@ Kapok-Actor). The reply is ``{"status": 201, "result": {...}}`` or the HTTP erro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from faststream.nats import NatsBroker
@@ -19,6 +20,7 @@ from services.hotline.application.service import HotlineService, Reply
 from services.hotline.entrypoints.common import handle
 from shared.bus.naming import Naming
 
+log = logging.getLogger("kapok.hotline.nats")
 QUEUE_GROUP = "hotline"
 # Requests handled at once per replica: calls mostly wait on the database, so more than one.
 WORKERS = 32
@@ -45,7 +47,12 @@ def _handler(
     service: HotlineService, model: type[Command]
 ) -> Callable[[NatsMessage], Awaitable[bytes]]:
     async def handler(msg: NatsMessage) -> bytes:
-        reply = await handle(service, model, msg.body, msg.headers or {})
+        try:
+            reply = await handle(service, model, msg.body, msg.headers or {})
+        except Exception:
+            # The requester gets an answer instead of a timeout; nothing was committed.
+            log.exception("%s failed", model.name())
+            return b'{"status":500,"error":"internal error: nothing was stored"}'
         return reply_bytes(reply)
 
     handler.__name__ = model.name()
