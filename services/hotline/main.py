@@ -18,7 +18,7 @@ import uvicorn
 
 from services.hotline.application.service import HotlineService
 from services.hotline.entrypoints.http import build_app
-from services.hotline.entrypoints.nats import build_broker
+from services.hotline.entrypoints.nats import build_broker, start
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.eventstore import Database, EventStore
@@ -53,7 +53,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
         )
         await ensure_streams(nc, specs)
         relay_task = asyncio.create_task(OutboxRelay(service.store, nc, naming).run())
-        await broker.start()
+        await start(broker)
         config = uvicorn.Config(
             build_app(service), host=host, port=port, log_level="info", lifespan="off"
         )

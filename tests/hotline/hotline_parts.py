@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from services.hotline.application.service import HotlineService
 from services.hotline.entrypoints.http import build_app
-from services.hotline.entrypoints.nats import build_broker
+from services.hotline.entrypoints.nats import build_broker, start
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.eventstore import Database, EventStore
@@ -76,7 +76,7 @@ async def start_hotline(settings: Settings, database_url: str) -> AsyncIterator[
     nc = await nats.connect(settings.nats_url)
     await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120.0))
     broker = build_broker(settings.nats_url, service, naming)
-    await broker.start()
+    await start(broker)
     transport = httpx.ASGITransport(app=build_app(service))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as http:

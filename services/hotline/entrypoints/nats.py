@@ -59,6 +59,14 @@ def _handler(
     return handler
 
 
+async def start(broker: NatsBroker) -> None:
+    """Start the handlers and wait until the server has their subscriptions: SUBs are
+    buffered, so without the flush a request sent right after start-up (from another
+    connection) can meet "no responders"."""
+    await broker.start()
+    await broker.connection.flush()
+
+
 def build_broker(nats_url: str, service: HotlineService, naming: Naming) -> NatsBroker:
     broker = NatsBroker(nats_url, logger=None)
     register(broker, service, naming)
