@@ -1,0 +1,243 @@
+"""Hotline benchmark: batch import rate and single POST /calls throughput and latency.
+
+    .venv/bin/python -m bench.hotline [--batches 20] [--seconds 10] [--clients 32]
+                                      [--database-url postgresql+asyncpg://...]
+
+In one run, on its own nats-server (JetStream, fsync always) and a fresh SQLite file (or the
+given database), it starts `kapok serve hotline` as its own process, and a bare FastAPI
+endpoint (POST that reads the body and answers 201) as another, then measures over real HTTP:
+
+- batch import: ``--batches`` × 5,000 calls through ``POST /calls:batch``, one request at a
+  time; calls/s stored (all responses in) and published (all on the HOTLINE stream);
+- single ``POST /calls`` with ``--clients`` concurrent clients for ``--seconds``: requests/s,
+  p50 and p99 latency, beside the bare endpoint measured the same way.
+
+Targets (issue 3): batch import ≥ 20,000 calls/s; single POST ≥ 0.4 × the bare endpoint.
+The clients run in this process and share the machine's cores with the servers: the ratio to
+the bare endpoint is the number to read, not the absolute rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import orjson
+from fastapi import FastAPI, Request, Response
+
+from shared.bus.embedded import EmbeddedNats
+from shared.bus.naming import Naming
+
+PLACE = {
+    "district": "haizhu",
+    "street": "南洲街",
+    "station": "station:nanzhou",
+    "organisation": "org:haizhu-sw",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bare_app() -> FastAPI:
+    """The same framework with nothing behind it: the ceiling for one POST."""
+    app = FastAPI()
+
+    @app.post("/calls")
+    async def calls(request: Request) -> Response:
+        await request.body()
+        return Response(b'{"ok":true}', status_code=201, media_type="application/json")
+
+    return app
+
+
+def run_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning")
+
+
+async def start(*argv: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, *argv, env=env, stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT
+    )
+
+
+async def wait_for(base: str, path: str = "/openapi.json", seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                await client.get(base + path)
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+def call(point: str, i: int, when: datetime) -> dict[str, Any]:
+    return {
+        "point": point,
+        "category": ("psychological_counselling", "emotional_support", "epidemic_consultation")[
+            i % 3
+        ],
+        "group": ("elderly_alone", "disabled", "low_income", "child", "general")[i % 5],
+        "channel": "phone",
+        "received_at": when.isoformat(),
+    }
+
+
+async def batch_import(
+    base: str, point: str, batches: int, nc: Any, stream: str, already: int
+) -> dict[str, float]:
+    when = datetime.now(UTC) - timedelta(hours=1)
+    bodies = [
+        orjson.dumps({"items": [call(point, b * 5000 + i, when) for i in range(5000)]})
+        for b in range(batches)
+    ]
+    js = nc.jetstream()
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        began = time.perf_counter()
+        for n, body in enumerate(bodies):
+            response = await client.post(
+                "/calls:batch", content=body, headers={**headers, "Idempotency-Key": f"b{n}"}
+            )
+            assert response.status_code == 201, response.text[:300]
+        stored = time.perf_counter() - began
+    expected = already + batches * 5000
+    while True:  # polling the stream is the measurement here, not a wait for an event
+        if (await js.stream_info(stream)).state.messages >= expected:
+            break
+        await asyncio.sleep(0.02)
+    published = time.perf_counter() - began
+    calls = batches * 5000
+    return {"calls": calls, "stored_per_s": calls / stored, "published_per_s": calls / published}
+
+
+async def hammer(base: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"content-type": "application/json"}
+
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def one_client() -> None:
+            while (now := time.perf_counter()) < stop:
+                response = await client.post("/calls", content=body, headers=headers)
+                latencies.append(time.perf_counter() - now)
+                assert response.status_code == 201, response.text[:300]
+
+        began = time.perf_counter()
+        await asyncio.gather(*(one_client() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+    }
+
+
+async def bench(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="kapok-bench-hotline-"))
+    with EmbeddedNats(work / "nats", port=0, sync="always") as server:
+        env = {
+            **os.environ,
+            "KAPOK_NATS_URL": server.url,
+            "KAPOK_DATA_DIR": str(work / "data"),
+            "KAPOK_SUBJECT_ROOT": "kapok",
+            "KAPOK_STREAM_PREFIX": "",
+        }
+        env.pop("KAPOK_DATABASE_URL", None)
+        if args.database_url:
+            env["KAPOK_DATABASE_URL"] = args.database_url
+        hotline_port, bare_port = free_port(), free_port()
+        hotline = await start(
+            "-m", "kapok.cli", "serve", "hotline", "--port", str(hotline_port),
+            env=env, log=work / "hotline.log",
+        )  # fmt: skip
+        bare = await start(
+            "-m", "bench.hotline", "--bare", str(bare_port), env=env, log=work / "bare.log"
+        )
+        base, bare_base = f"http://127.0.0.1:{hotline_port}", f"http://127.0.0.1:{bare_port}"
+        nc = await nats.connect(server.url)
+        try:
+            await wait_for(base)
+            await wait_for(bare_base, "/docs")
+            async with httpx.AsyncClient(base_url=base) as client:
+                opened = datetime.now(UTC) - timedelta(days=1)
+                response = await client.post(
+                    "/points", json={"place": PLACE, "opened_at": opened.isoformat()}
+                )
+                point = response.json()["point"]
+            stream = Naming().stream("hotline")
+            imported = await batch_import(base, point, args.batches, nc, stream, already=1)
+            body = orjson.dumps(call(point, 0, datetime.now(UTC) - timedelta(minutes=5)))
+            bare_result = await hammer(bare_base, body, args.clients, args.seconds)
+            single = await hammer(base, body, args.clients, args.seconds)
+        finally:
+            await nc.close()
+            for process in (hotline, bare):
+                process.send_signal(2)  # SIGINT: the service's clean shutdown
+                await asyncio.wait_for(process.wait(), 30)
+    report(args, imported, single, bare_result)
+
+
+def report(
+    args: argparse.Namespace,
+    imported: dict[str, float],
+    single: dict[str, float],
+    bare: dict[str, float],
+) -> None:
+    database = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"hotline benchmark: {os.cpu_count()} cores, {database}, nats-server fsync always")
+    print(f"{'measure':<44} {'value':>12}  target")
+    ok = "ok" if imported["stored_per_s"] >= 20_000 else "BELOW"
+    print(f"{'batch import, calls stored/s':<44} {imported['stored_per_s']:>12,.0f}  ≥ 20,000 {ok}")
+    print(f"{'batch import, calls published/s':<44} {imported['published_per_s']:>12,.0f}")
+    print(f"{'  (calls imported)':<44} {imported['calls']:>12,.0f}")
+    for name, result in (("bare FastAPI POST", bare), ("POST /calls", single)):
+        label = f"{name}, {args.clients} clients"
+        print(f"{label + ', requests/s':<44} {result['per_s']:>12,.0f}")
+        print(f"{label + ', p50 ms':<44} {result['p50_ms']:>12.1f}")
+        print(f"{label + ', p99 ms':<44} {result['p99_ms']:>12.1f}")
+    ratio = single["per_s"] / bare["per_s"]
+    ok = "ok" if ratio >= 0.4 else "BELOW"
+    print(f"{'POST /calls ÷ bare endpoint':<44} {ratio:>12.2f}  ≥ 0.40 {ok}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.hotline", description=__doc__)
+    parser.add_argument("--batches", type=int, default=20, help="batches of 5,000 calls")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per single-POST run")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    parser.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare is not None:
+        run_bare(args.bare)
+        return 0
+    asyncio.run(bench(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
