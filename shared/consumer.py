@@ -62,11 +62,8 @@ class SourceStats:
     skipped: int = 0
     dead_letters: int = 0
     checkpoint: int = 0
-    last_seq: int = 0
-
-    @property
-    def lag(self) -> int:
-        return max(0, self.last_seq - self.checkpoint)
+    last_seq: int = 0  # the stream's last sequence when last looked at
+    lag: int = 0  # this consumer's events on the stream not yet committed (after refresh_lag)
 
 
 @dataclass(slots=True)
@@ -87,6 +84,7 @@ class ConsumerRunner:
         name: str,
         sources: Sequence[str],
         handler: Handler,
+        event_types: Sequence[str] | None = None,
         registry: EventRegistry = REGISTRY,
         batch: int = 1000,
         expires: float = 1.0,
@@ -98,6 +96,8 @@ class ConsumerRunner:
         self.naming = naming
         self.name = name
         self.sources = list(sources)
+        # Only these event types are delivered (a server-side filter); None: every type.
+        self.event_types = sorted(event_types) if event_types else None
         self.handler = handler
         self.registry = registry
         self.batch = batch
@@ -115,8 +115,14 @@ class ConsumerRunner:
             self.stats[source].checkpoint = await self._load_checkpoint(source)
             await self._ensure_consumer(source)
 
-    def _consumer_config(self, start: int) -> api.ConsumerConfig:
+    def _filter(self, source: str) -> list[str] | None:
+        if self.event_types is None:
+            return None
+        return [self.naming.event_subject(source, t) for t in self.event_types]
+
+    def _consumer_config(self, start: int, source: str | None = None) -> api.ConsumerConfig:
         return api.ConsumerConfig(
+            filter_subjects=self._filter(source) if source else None,
             durable_name=self.name,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=start,
@@ -138,7 +144,7 @@ class ConsumerRunner:
         js = self.nc.jetstream()
         stream = self.naming.stream(source)
         start = self.stats[source].checkpoint + 1
-        wanted = self._consumer_config(start)
+        wanted = self._consumer_config(start, source)
         try:
             info = await js.consumer_info(stream, self.name)
         except NotFoundError:
@@ -149,6 +155,7 @@ class ConsumerRunner:
             have.ack_policy != wanted.ack_policy
             or have.max_ack_pending != wanted.max_ack_pending
             or (have.filter_subject or None) is not None
+            or sorted(have.filter_subjects or []) != (wanted.filter_subjects or [])
             # Delivered past our checkpoint: unacked messages would wait out ack_wait before
             # redelivery; acked past it: the database lost what the consumer thinks is done.
             or info.delivered.stream_seq > self.stats[source].checkpoint
@@ -253,25 +260,18 @@ class ConsumerRunner:
             await sub.unsubscribe()
 
     async def _unstall(self, source: str) -> None:
-        """Nothing arrives though the stream is ahead of us: the consumer's state on the
-        server is ahead of the stream or of our checkpoint (a crash of nats-server inside
-        its fsync interval can leave that). The checkpoint decides: re-create from it."""
+        """Nothing arrives for a while: make sure it is not because the consumer's state on
+        the server ran ahead of our checkpoint (a crash of nats-server inside its fsync
+        interval can leave it so). `_ensure_consumer` re-creates it from the checkpoint then;
+        otherwise it changes nothing."""
         await self.refresh_lag()
-        if self.stats[source].lag > 0:
-            log.warning(
-                "consumer %s/%s: stalled at %d with lag %d; re-checking its durable",
-                self.name,
-                source,
-                self.stats[source].checkpoint,
-                self.stats[source].lag,
-            )
+        if self.stats[source].last_seq > self.stats[source].checkpoint:
             await self._ensure_consumer(source)
 
     async def _apply(self, source: str, deliveries: list[_Delivery]) -> int:
         stats = self.stats[source]
         fresh = [d for d in deliveries if d.seq > stats.checkpoint]
         stats.skipped += len(deliveries) - len(fresh)
-        stats.last_seq = max(stats.last_seq, deliveries[-1].seq)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
         for delivery in fresh:
             decoded = self._decode(source, delivery)
@@ -398,10 +398,15 @@ class ConsumerRunner:
             return int(value or 0)
 
     async def refresh_lag(self) -> dict[str, int]:
+        """Per source, the events for this consumer that are on the stream but not yet
+        committed here: undelivered plus delivered-but-unacknowledged (acks follow commits)."""
         js = self.nc.jetstream()
         for source in self.sources:
-            info = await js.stream_info(self.naming.stream(source))
-            self.stats[source].last_seq = int(info.state.last_seq)
+            stream = self.naming.stream(source)
+            stats = self.stats[source]
+            stats.last_seq = int((await js.stream_info(stream)).state.last_seq)
+            info = await js.consumer_info(stream, self.name)
+            stats.lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         return {source: stats.lag for source, stats in self.stats.items()}
 
 

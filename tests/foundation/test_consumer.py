@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import nats
 import orjson
 import pytest
-from conftest import calls
+from conftest import CST, NANZHOU, calls
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
-from shared.contracts import Context, Envelope
+from shared.contracts import Context, Envelope, NewEvent
+from shared.contracts.hotline import HotlinePointOpened
 from shared.eventstore import Database, EventStore
 from shared.eventstore.schema import checkpoints
 from shared.relay import OutboxRelay, StreamDiverged
+
+
+def opened_point() -> NewEvent:
+    return NewEvent(
+        HotlinePointOpened(point="point:nanzhou-1", place=NANZHOU, site="station"),
+        datetime(2020, 1, 28, 9, tzinfo=CST),
+    )
+
 
 # The handler's state: one row per applied call, so applying twice would show.
 state = MetaData()
@@ -243,5 +253,28 @@ async def test_the_runner_counts_lag_per_source(
 
     assert await runner.refresh_lag() == {"hotline": 30}
     await runner.drain("hotline")
+    assert await runner.refresh_lag() == {"hotline": 0}
+    await reporting_db.dispose()
+
+
+async def test_a_consumer_of_some_event_types_sees_only_those(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 20)
+    await store.append("point-1", 0, [opened_point()], Context())
+    await store.append_all(calls(20, 5), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
+    seen: list[str] = []
+
+    async def points(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        seen.extend(e.type for e in events)
+
+    runner = await runner_on(
+        reporting_db, nc, naming, handler=points, event_types=["HotlinePointOpened"]
+    )
+    assert await runner.refresh_lag() == {"hotline": 1}
+    await runner.drain("hotline")
+
+    assert seen == ["HotlinePointOpened"] and runner.stats["hotline"].checkpoint == 21
     assert await runner.refresh_lag() == {"hotline": 0}
     await reporting_db.dispose()
