@@ -1,0 +1,410 @@
+"""Every event folded into counter increments: pure, no I/O.
+
+A counter is addressed by a `Key`: the metric, the business day (Asia/Shanghai date of the
+envelope's ``occurred_at``) and the dimensions. Absent dimensions are ``""``, never None, so
+that one unique index over all of them addresses exactly one row on every database (NULLs are
+distinct in SQL unique constraints).
+
+Values are integers, always: counts as they are, money in fen (metrics ending ``_fen``) and
+goods quantities in thousandths of their unit (metrics ending ``_milli``), so nothing is
+ever a float and sums are exact on SQLite and PostgreSQL alike.
+
+Gauges ("open now") are counters of +1 / -1 deltas: the value as of a day is the same cheap
+sum over daily buckets as every other figure. The only state the fold needs beyond its
+counters is which aid requests are still open (a request is closed by its first delivery or
+its cancellation, and a second delivery must not close it twice); the caller hands in what
+it knows of the requests an event batch touches (`open_requests`) and persists the changes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
+
+from shared.contracts.aid import (
+    AidAssigned,
+    AidCancelled,
+    AidDelivered,
+    AidRequested,
+    EmergencyCaseOpened,
+)
+from shared.contracts.donation import (
+    CampaignLaunched,
+    DonationPledged,
+    FundsReceived,
+    GoodsDistributed,
+    GoodsReceived,
+    ProjectOutputRecorded,
+    StockShortfallRecorded,
+    VolunteersLinked,
+)
+from shared.contracts.envelope import Envelope
+from shared.contracts.hotline import (
+    CallCompleted,
+    CallReceived,
+    FollowUpCompleted,
+    FollowUpScheduled,
+    HotlinePointClosed,
+    HotlinePointOpened,
+    ReferredToAid,
+    ShiftEnded,
+    ShiftStarted,
+)
+from shared.contracts.types import Place
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# Units counted one by one: their quantities add up to the article's 件 (items). Weights
+# (kg, jin) are goods too, but not items.
+COUNTABLE_UNITS = frozenset({"piece", "box", "pack", "meal", "head", "device"})
+
+DIMENSIONS = (
+    "net",
+    "district",
+    "street",
+    "station",
+    "organisation",
+    "point",
+    "grp",
+    "category",
+    "unit",
+    "campaign",
+)
+"""Every dimension a counter has, in key order. ``net`` is hotline, aid, charity or
+self_help; ``grp`` the vulnerable group; ``category`` a hotline category, an aid or goods
+kind, or another small code the metric documents."""
+
+
+class Key(NamedTuple):
+    metric: str
+    day: date
+    net: str = ""
+    district: str = ""
+    street: str = ""
+    station: str = ""
+    organisation: str = ""
+    point: str = ""
+    grp: str = ""
+    category: str = ""
+    unit: str = ""
+    campaign: str = ""
+
+
+def business_day(moment: datetime) -> date:
+    """The Asia/Shanghai date of a timezone-aware instant: the day a figure belongs to."""
+    return moment.astimezone(SHANGHAI).date()
+
+
+def fen(yuan: Decimal) -> int:
+    """Exact: a Yuan has two places by contract."""
+    return int(yuan * 100)
+
+
+def milli(quantity: Decimal) -> int:
+    """Thousandths of a unit. Quantities finer than that do not occur in the domain (grams,
+    single masks); should one arrive, it rounds half-even here, the only rounding anywhere."""
+    return int((quantity * 1000).to_integral_value())
+
+
+def place_dims(place: Place) -> dict[str, str]:
+    return {
+        "district": place.district,
+        "street": place.street,
+        "station": place.station,
+        "organisation": place.organisation,
+    }
+
+
+@dataclass
+class Fold:
+    """Folds events into ``increments`` (Key -> int). One instance per batch (live) or per
+    replay (audit); the result does not depend on how the events were split into batches."""
+
+    open_requests: MutableMapping[str, dict[str, str]] = field(default_factory=dict)
+    increments: defaultdict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    applied: int = 0
+
+    def add(self, metric: str, day: date, value: int = 1, **dims: str) -> None:
+        if value:
+            self.increments[Key(metric, day, **dims)] += value
+
+    def apply_all(self, envelopes: Iterable[Envelope[Any]]) -> None:
+        for envelope in envelopes:
+            self.apply(envelope)
+
+    def apply(self, envelope: Envelope[Any]) -> None:
+        handler = _HANDLERS.get(type(envelope.data))
+        if handler is not None:
+            handler(self, envelope.data, business_day(envelope.occurred_at))
+        self.applied += 1
+
+    # -- hotline: the psychological protection net ---------------------------------------
+
+    def _point_opened(self, e: HotlinePointOpened, day: date) -> None:
+        dims = dict(net="hotline", point=e.point, **place_dims(e.place))
+        self.add("hotline_points_opened", day, category=e.site, **dims)
+        self.add("hotline_points_open", day, **dims)
+
+    def _point_closed(self, e: HotlinePointClosed, day: date) -> None:
+        dims = dict(net="hotline", point=e.point, **place_dims(e.place))
+        self.add("hotline_points_closed", day, category=e.reason, **dims)
+        # The gauge is keyed without the site (a closure does not carry it), so its -1
+        # lands on the very key its +1 did.
+        self.add("hotline_points_open", day, value=-1, **dims)
+
+    def _shift_started(self, e: ShiftStarted, day: date) -> None:
+        self.add("hotline_shifts", day, net="hotline", point=e.point, **place_dims(e.place))
+
+    def _shift_ended(self, e: ShiftEnded, day: date) -> None:
+        dims = dict(net="hotline", point=e.point, **place_dims(e.place))
+        self.add("hotline_shifts_ended", day, **dims)
+        self.add("hotline_shift_minutes", day, e.minutes_on_duty, **dims)
+
+    def _call_received(self, e: CallReceived, day: date) -> None:
+        self.add(
+            "calls_received",
+            day,
+            net="hotline",
+            point=e.point,
+            grp=e.group,
+            category=e.category,
+            **place_dims(e.place),
+        )
+
+    def _call_completed(self, e: CallCompleted, day: date) -> None:
+        dims = dict(net="hotline", point=e.point, grp=e.group, **place_dims(e.place))
+        self.add("calls_completed", day, category=e.category, **dims)
+        self.add("call_seconds", day, e.duration_seconds, category=e.category, **dims)
+        self.add("call_outcomes", day, category=e.outcome, **dims)
+
+    def _follow_up_scheduled(self, e: FollowUpScheduled, day: date) -> None:
+        self.add(
+            "follow_ups_scheduled",
+            day,
+            net="hotline",
+            point=e.point,
+            grp=e.group,
+            category=e.category,
+            **place_dims(e.place),
+        )
+
+    def _follow_up_completed(self, e: FollowUpCompleted, day: date) -> None:
+        # A completed follow-up is a service given and a tracked service (跟踪服务).
+        self.add(
+            "follow_ups_completed",
+            day,
+            net="hotline",
+            point=e.point,
+            grp=e.group,
+            category=e.category,
+            **place_dims(e.place),
+        )
+
+    def _referred(self, e: ReferredToAid, day: date) -> None:
+        dims = dict(net="hotline", point=e.point, grp=e.group, **place_dims(e.place))
+        self.add("referrals", day, category=e.urgency, **dims)
+        for need in e.needs:
+            self.add("referral_needs", day, category=need, **dims)
+
+    # -- aid: the rescue service net -----------------------------------------------------
+
+    def _aid_requested(self, e: AidRequested, day: date) -> None:
+        dims = dict(net="aid", grp=e.group, **place_dims(e.place))
+        self.add("aid_requests", day, category=e.origin, **dims)
+        for need in e.needs:
+            self.add("aid_request_needs", day, category=need, **dims)
+        if e.referral is not None:
+            self.add("referrals_to_aid", day, **dims)
+        if e.request not in self.open_requests:
+            self.open_requests[e.request] = dims
+            self.add("aid_requests_open", day, **dims)
+
+    def _close_request(self, request: str, day: date) -> None:
+        dims = self.open_requests.pop(request, None)
+        if dims is not None:
+            # Taken off the key it was put on, so the gauge is exact by every dimension.
+            self.add("aid_requests_open", day, value=-1, **dims)
+
+    def _aid_assigned(self, e: AidAssigned, day: date) -> None:
+        self.add("aid_assignments", day, net="aid", category=e.assignee.split(":", 1)[0])
+
+    def _aid_delivered(self, e: AidDelivered, day: date) -> None:
+        dims = dict(net="aid", grp=e.group, **place_dims(e.place))
+        self.add("aid_actions", day, **dims)
+        self.add("aid_persons_served", day, e.persons_served, **dims)
+        for kind in e.kinds:  # an action counts once per kind it delivered
+            self.add("aid_actions_by_kind", day, category=kind, **dims)
+        for item in e.items:
+            line = dict(category=item.kind, unit=item.unit, campaign=item.campaign or "", **dims)
+            self.add("aid_delivered_milli", day, milli(item.quantity), **line)
+            if item.value_yuan is not None:
+                self.add("aid_delivered_value_fen", day, fen(item.value_yuan), **line)
+        self._close_request(e.request, day)
+
+    def _aid_cancelled(self, e: AidCancelled, day: date) -> None:
+        self.add(
+            "aid_cancellations",
+            day,
+            net="aid",
+            grp=e.group,
+            category=e.reason,
+            **place_dims(e.place),
+        )
+        self._close_request(e.request, day)
+
+    def _emergency(self, e: EmergencyCaseOpened, day: date) -> None:
+        self.add(
+            "emergency_cases",
+            day,
+            net="aid",
+            grp=e.group,
+            category=e.kind,
+            **place_dims(e.place),
+        )
+
+    # -- donation: the charity net and the self-help net ---------------------------------
+
+    def _campaign_launched(self, e: CampaignLaunched, day: date) -> None:
+        self.add(
+            "campaigns_launched",
+            day,
+            net=e.campaign_kind,
+            organisation=e.organisation,
+            campaign=e.campaign,
+        )
+
+    def _pledged(self, e: DonationPledged, day: date) -> None:
+        dims = dict(net=e.campaign_kind, organisation=e.organisation, campaign=e.campaign)
+        self.add("pledges", day, category=e.donor_kind, **dims)
+        if e.funds_yuan:
+            self.add("pledged_funds_fen", day, fen(e.funds_yuan), **dims)
+        for item in e.goods:
+            self.add("pledged_goods_milli", day, milli(item.quantity), **dims, unit=item.unit)
+
+    def _goods_received(self, e: GoodsReceived, day: date) -> None:
+        dims = dict(
+            net=e.campaign_kind,
+            organisation=e.organisation,
+            campaign=e.campaign,
+            district=e.district or "",
+        )
+        self.add("goods_receipts", day, **dims)
+        for item in e.items:
+            line = dict(category=item.kind, unit=item.unit, **dims)
+            self.add("goods_received_milli", day, milli(item.quantity), **line)
+            if item.unit in COUNTABLE_UNITS:
+                self.add("donated_items_milli", day, milli(item.quantity), **line)
+            if item.value_yuan is not None:
+                self.add("goods_received_value_fen", day, fen(item.value_yuan), **line)
+
+    def _funds_received(self, e: FundsReceived, day: date) -> None:
+        self.add(
+            "funds_received_fen",
+            day,
+            fen(e.amount_yuan),
+            net=e.campaign_kind,
+            organisation=e.organisation,
+            campaign=e.campaign,
+            district=e.district or "",
+            category=e.donor_kind,
+        )
+
+    def _volunteers(self, e: VolunteersLinked, day: date) -> None:
+        # Volunteers linked to a station alone are the liaison's (charity) work.
+        self.add(
+            "volunteers_linked",
+            day,
+            e.volunteers,
+            net=e.campaign_kind or "charity",
+            organisation=e.organisation,
+            district=e.district,
+            station=e.station or "",
+            campaign=e.campaign or "",
+        )
+
+    def _distributed(self, e: GoodsDistributed, day: date) -> None:
+        dims = dict(
+            net=e.campaign_kind,
+            organisation=e.organisation,
+            campaign=e.campaign,
+            district=e.district,
+            station=e.station or "",
+            grp=e.group or "",
+        )
+        self.add("distributions", day, category=e.recipient_kind, **dims)
+        self.add("distribution_recipients", day, e.recipients, category=e.recipient_kind, **dims)
+        for item in e.items:
+            line = dict(category=item.kind, unit=item.unit, **dims)
+            self.add("goods_distributed_milli", day, milli(item.quantity), **line)
+
+    def _shortfall(self, e: StockShortfallRecorded, day: date) -> None:
+        dims = dict(
+            net=e.campaign_kind,
+            organisation=e.organisation,
+            campaign=e.campaign,
+            district=e.district,
+            station=e.station or "",
+            grp=e.group or "",
+            category=e.kind,
+            unit=e.unit,
+        )
+        self.add("stock_shortfalls", day, **dims)
+        self.add("stock_short_milli", day, milli(e.short), **dims)
+
+    def _project_output(self, e: ProjectOutputRecorded, day: date) -> None:
+        dims = dict(
+            net=e.campaign_kind,
+            organisation=e.organisation,
+            campaign=e.campaign,
+            district=e.district,
+            station=e.station or "",
+            grp=e.group or "",
+            category=e.kind,
+            unit=e.unit,
+        )
+        self.add("project_outputs", day, **dims)
+        self.add("project_output_milli", day, milli(e.quantity), **dims)
+        self.add("project_beneficiaries", day, e.beneficiaries, **dims)
+        if e.income_yuan is not None:
+            self.add("project_income_fen", day, fen(e.income_yuan), **dims)
+
+
+_HANDLERS: dict[type, Any] = {
+    HotlinePointOpened: Fold._point_opened,
+    HotlinePointClosed: Fold._point_closed,
+    ShiftStarted: Fold._shift_started,
+    ShiftEnded: Fold._shift_ended,
+    CallReceived: Fold._call_received,
+    CallCompleted: Fold._call_completed,
+    FollowUpScheduled: Fold._follow_up_scheduled,
+    FollowUpCompleted: Fold._follow_up_completed,
+    ReferredToAid: Fold._referred,
+    AidRequested: Fold._aid_requested,
+    AidAssigned: Fold._aid_assigned,
+    AidDelivered: Fold._aid_delivered,
+    AidCancelled: Fold._aid_cancelled,
+    EmergencyCaseOpened: Fold._emergency,
+    CampaignLaunched: Fold._campaign_launched,
+    DonationPledged: Fold._pledged,
+    GoodsReceived: Fold._goods_received,
+    FundsReceived: Fold._funds_received,
+    VolunteersLinked: Fold._volunteers,
+    GoodsDistributed: Fold._distributed,
+    StockShortfallRecorded: Fold._shortfall,
+    ProjectOutputRecorded: Fold._project_output,
+}
+
+
+def totals(increments: Mapping[Key, int], as_of: date | None = None) -> dict[str, int]:
+    """Every metric's cumulative value over the days up to ``as_of`` (None: all), from
+    counters held in memory: the audit replay's equivalent of the SQL sum."""
+    out: defaultdict[str, int] = defaultdict(int)
+    for key, value in increments.items():
+        if as_of is None or key.day <= as_of:
+            out[key.metric] += value
+    return dict(out)
