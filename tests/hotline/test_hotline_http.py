@@ -336,3 +336,28 @@ async def test_the_openapi_document_lists_every_route(hotline: Hotline) -> None:
     schemas = document["components"]["schemas"]
     assert "ReceiveCall" in schemas and "CompleteCallBody" in schemas
     assert "call" not in schemas["CompleteCallBody"]["properties"]
+
+
+async def test_concurrent_requests_share_a_commit_and_each_gets_its_own_answer(
+    hotline: Hotline,
+) -> None:
+    """Requests in flight together commit together (group commit), yet each is answered as if
+    alone: the same key sent ten times at once appends once and answers ten times alike, a
+    call at a closed point is refused, and the others are stored."""
+    import asyncio
+
+    open_one, closing = await open_point(hotline), await open_point(hotline)
+    closed = await hotline.post(
+        f"/points/{closing}/close", {"reason": "merged", "closed_at": at(30).isoformat()}
+    )
+    assert closed.status_code == 200
+    same_key = [hotline.post("/calls", call_body(open_one), key="once") for _ in range(10)]
+    others = [hotline.post("/calls", call_body(open_one, i)) for i in range(10)]
+    refused = [hotline.post("/calls", call_body(closing, 40))]
+    responses = await asyncio.gather(*same_key, *others, *refused)
+    first = responses[0]
+    assert all(r.content == first.content for r in responses[:10])
+    assert [r.status_code for r in responses[10:20]] == [201] * 10
+    assert len({r.json()["call"] for r in responses[:20]}) == 11
+    assert responses[20].json()["rule"] == "closed_point_takes_no_calls"
+    assert await hotline.stored() == 3 + 1 + 10

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.eventstore.schema import events
+from shared.eventstore.schema import events, log_head
 
 metadata = MetaData()
 
@@ -57,6 +57,39 @@ async def save_reply(
 ) -> None:
     await conn.execute(
         idempotency.insert().values(key=key, fingerprint=fingerprint, status=status, body=body)
+    )
+
+
+async def stored_replies(
+    conn: AsyncConnection, keys: Sequence[str]
+) -> dict[str, tuple[str, int, str]]:
+    """key → (fingerprint, status, body) for those of ``keys`` already answered."""
+    found: dict[str, tuple[str, int, str]] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = list(keys[start : start + _CHUNK])
+        result = await conn.execute(
+            select(
+                idempotency.c.key,
+                idempotency.c.fingerprint,
+                idempotency.c.status,
+                idempotency.c.body,
+            ).where(idempotency.c.key.in_(chunk))
+        )
+        found.update({str(k): (str(f), int(s), str(b)) for k, f, s, b in result})
+    return found
+
+
+async def save_replies(conn: AsyncConnection, rows: list[dict[str, object]]) -> None:
+    """Rows of key, fingerprint, status, body."""
+    if rows:
+        await conn.execute(idempotency.insert(), rows)
+
+
+async def lock_log(conn: AsyncConnection, source: str) -> None:
+    """Take the source's head-row lock that every append takes (see shared/eventstore/store.py)
+    now, so the checks that follow read what no other writer can change before the commit."""
+    await conn.execute(
+        select(log_head.c.position).where(log_head.c.source == source).with_for_update()
     )
 
 

@@ -82,7 +82,7 @@ async def open_point(cmd: OpenHotlinePoint, load: Loader) -> Decision:
 
 
 async def close_point(cmd: ClosePoint, load: Loader) -> Decision:
-    point = await load.one(HotlinePoint, cmd.point)
+    point = await load.one(HotlinePoint, cmd.point, fresh=True)
     point.close(cmd.reason, cmd.closed_at)
     return changed(point)
 

@@ -1,27 +1,24 @@
 """The hotline's application service: validate, decide, commit; and the error shape both
 entrypoints answer with.
 
-A command commits in one transaction: the events (`EventStore.append_in`), the guards that
-span aggregates, the open-shift table and the Idempotency-Key's response. The guards are
-checked after `append_in`, because `append_in` first locks the source's head row: every
-hotline writer takes that lock, so what the guards read then cannot change before the commit
-(on PostgreSQL in READ COMMITTED each statement sees every transaction committed before it;
-on SQLite the writer is one BEGIN IMMEDIATE transaction at a time anyway).
+A command's events commit in one transaction with the guards that span aggregates (closed
+points, one open shift per worker), the open-shift table and the Idempotency-Key's response;
+concurrent commands share that transaction (see `unit_of_work.GroupCommit`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 from pydantic import ValidationError
 
 from services.hotline.adapters import tables
 from services.hotline.application.commands import Command
-from services.hotline.application.handlers import HANDLERS, Decision
+from services.hotline.application.handlers import HANDLERS
 from services.hotline.application.loader import Loader
+from services.hotline.application.unit_of_work import Deferred, GroupCommit, Reply
 from services.hotline.domain import (
     Aggregate,
     DomainError,
@@ -30,7 +27,7 @@ from services.hotline.domain import (
     RuleBroken,
 )
 from shared.contracts.envelope import Context
-from shared.eventstore import Append, ConcurrencyError, Database, EventStore
+from shared.eventstore import ConcurrencyError, Database, EventStore
 
 C = TypeVar("C", bound=Command)
 A = TypeVar("A", bound=Aggregate)
@@ -40,29 +37,12 @@ A = TypeVar("A", bound=Aggregate)
 ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a transport sends back: an HTTP-like status and a JSON body (bytes, so a stored
-    reply is returned exactly as it was first sent)."""
-
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
 class Refused(Exception):
     """A request refused before anything was stored; ``reply`` says why, in the one shape."""
 
     def __init__(self, status: int, error: str, **detail: str) -> None:
         super().__init__(error)
         self.reply = Reply(status, orjson.dumps({"status": status, "error": error, **detail}))
-
-
-class _Replay(Exception):
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
 
 
 def parse(model: type[C], raw: bytes | str, **path: str) -> C:
@@ -115,6 +95,7 @@ class HotlineService:
         self.store = store
         self.db: Database = store.db
         self.load = Loader(store)
+        self.writer = GroupCommit(store)
 
     async def setup(self) -> None:
         await self.store.setup()
@@ -133,56 +114,35 @@ class HotlineService:
         fingerprint = hashlib.sha256(
             f"{command.name()}\n{command.model_dump_json()}".encode()
         ).hexdigest()
-        if key is not None:
-            # Before deciding: a retried "complete" must get its first answer, not a 409
-            # from the state its first attempt created.
-            async with self.db.read() as conn:
-                stored = await tables.stored_reply(conn, key)
-            if stored is not None:
-                return replay(key, fingerprint, stored)
         conflict: ConcurrencyError | None = None
-        for _ in range(ATTEMPTS):
-            decision = await HANDLERS[type(command)](command, self.load)
+        attempts = 0
+        while attempts < ATTEMPTS:
             try:
-                return await self.commit(decision, ctx, key, fingerprint)
-            except _Replay as replayed:
-                return replayed.reply
+                decision = await HANDLERS[type(command)](command, self.load)
+            except DomainError:
+                # A retried request may be refused by the state its first attempt created
+                # (a call already completed): if its key was answered, that is the answer.
+                # Checked here, not before every decision: one read less on the hot path,
+                # and the commit checks the key anyway.
+                if key is not None and (stored := await self._stored(key)) is not None:
+                    return replay(key, fingerprint, stored)
+                raise
+            try:
+                outcome = await self.writer.commit(decision, ctx, key, fingerprint)
+            except Deferred:
+                continue  # collided with a request of the same group: decide again
             except ConcurrencyError as error:
-                conflict = error
+                conflict, attempts = error, attempts + 1
+                continue
+            if isinstance(outcome, Reply):
+                self.load.forget([a.id for a in decision.changed])
+                return outcome
+            return replay(key or "", fingerprint, outcome)
         raise Refused(409, f"concurrency conflict: {conflict}", rule="concurrency_conflict")
 
-    async def commit(
-        self, decision: Decision, ctx: Context, key: str | None, fingerprint: str
-    ) -> Reply:
-        appends = [Append(a.id, a.version, a.pending) for a in decision.changed]
-        reply = Reply(decision.status, orjson.dumps(decision.body))
-        async with self.db.write() as conn:
-            await self.store.append_in(conn, appends, ctx)
-            # From here the head row is locked: the reads below are final until the commit.
-            if key is not None:
-                stored = await tables.stored_reply(conn, key)
-                if stored is not None:  # the same request committed while this one decided
-                    raise _Replay(replay(key, fingerprint, stored))
-            if decision.open_points:
-                closed = await tables.closed_points_among(conn, sorted(decision.open_points))
-                if closed:
-                    raise RuleBroken(
-                        f"closed_point_takes_no_{decision.work}",
-                        f"{closed[0]} is closed: it takes no {decision.work}",
-                    )
-            if decision.releases:
-                await tables.release_shifts(conn, decision.releases)
-            if decision.claims:
-                busy = await tables.open_shifts_of(conn, sorted(decision.claims))
-                if busy:
-                    worker, shift = next(iter(busy.items()))
-                    raise RuleBroken(
-                        "one_open_shift_per_worker", f"{worker} is still on {shift}: end it first"
-                    )
-                await tables.claim_shifts(conn, decision.claims)
-            if key is not None:
-                await tables.save_reply(conn, key, fingerprint, reply.status, reply.body.decode())
-        return reply
+    async def _stored(self, key: str) -> tuple[str, int, str] | None:
+        async with self.db.read() as conn:
+            return await tables.stored_reply(conn, key)
 
     async def view(self, kind: type[A], id: str) -> Reply:
         """Current state of one aggregate, from its events."""
