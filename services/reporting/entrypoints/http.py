@@ -1,0 +1,208 @@
+"""The reporting HTTP API: counters, the four-nets report, health and metrics.
+
+Reads only: the counters are written by the consumer runner alone. "As of" is a business day
+(Asia/Shanghai): a date, or an instant that names its day (the counters are daily buckets, so
+an instant counts through the end of its day in Guangzhou; the audit replay does the same).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from html import escape
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+
+from services.reporting.adapters.counters import GROUPABLE, CounterStore
+from services.reporting.domain.fold import DIMENSIONS, SHANGHAI, business_day
+from services.reporting.domain.report import report
+from services.reporting.entrypoints.metrics import render
+from shared.consumer import ConsumerRunner
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_day(text: str, name: str = "as_of") -> date:
+    """A date (2020-03-07) or a timezone-aware instant, as its Asia/Shanghai business day."""
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name}: not a date or an ISO 8601 instant: {text!r}") from None
+    if moment.tzinfo is None:
+        raise BadRequest(f"{name}: an instant needs its timezone, e.g. {text}+08:00")
+    return business_day(moment)
+
+
+def today() -> date:
+    return datetime.now(SHANGHAI).date()
+
+
+@dataclass
+class Reporting:
+    """What the HTTP API reads: the counters, and the runner for health and lag."""
+
+    store: CounterStore
+    runner: ConsumerRunner | None = None
+    ready_lag: int = 1000  # ready when no stream is further behind than this
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def report_as_of(self, as_of: date | None) -> dict[str, object]:
+        totals = await self.store.totals(as_of)
+        return report(as_of or today(), totals)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": status, "error": message}, status_code=status)
+
+
+def build_app(reporting: Reporting) -> FastAPI:
+    app = FastAPI(title="Kapok reporting", version="1")
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
+        return _error(422, str(error))
+
+    @app.get("/api/counters")
+    async def counters(request: Request) -> Response:
+        """Counter sums. Filters: ``metric`` and any dimension (repeat or comma-separate for
+        several values); ``by``: what to group by (default ``metric``; ``day`` gives a daily
+        series); ``as_of`` and ``since``: a date or an instant."""
+        params = request.query_params
+        as_of = parse_day(params["as_of"]) if "as_of" in params else None
+        since = parse_day(params["since"], "since") if "since" in params else None
+        by = [b for b in params.get("by", "metric").split(",") if b]
+        filters: dict[str, list[str]] = {}
+        for name in params:
+            if name in ("as_of", "since", "by"):
+                continue
+            if name not in GROUPABLE or name == "day":
+                raise BadRequest(f"{name}: unknown filter; known: metric, {', '.join(DIMENSIONS)}")
+            filters[name] = [v for raw in params.getlist(name) for v in raw.split(",")]
+        for name in by:
+            if name not in GROUPABLE:
+                raise BadRequest(f"by: unknown dimension {name!r}; known: {', '.join(GROUPABLE)}")
+        rows = await reporting.store.counters(as_of, filters, by, since)
+        return JSONResponse(
+            {
+                "as_of": (as_of or today()).isoformat(),
+                "filters": filters,
+                "by": by,
+                "counters": rows,
+            }
+        )
+
+    @app.get("/api/report")
+    async def get_report(as_of: str | None = None, format: str = "json") -> Response:
+        day = parse_day(as_of) if as_of else None
+        body = await reporting.report_as_of(day)
+        if format == "json":
+            return JSONResponse(body)
+        if format == "csv":
+            return Response(_csv(body), media_type="text/csv; charset=utf-8")
+        if format == "html":
+            return HTMLResponse(_html(body))
+        raise BadRequest("format: one of json, csv, html")
+
+    @app.get("/api/health")
+    async def health() -> JSONResponse:
+        runner = reporting.runner
+        if runner is None:
+            return JSONResponse({"ready": False, "reason": "no consumer"}, status_code=503)
+        try:
+            lag = await runner.refresh_lag()
+        except Exception as error:  # NATS away: not ready, and say why
+            return JSONResponse(
+                {"ready": False, "reason": f"cannot read lag: {error!r}"}, status_code=503
+            )
+        ready = all(value <= reporting.ready_lag for value in lag.values())
+        streams = {
+            source: {
+                "lag": s.lag,
+                "checkpoint": s.checkpoint,
+                "last_seq": s.last_seq,
+                "applied": s.applied,
+                "dead_letters": s.dead_letters,
+            }
+            for source, s in runner.stats.items()
+        }
+        return JSONResponse(
+            {"ready": ready, "ready_lag": reporting.ready_lag, "streams": streams},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        runner = reporting.runner
+        if runner is not None:
+            # NATS away: the lag stays as last seen and the counters still answer.
+            with contextlib.suppress(Exception):
+                await runner.refresh_lag()
+        rows = await reporting.store.counters(None, {}, ("metric", "district", "grp", "category"))
+        return PlainTextResponse(
+            render(rows, runner.stats if runner else None),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
+
+    return app
+
+
+def _csv(body: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["as_of", "net", "figure", "zh", "en", "value"])
+    for net in body["nets"]:
+        for line in net["lines"]:
+            writer.writerow(
+                [body["as_of"], net["en"], line["figure"], line["zh"], line["en"], line["value"]]
+            )
+    shown = {line["figure"] for net in body["nets"] for line in net["lines"]}
+    for name, value in body["figures"].items():
+        if name not in shown:
+            writer.writerow([body["as_of"], "", name, "", "", value])
+    return out.getvalue()
+
+
+def _html(body: dict[str, Any]) -> str:
+    sections = []
+    for net in body["nets"]:
+        rows = "".join(
+            f"<tr><td>{escape(line['zh'])}<br><small>{escape(line['en'])}</small></td>"
+            f'<td class="n">{escape(_shown(line["value"]))}</td></tr>'
+            for line in net["lines"]
+        )
+        sections.append(
+            f"<section><h2>{escape(net['zh'])} <small>{escape(net['en'])}</small></h2>"
+            f"<table>{rows}</table></section>"
+        )
+    as_of = escape(str(body["as_of"]))
+    return f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<title>四网服务报告 Four nets report — {as_of}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 48em; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td {{ border-bottom: 1px solid #ccc; padding: .4em; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; font-size: 1.2em; }}
+h1 small, h2 small, td small {{ color: #666; font-weight: normal; }}
+@media print {{ body {{ margin: 0; }} section {{ break-inside: avoid; }} }}
+</style></head><body>
+<h1>广州社工“四网”服务数据 <small>Guangzhou social workers' four nets</small></h1>
+<p>截至 As of <strong>{as_of}</strong></p>
+{"".join(sections)}
+</body></html>
+"""
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)

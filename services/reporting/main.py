@@ -1,0 +1,104 @@
+"""The reporting process: the consumer runner folding HOTLINE, AID and DONATION into counters,
+and the HTTP API reading them.
+
+`kapok serve reporting` runs `serve`. The runner commits each batch's counters with its
+checkpoint, so stopping this process at any moment and starting it again never counts an
+event twice or misses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from nats.aio.client import Client as NATS
+
+from services.reporting.adapters.counters import CounterStore, apply_batch
+from services.reporting.entrypoints.http import Reporting, build_app
+from shared.bus.naming import Naming
+from shared.consumer import ConsumerRunner
+from shared.eventstore.database import Database
+from shared.runtime import connect, provision
+from shared.settings import PRODUCERS, Settings
+
+SERVICE = "reporting"
+DEFAULT_PORT = 8000
+log = logging.getLogger("kapok.reporting")
+
+
+@dataclass
+class Running:
+    """A started reporting service: its parts, for `serve` and for tests."""
+
+    db: Database
+    nc: NATS
+    runner: ConsumerRunner
+    reporting: Reporting
+    task: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, database_url: str | None = None, *, batch: int = 1000
+) -> AsyncIterator[Running]:
+    """Start the consumer in the background; stop it and close everything on exit."""
+    db = Database(database_url or settings.database_url_for(SERVICE))
+    store = CounterStore(db)
+    await store.setup()
+    nc = await connect(settings, SERVICE)
+    task: asyncio.Task[None] | None = None
+    try:
+        # The streams must exist before a durable can be made on them; provisioning is
+        # idempotent, so whichever process starts first creates them.
+        await provision(nc, settings)
+        runner = ConsumerRunner(
+            nc=nc,
+            db=db,
+            naming=Naming.of(settings),
+            name=SERVICE,
+            sources=list(PRODUCERS),
+            handler=apply_batch,
+            batch=batch,
+        )
+        await runner.setup()
+        task = asyncio.create_task(runner.run(), name="reporting-consumer")
+        task.add_done_callback(_consumer_ended)
+        yield Running(db, nc, runner, Reporting(store, runner), task)
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await nc.drain()
+        await db.dispose()
+
+
+def _consumer_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("reporting consumer stopped: %r", task.exception())
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` owns the signals and cleans up."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+    async with running(settings) as parts:
+        config = uvicorn.Config(
+            build_app(parts.reporting), host=host, port=port, log_level="info", lifespan="off"
+        )
+        server = _HttpServer(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+        log.info("reporting: HTTP on %s:%d, NATS at %s", host, port, settings.nats_url)
+        await server.serve()
