@@ -50,6 +50,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default: loopback)")
     serve.add_argument("--port", type=int, default=None, help="HTTP port (default: per service)")
 
+    audit = commands.add_parser("audit", help="prove the reported figures from the bus")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    replay = audit_commands.add_parser(
+        "replay", help="re-read every stream, check its hash chain, fold, compare with live"
+    )
+    replay.add_argument("--as-of", default=None, help="business day (YYYY-MM-DD); default today")
+    replay.add_argument(
+        "--known-at", default=None, help="only what the bus held at this instant (ISO 8601)"
+    )
+    replay.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the live reporting service to compare"
+    )
+    replay.add_argument("--no-compare", action="store_true", help="do not ask the live service")
+
     args = parser.parse_args(argv)
     if args.command == "nats":
         from shared.bus.embedded import run_foreground
@@ -63,6 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         return run_service(args.service, args.host, args.port)
+    if args.command == "audit":
+        from services.reporting.cli import run_audit_replay
+
+        return run_audit_replay(args.as_of, args.known_at, None if args.no_compare else args.url)
     parser.error(f"unknown command {args.command}")
     return 2
 
