@@ -1,0 +1,99 @@
+"""`kapok serve reporting` and `kapok audit replay` as an operator and an auditor run them:
+two processes that agree, until someone edits the live counters behind the fold's back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from reporting_parts import producers
+from reporting_stories import aid_delivered, aid_requested, at, call, funds_received
+
+from shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until_ready(base: str, process: asyncio.subprocess.Process, expect: int) -> None:
+    """Until /api/health says ready and the hotline checkpoint reached ``expect``."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            assert process.returncode is None, "kapok serve reporting exited"
+            try:
+                health = await client.get(f"{base}/api/health")
+                body = health.json()
+                if body.get("ready") and body["streams"]["hotline"]["checkpoint"] >= expect:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("kapok serve reporting not ready within 30 s")
+
+
+async def audit(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kapok.cli", "audit", "replay", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_edited(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "KAPOK_NATS_URL": settings.nats_url,
+        "KAPOK_DATA_DIR": str(tmp_path / "data"),
+        "KAPOK_SUBJECT_ROOT": settings.subject_root,
+        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
+    }
+    env.pop("KAPOK_DATABASE_URL", None)
+    async with producers(settings, tmp_path) as bus:
+        await bus.record("hotline", [call(i, at(1 + i % 8)) for i in range(40)])
+        await bus.record("aid", [aid_requested(1, at(2)), aid_delivered(1, at(3), persons=3)])
+        await bus.record("donation", [funds_received(1, at(4), "136210.00")])
+        log = (tmp_path / "serve.log").open("wb")
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "kapok.cli", "serve", "reporting", "--port", str(port)),
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+        try:
+            await until_ready(base, process, 40)
+
+            status, out, err = await audit(env, "--as-of", "2020-03-07", "--url", base)
+            assert status == 0, err
+            assert "agrees on every figure" in err
+            assert orjson.loads(out)["figures"]["aid_persons_served"] == 3
+
+            # Someone adds a hundred calls to the live counters, not through events:
+            with sqlite3.connect(tmp_path / "data" / "reporting.db") as db:
+                db.execute(
+                    "UPDATE reporting_counter_days SET value = value + 100 "
+                    "WHERE metric = 'calls_received' AND day = '2020-03-01'"
+                )
+            status, out, err = await audit(env, "--as-of", "2020-03-07", "--url", base)
+            assert status == 1
+            assert "DIFFERENT services_given: replay 35 != live 135" in err
+            assert "DIFFERENT calls_received: replay 35 != live 135" in err
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+            log.close()
