@@ -1,0 +1,44 @@
+"""The benchmark runs end to end on a tiny N and prints every row (no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASURES = (
+    "raw publish",
+    "same, with the relay's 3 headers",
+    "js.publish_async",
+    "relay: OutboxRelay.publish_pending()",
+    "raw pull",
+    "fetch(1000)",
+    "FastStream batch pull subscriber",
+    "runner: ConsumerRunner.drain(), SQLite",
+    "runner: ConsumerRunner.drain(), PostgreSQL",
+)
+
+
+def test_bench_prints_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--events", "2000", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout
+    assert "| measure" in table and "events/s" in table and "vs raw" in table
+    assert "nats-server" in table and "CPUs" in table
+    for measure in MEASURES:
+        rows = [line for line in table.splitlines() if line.startswith("|") and measure in line]
+        assert len(rows) == 2, f"{measure!r}: {rows}"  # sync default and always
+    numbers = json.loads(out.read_text())
+    assert numbers["events"] == 2000
+    assert len(numbers["rows"]) == 2 * len(MEASURES)
+    # Every measure either has a rate or says why not (PostgreSQL absent, FastStream failed).
+    assert all(row["events_per_s"] or row["note"] for row in numbers["rows"])
