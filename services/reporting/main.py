@@ -19,6 +19,7 @@ import uvicorn
 from nats.aio.client import Client as NATS
 
 from services.reporting.adapters.counters import CounterStore, apply_batch
+from services.reporting.adapters.kv import open_bucket, publish_totals
 from services.reporting.entrypoints.http import Reporting, build_app
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
@@ -52,6 +53,7 @@ async def running(
     await store.setup()
     nc = await connect(settings, SERVICE)
     task: asyncio.Task[None] | None = None
+    kv_task: asyncio.Task[None] | None = None
     try:
         # The streams must exist before a durable can be made on them; provisioning is
         # idempotent, so whichever process starts first creates them.
@@ -68,12 +70,15 @@ async def running(
         await runner.setup()
         task = asyncio.create_task(runner.run(), name="reporting-consumer")
         task.add_done_callback(_consumer_ended)
+        kv = await open_bucket(nc, Naming.of(settings))
+        kv_task = asyncio.create_task(publish_totals(kv, store, db), name="reporting-kv")
         yield Running(db, nc, runner, Reporting(store, runner), task)
     finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for background in (kv_task, task):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await background
         await nc.drain()
         await db.dispose()
 

@@ -163,3 +163,31 @@ async def test_metrics_are_valid_prometheus_exposition_with_low_cardinality_labe
     )
     said, _ = await check.communicate(text.encode())
     assert check.returncode == 0, said.decode()
+
+
+async def test_the_headline_totals_are_in_a_kv_bucket_any_nats_client_can_watch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/reporting.db"
+    async with (
+        producers(settings, tmp_path) as bus,
+        reporting(settings, database_url) as (parts, _),
+    ):
+        kv = await bus.nc.jetstream().key_value(f"{settings.stream_prefix}REPORTING_TOTALS")
+        watcher = await kv.watch("services_given")
+        await bus.record("hotline", [call(i, at(1)) for i in range(3)])
+        await bus.record("donation", [funds_received(1, at(2), "0.30")])
+        await caught_up(parts, await bus.heads())
+        seen = []
+        while "3" not in seen:
+            entry = await asyncio.wait_for(watcher.updates(timeout=10), 10)
+            if entry is not None and entry.value is not None:
+                seen.append(entry.value.decode())
+        await watcher.stop()
+        assert seen[-1] == "3"
+        for _ in range(100):
+            funds = await kv.get("funds_raised_yuan")
+            if funds.value == b"0.30":
+                break
+            await asyncio.sleep(0.05)
+        assert funds.value == b"0.30"

@@ -1,0 +1,48 @@
+"""The headline totals in a NATS KV bucket, so any NATS client can watch the figures live.
+
+One key per figure of the report (``services_given``, ``funds_raised_yuan`` …), its value the
+figure as text (money with two places). Written after commits, never inside the fold's
+transaction: the bucket is a copy that the counters can always rebuild, so a put lost in a
+crash is simply made again by the next one (every put sends the whole current value).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
+
+from services.reporting.adapters.counters import CounterStore
+from services.reporting.domain.report import figures
+from shared.bus.naming import Naming
+from shared.eventstore.database import Database
+
+log = logging.getLogger("kapok.reporting.kv")
+
+
+def bucket_name(naming: Naming) -> str:
+    return f"{naming.stream_prefix}REPORTING_TOTALS"
+
+
+async def open_bucket(nc: NATS, naming: Naming) -> KeyValue:
+    js = nc.jetstream()
+    # Idempotent: creating a bucket that exists with the same config returns it.
+    return await js.create_key_value(bucket=bucket_name(naming), history=1)
+
+
+async def publish_totals(kv: KeyValue, store: CounterStore, db: Database) -> None:
+    """Forever: after each commit of the consumer (or every second), put the figures that
+    changed."""
+    last: dict[str, str] = {}
+    while True:
+        try:
+            for name, value in figures(await store.totals(None)).items():
+                text = str(value)
+                if last.get(name) != text:
+                    await kv.put(name, text.encode())
+                    last[name] = text
+        except Exception as error:  # NATS or the database away: try again on the next turn
+            log.warning("reporting KV: %r", error)
+            last.clear()
+        await db.wait_for_change(1.0)
