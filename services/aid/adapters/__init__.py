@@ -1,0 +1,1 @@
+"""Tables the aid service keeps beside its events."""

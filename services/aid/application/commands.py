@@ -1,0 +1,79 @@
+"""The aid service's commands: what a station, a courier or a script asks it to do.
+
+Requests opened by a hotline referral do not come through here: the referral consumer opens
+them from ReferredToAid (see `entrypoints.referrals`), so ``origin`` here excludes it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from shared.contracts.aid import Assignee, Cancellation, EmergencyKind
+from shared.contracts.types import AidItem, Group, Needs, Place, PositiveCount, Ref, Urgency
+from shared.service.commands import MAX_BATCH, Command, Happened
+
+DirectOrigin = Literal["station_visit", "residents_committee", "hospital"]
+Items = Annotated[tuple[AidItem, ...], Field(min_length=1, max_length=50)]
+
+
+class RequestAid(Command):
+    """Open an aid request for a person in hardship."""
+
+    person: Ref
+    group: Group
+    place: Place
+    needs: Needs
+    urgency: Urgency
+    origin: DirectOrigin
+    requested_at: Happened
+
+
+class AssignAid(Command):
+    """Hand a request to a social worker or volunteer."""
+
+    request: Ref
+    assignee: Assignee
+    assigned_at: Happened
+
+
+class RecordDelivery(Command):
+    """Record one aid action done at the door: its items and the persons served."""
+
+    request: Ref
+    items: Items
+    persons_served: PositiveCount = 1
+    delivered_at: Happened
+
+
+class CancelAid(Command):
+    """Close a request without a delivery, with the reason."""
+
+    request: Ref
+    reason: Cancellation
+    cancelled_at: Happened
+
+
+class OpenEmergency(Command):
+    """Open an emergency case (sudden illness, fall) and the urgent request acting on it."""
+
+    kind: EmergencyKind
+    person: Ref
+    group: Group
+    place: Place
+    needs: Needs = ("escort_to_hospital",)
+    origin: DirectOrigin = "residents_committee"
+    opened_at: Happened
+
+
+class RecordDeliveries(Command):
+    """Record a day's deliveries: all or nothing."""
+
+    items: Annotated[list[RecordDelivery], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.name(): c
+    for c in (RequestAid, AssignAid, RecordDelivery, CancelAid, OpenEmergency, RecordDeliveries)
+}

@@ -1,0 +1,105 @@
+"""One handler per command: load what the decision needs, let the aggregates decide, and say
+what to append. Committing is `shared.service.CommandService`'s job."""
+
+from __future__ import annotations
+
+from services.aid.application.commands import (
+    AssignAid,
+    CancelAid,
+    OpenEmergency,
+    RecordDeliveries,
+    RecordDelivery,
+    RequestAid,
+)
+from services.aid.domain import AidRequest, EmergencyCase
+from shared.contracts.envelope import uuid7
+from shared.service.aggregate import Aggregate
+from shared.service.application import Decision, Handler, Loader
+from shared.service.commands import Command
+from shared.service.errors import InvalidInput, NotFound, RuleBroken
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}:{uuid7()}"
+
+
+async def request_aid(cmd: RequestAid, load: Loader) -> Decision:
+    request = AidRequest.request(
+        new_id("request"),
+        cmd.person,
+        cmd.group,
+        cmd.place,
+        cmd.needs,
+        cmd.urgency,
+        cmd.origin,
+        cmd.requested_at,
+    )
+    return Decision.created(request)
+
+
+async def assign_aid(cmd: AssignAid, load: Loader) -> Decision:
+    request = await load.one(AidRequest, cmd.request)
+    request.assign(cmd.assignee, cmd.assigned_at)
+    return Decision.changed_one(request)
+
+
+async def record_delivery(cmd: RecordDelivery, load: Loader) -> Decision:
+    request = await load.one(AidRequest, cmd.request)
+    delivery = new_id("delivery")
+    request.deliver(delivery, cmd.items, cmd.persons_served, cmd.delivered_at)
+    return Decision([request], 201, {"delivery": delivery, **request.view()})
+
+
+async def cancel_aid(cmd: CancelAid, load: Loader) -> Decision:
+    request = await load.one(AidRequest, cmd.request)
+    request.cancel(cmd.reason, cmd.cancelled_at)
+    return Decision.changed_one(request)
+
+
+async def open_emergency(cmd: OpenEmergency, load: Loader) -> Decision:
+    case, request = EmergencyCase.open(
+        new_id("emergency"),
+        new_id("request"),
+        cmd.kind,
+        cmd.person,
+        cmd.group,
+        cmd.place,
+        cmd.needs,
+        cmd.origin,
+        cmd.opened_at,
+    )
+    return Decision([case, request], 201, {**case.view(), "request_status": request.status})
+
+
+async def record_deliveries(cmd: RecordDeliveries, load: Loader) -> Decision:
+    # One aggregate per request however many of its deliveries the log holds: the second
+    # delivery is decided on the state the first left, and the request is appended once.
+    requests = await load.many(AidRequest, {i.request for i in cmd.items})
+    deliveries: list[str] = []
+    for index, logged in enumerate(cmd.items):
+        delivery = new_id("delivery")
+        try:
+            requests[logged.request].deliver(
+                delivery, logged.items, logged.persons_served, logged.delivered_at
+            )
+        except InvalidInput as error:
+            error.field = f"items.{index}.{error.field}"
+            raise
+        except (RuleBroken, NotFound) as error:
+            # Name the batch item, so the client can find it.
+            error.message = f"items.{index}: {error.message}"
+            error.args = (error.message,)
+            raise
+        deliveries.append(delivery)
+    changed: list[Aggregate] = [r for r in requests.values() if r.pending]
+    return Decision(changed, 201, {"count": len(deliveries), "deliveries": deliveries})
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    RequestAid: request_aid,
+    AssignAid: assign_aid,
+    RecordDelivery: record_delivery,
+    CancelAid: cancel_aid,
+    OpenEmergency: open_emergency,
+    RecordDeliveries: record_deliveries,
+}

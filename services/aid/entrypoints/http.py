@@ -1,0 +1,38 @@
+"""The aid service's HTTP JSON API, following the hotline's conventions (shared.service)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.aid.application import commands as c
+from services.aid.domain import AidRequest, EmergencyCase
+from shared.service.application import CommandService
+from shared.service.http import CommandRoute, ViewRoute, build_app
+
+COMMAND_ROUTES = [
+    CommandRoute("/requests", c.RequestAid, "Open an aid request for a person in hardship"),
+    CommandRoute(
+        "/requests/{request}/assign", c.AssignAid, "Assign it to a worker or volunteer", "request"
+    ),
+    CommandRoute(
+        "/requests/{request}/deliveries", c.RecordDelivery, "Record one aid action", "request"
+    ),
+    CommandRoute("/requests/{request}/cancel", c.CancelAid, "Cancel it, with a reason", "request"),
+    CommandRoute("/deliveries:batch", c.RecordDeliveries, "Record a day's deliveries: all or none"),
+    CommandRoute("/emergencies", c.OpenEmergency, "Open an emergency case and its urgent request"),
+]
+
+VIEW_ROUTES = [
+    ViewRoute("/requests/{id}", AidRequest),
+    ViewRoute("/emergencies/{id}", EmergencyCase),
+]
+
+
+def build_aid_app(service: CommandService) -> FastAPI:
+    return build_app(
+        service,
+        COMMAND_ROUTES,
+        VIEW_ROUTES,
+        title="Kapok aid",
+        description="抗疫救援服务网: aid requests, assignments, deliveries and emergency cases.",
+    )

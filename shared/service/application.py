@@ -1,0 +1,170 @@
+"""The application layer's loop: decide on loaded aggregates, then commit the decision's
+events, the Idempotency-Key's response and any cross-aggregate writes in one transaction.
+
+A stale version (another writer changed an aggregate since it was loaded) means deciding
+again on the fresh state, which usually succeeds; after `ATTEMPTS` the client hears 409.
+Errors never escape `execute`: they come back as a reply in the one error shape, and since
+the transaction rolled back, nothing was stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import MetaData, Table, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts.envelope import Context
+from shared.eventstore import Append, ConcurrencyError, EventStore
+from shared.eventstore.schema import log_head
+from shared.service import idempotency
+from shared.service.aggregate import Aggregate
+from shared.service.commands import Command
+from shared.service.errors import DomainError, NotFound
+from shared.service.replies import Refused, Reply, refusal_from
+
+A = TypeVar("A", bound=Aggregate)
+
+ATTEMPTS = 3
+
+
+@dataclass(slots=True)
+class Decision:
+    """What a handler decided: aggregates with pending events (each appended on top of the
+    version it was loaded at) and the reply a client gets once they are stored."""
+
+    changed: list[Aggregate]
+    status: int
+    body: dict[str, Any]
+    # Checks or writes spanning aggregates (a unique claim, a guard table), run in the
+    # commit's transaction after the store's lock is held; a DomainError refuses the command.
+    in_transaction: Callable[[AsyncConnection], Awaitable[None]] | None = None
+
+    @classmethod
+    def created(cls, aggregate: Aggregate) -> Decision:
+        return cls([aggregate], 201, aggregate.view())
+
+    @classmethod
+    def changed_one(cls, aggregate: Aggregate) -> Decision:
+        return cls([aggregate], 200, aggregate.view())
+
+
+class Loader:
+    """Aggregates rebuilt from the store. A reference of another kind (``call:…`` where a
+    point is asked for) is never folded: it loads as an empty aggregate (``exists`` false)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    async def one(self, kind: type[A], id: str) -> A:
+        if not kind.owns(id):
+            return kind(id)
+        return kind.rebuild(id, await self.store.load(id))
+
+    async def many(self, kind: type[A], ids: Iterable[str]) -> dict[str, A]:
+        wanted = sorted(set(ids))
+        owned = [i for i in wanted if kind.owns(i)]
+        histories = await self.store.load_many(owned) if owned else {}
+        return {
+            i: kind.rebuild(i, histories.get(i, [])) if kind.owns(i) else kind(i) for i in wanted
+        }
+
+
+Handler = Callable[[Any, Loader], Awaitable[Decision]]
+
+
+class CommandService:
+    """One service's commands over its store: what both transports call."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        handlers: Mapping[type[Command], Handler],
+        keys: Table,
+        *tables: MetaData,
+    ) -> None:
+        self.store = store
+        self.db = store.db
+        self.name = store.source
+        self.handlers = dict(handlers)
+        self.keys = keys
+        self.load = Loader(store)
+        self._metadata = {keys.metadata, *tables}
+
+    async def setup(self) -> None:
+        await self.store.setup()
+        await self.db.create_schema(*self._metadata)
+
+    async def execute(self, command: Command, ctx: Context, key: str | None = None) -> Reply:
+        """Run a validated command. Errors come back as a reply, never raised."""
+        try:
+            return await self._execute(command, ctx, key)
+        except Refused as refused:
+            return refused.reply
+        except DomainError as error:
+            return refusal_from(error).reply
+
+    async def _execute(self, command: Command, ctx: Context, key: str | None) -> Reply:
+        # Only worth computing (a 5,000-item batch is a megabyte of JSON) with a key.
+        print_ = idempotency.fingerprint(command) if key is not None else ""
+        handler = self.handlers[type(command)]
+        conflict: Exception | None = None
+        for _ in range(ATTEMPTS):
+            try:
+                decision = await handler(command, self.load)
+            except DomainError:
+                # A retried request may be refused by the state its first attempt created
+                # (a request already cancelled): if its key was answered, that is the answer.
+                if key is not None and (stored := await self._stored(key)) is not None:
+                    return idempotency.replay(key, print_, stored)
+                raise
+            try:
+                return await self._commit(decision, ctx, key, print_)
+            except ConcurrencyError as error:
+                conflict = error
+            except IntegrityError as error:
+                # Two requests with one key raced past the check (PostgreSQL): the loser's
+                # insert of the key fails and rolls back; its retry finds the winner's reply.
+                if key is None:
+                    raise
+                conflict = error
+        raise Refused(409, f"concurrency conflict: {conflict}", rule="concurrency_conflict")
+
+    async def _commit(
+        self, decision: Decision, ctx: Context, key: str | None, print_: str
+    ) -> Reply:
+        reply = Reply(decision.status, orjson.dumps(decision.body))
+        async with self.db.write() as conn:
+            # The lock every append takes, taken first: the key check and the guards read
+            # what no other writer of this source can change before the commit.
+            await conn.execute(
+                select(log_head.c.position)
+                .where(log_head.c.source == self.store.source)
+                .with_for_update()
+            )
+            if key is not None:
+                stored = await idempotency.stored_reply(conn, self.keys, key)
+                if stored is not None:
+                    return idempotency.replay(key, print_, stored)
+            if decision.in_transaction is not None:
+                await decision.in_transaction(conn)
+            appends = [Append(a.id, a.version, a.pending) for a in decision.changed]
+            await self.store.append_in(conn, appends, ctx)
+            if key is not None:
+                await idempotency.save_reply(conn, self.keys, key, print_, reply)
+        return reply
+
+    async def _stored(self, key: str) -> idempotency.Stored | None:
+        async with self.db.read() as conn:
+            return await idempotency.stored_reply(conn, self.keys, key)
+
+    async def view(self, kind: type[A], id: str) -> Reply:
+        """Current state of one aggregate, from its events."""
+        aggregate = await self.load.one(kind, id)
+        if not aggregate.exists:
+            return refusal_from(NotFound(id)).reply
+        return Reply(200, orjson.dumps(aggregate.view()))

@@ -1,0 +1,196 @@
+"""The HTTP JSON API of a service: commands are POSTs on resources, GETs return current state.
+
+Bodies are validated from their raw bytes by the same command models as the NATS requests,
+so both transports accept and refuse exactly the same input with the same error shape. The
+OpenAPI document is FastAPI's, with the command models' schemas, the headers and the error
+shape added to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from shared.service.aggregate import Aggregate
+from shared.service.application import CommandService
+from shared.service.commands import Command
+from shared.service.replies import INTERNAL_ERROR, Reply
+from shared.service.transport import ACTOR, IDEMPOTENCY_KEY, MAX_KEY, handle
+
+JSON = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRoute:
+    path: str
+    command: type[Command]
+    summary: str
+    path_field: str | None = None  # a path parameter that fills the command's field of the name
+
+
+@dataclass(frozen=True, slots=True)
+class ViewRoute:
+    path: str  # with an {id} parameter
+    kind: type[Aggregate]
+
+
+ERROR = {
+    "type": "object",
+    "required": ["status", "error"],
+    "properties": {
+        "status": {"type": "integer"},
+        "error": {"type": "string"},
+        "field": {"type": "string", "description": "422: the offending field"},
+        "rule": {"type": "string", "description": "409: the rule that refused"},
+        "resource": {"type": "string", "description": "404: what was not found"},
+    },
+}
+
+
+def respond(reply: Reply) -> Response:
+    return Response(reply.body, status_code=reply.status, media_type=JSON)
+
+
+def build_app(
+    service: CommandService,
+    commands: Sequence[CommandRoute],
+    views: Sequence[ViewRoute],
+    *,
+    title: str,
+    description: str,
+) -> FastAPI:
+    app = FastAPI(title=title, version="1", description=description)
+    for route in commands:
+        app.add_api_route(
+            route.path,
+            _command_endpoint(service, route),
+            methods=["POST"],
+            summary=route.summary,
+            operation_id=route.command.name(),
+            openapi_extra=_command_openapi(route),
+            response_class=Response,
+        )
+    for view in views:
+        app.add_api_route(
+            view.path,
+            _view_endpoint(service, view.kind),
+            methods=["GET"],
+            summary=f"Current state of a {view.kind.kind}, from its events",
+            operation_id=f"get_{view.kind.kind.replace('-', '_')}",
+            openapi_extra={
+                "parameters": [_path_parameter("id", f"e.g. {view.kind.kind}:0192…")],
+                "responses": _responses("200", "current state"),
+            },
+            response_class=Response,
+        )
+    app.add_exception_handler(Exception, _internal_error)
+    app.openapi = lambda: _openapi(app, commands)  # type: ignore[method-assign]
+    return app
+
+
+async def _internal_error(request: Request, error: Exception) -> Response:
+    return Response(INTERNAL_ERROR, status_code=500, media_type=JSON)
+
+
+def _command_endpoint(service: CommandService, route: CommandRoute) -> Endpoint:
+    model, path_field = route.command, route.path_field
+
+    async def endpoint(request: Request) -> Response:
+        path = {path_field: request.path_params[path_field]} if path_field else {}
+        return respond(await handle(service, model, await request.body(), request.headers, **path))
+
+    endpoint.__name__ = model.name()
+    return endpoint
+
+
+def _view_endpoint(service: CommandService, kind: type[Aggregate]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        return respond(await service.view(kind, request.path_params["id"]))
+
+    endpoint.__name__ = f"get_{kind.kind}"
+    return endpoint
+
+
+def _path_parameter(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def _responses(ok: str, description: str) -> dict[str, Any]:
+    error = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {
+        ok: {"description": description, "content": {JSON: {"schema": {"type": "object"}}}},
+        "404": {"description": "unknown resource", **error},
+        "409": {"description": "a rule refused, or a concurrency conflict", **error},
+        "422": {"description": "invalid input; `field` names it", **error},
+    }
+
+
+def _command_openapi(route: CommandRoute) -> dict[str, Any]:
+    name = route.command.name()
+    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{name}"}
+    parameters = [
+        {
+            "name": IDEMPOTENCY_KEY,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": MAX_KEY},
+            "description": "a retried request with the same key gets the first response",
+        },
+        {
+            "name": ACTOR,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "who asks: worker:<ref>, service:<name>… (default: system)",
+        },
+    ]
+    if route.path_field:
+        parameters.append(_path_parameter(route.path_field, f"the {route.path_field} reference"))
+        schema = {"$ref": f"#/components/schemas/{name}Body"}
+    return {
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": {JSON: {"schema": schema}}},
+        "responses": _responses("201" if route.path_field is None else "200", "done"),
+    }
+
+
+def _openapi(app: FastAPI, commands: Sequence[CommandRoute]) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    # FastAPI documents a 200 with an empty schema for routes without a response model.
+    for item in document["paths"].values():
+        for operation in item.values():
+            if "201" in operation["responses"]:
+                operation["responses"].pop("200", None)
+    models = [(route.command, "validation") for route in commands]
+    _, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    schemas = dict(definitions.get("$defs", {}))
+    for route in commands:
+        if route.path_field:
+            name = route.command.name()
+            body = dict(schemas[name])
+            body["properties"] = {
+                k: v for k, v in body["properties"].items() if k != route.path_field
+            }
+            body["required"] = [r for r in body.get("required", []) if r != route.path_field]
+            body["title"] = f"{name} body"
+            schemas[f"{name}Body"] = body
+    schemas["Error"] = ERROR
+    document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+    app.openapi_schema = document
+    return document

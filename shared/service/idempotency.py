@@ -1,0 +1,70 @@
+"""Idempotency-Key storage: key → the first response, written in the transaction that
+appends the request's events, so a key is answered exactly when its events exist.
+
+A retried request finds its key and gets that response back; nothing is appended a second
+time. The key also stores a fingerprint of the command (sha256 of its type and validated
+content): the same key with another request is refused rather than answered with a response
+that is not its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic import BaseModel
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.service.replies import Refused, Reply
+
+Stored = tuple[str, int, str]
+"""(fingerprint, status, body) of a key already answered."""
+
+
+def idempotency_table(metadata: MetaData, service: str) -> Table:
+    """The service's key table, ``<service>_idempotency``, in the service's own metadata."""
+    return Table(
+        f"{service}_idempotency",
+        metadata,
+        Column("key", String(200), primary_key=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("body", Text, nullable=False),
+    )
+
+
+def fingerprint(command: BaseModel) -> str:
+    return hashlib.sha256(
+        f"{type(command).__name__}\n{command.model_dump_json()}".encode()
+    ).hexdigest()
+
+
+async def stored_reply(conn: AsyncConnection, table: Table, key: str) -> Stored | None:
+    row = (
+        await conn.execute(
+            select(table.c.fingerprint, table.c.status, table.c.body).where(table.c.key == key)
+        )
+    ).first()
+    return (str(row[0]), int(row[1]), str(row[2])) if row else None
+
+
+async def save_reply(
+    conn: AsyncConnection, table: Table, key: str, fingerprint: str, reply: Reply
+) -> None:
+    await conn.execute(
+        table.insert().values(
+            key=key, fingerprint=fingerprint, status=reply.status, body=reply.body.decode()
+        )
+    )
+
+
+def replay(key: str, fingerprint: str, stored: Stored) -> Reply:
+    """The first response for ``key``, if it was given to this same request."""
+    first_fingerprint, status, body = stored
+    if first_fingerprint != fingerprint:
+        raise Refused(
+            422,
+            f"Idempotency-Key {key!r} was first used for another request; use a new key",
+            field="Idempotency-Key",
+        )
+    return Reply(status, body.encode())

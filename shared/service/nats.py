@@ -1,0 +1,75 @@
+"""A service's commands over NATS request-reply (FastStream), for other services and scripts.
+
+Each command listens on ``<root>.<service>.cmd.<Command>`` in the queue group ``<service>``,
+so several replicas share the load. A request's body is the command's JSON (identifiers that
+HTTP takes from the path are fields here); the headers are HTTP's (Idempotency-Key,
+Kapok-Actor). The reply is ``{"status": 201, "result": {...}}`` or the HTTP error body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
+
+from shared.bus.naming import Naming
+from shared.service.application import CommandService
+from shared.service.commands import Command
+from shared.service.replies import INTERNAL_ERROR, Reply
+from shared.service.transport import handle
+
+log = logging.getLogger("kapok.service.nats")
+# Requests handled at once per replica: commands mostly wait on the database, so many.
+WORKERS = 32
+
+
+def reply_bytes(reply: Reply) -> bytes:
+    if reply.status < 400:
+        return b'{"status":%d,"result":%s}' % (reply.status, reply.body)
+    return reply.body  # already {"status": ..., "error": ..., ...}
+
+
+def build_broker(
+    nats_url: str,
+    service: CommandService,
+    naming: Naming,
+    commands: Mapping[str, type[Command]],
+) -> NatsBroker:
+    # Never give up reconnecting (nats-py's default stops after 60 attempts): a replica must
+    # answer again when NATS comes back, however long it was away.
+    broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    for name, model in commands.items():
+        broker.subscriber(
+            naming.command_subject(service.name, name),
+            queue=service.name,
+            max_workers=WORKERS,
+            title=f"{service.name}.cmd.{name}",
+            description=(model.__doc__ or name).strip().splitlines()[0],
+        )(_handler(service, model))
+    return broker
+
+
+def _handler(
+    service: CommandService, model: type[Command]
+) -> Callable[[NatsMessage], Awaitable[bytes]]:
+    async def handler(msg: NatsMessage) -> bytes:
+        try:
+            reply = await handle(service, model, msg.body, msg.headers or {})
+        except Exception:
+            # The requester gets an answer instead of a timeout; nothing was committed.
+            log.exception("%s.%s failed", service.name, model.name())
+            return INTERNAL_ERROR
+        return reply_bytes(reply)
+
+    handler.__name__ = model.name()
+    return handler
+
+
+async def start(broker: NatsBroker) -> None:
+    """Start the handlers and wait until the server has their subscriptions: SUBs are
+    buffered, so without the flush a request sent right after start-up (from another
+    connection) can meet "no responders"."""
+    await broker.start()
+    await broker.connection.flush()

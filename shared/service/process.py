@@ -1,0 +1,97 @@
+"""A service process: its store, HTTP API, NATS request-reply handlers, outbox relay and any
+background tasks (a consumer runner), in one, started and stopped in a fixed order.
+
+Start-up: the schema and the streams exist before anything is accepted. The relay runs
+beside the handlers, so a command succeeds while NATS is down (its events wait in the store)
+and reaches the stream when NATS is back; the connection (`shared.runtime.connect`) never
+gives up reconnecting. Ctrl-C or SIGTERM: HTTP stops taking requests and finishes those in
+flight, then the NATS handlers, the background tasks, the relay and the database stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
+
+from shared.bus.naming import Naming
+from shared.relay import OutboxRelay
+from shared.runtime import connect, provision
+from shared.service.application import CommandService
+from shared.service.commands import Command
+from shared.service.nats import build_broker, start
+from shared.settings import Settings
+
+log = logging.getLogger("kapok.service")
+
+Background = Callable[[NATS], Coroutine[Any, Any, None]]
+"""A task the process runs beside its handlers (given the process's NATS connection)."""
+
+
+class HttpServer(uvicorn.Server):
+    """uvicorn, minus its signal handling: uvicorn re-raises a caught Ctrl-C once it has
+    stopped, which would cancel this process's clean-up half-way. `serve` owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # A relay stops only on StreamDiverged, a runner on a bug: commands still land in
+        # the store, but say it as loudly as we can.
+        log.critical("%s stopped: %s", task.get_name(), task.exception())
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+async def serve(
+    settings: Settings,
+    service: CommandService,
+    app: FastAPI,
+    commands: Mapping[str, type[Command]],
+    host: str,
+    port: int,
+    background: Sequence[Background] = (),
+) -> None:
+    name = service.name
+    naming = Naming.of(settings)
+    await service.setup()
+    nc = await connect(settings, name)
+    tasks: list[asyncio.Task[None]] = []
+    broker = build_broker(settings.nats_url, service, naming, commands)
+    try:
+        # Every producer's stream: a consumer of another service's events needs its stream.
+        await provision(nc, settings)
+        relay = OutboxRelay(service.store, nc, naming)
+        tasks.append(asyncio.create_task(relay.run(), name=f"{name}-relay"))
+        for index, run in enumerate(background):
+            tasks.append(asyncio.create_task(run(nc), name=f"{name}-background-{index}"))
+        for task in tasks:
+            task.add_done_callback(_ended)
+        await start(broker)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off")
+        server = HttpServer(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+        log.info("%s: HTTP on %s:%d, NATS at %s", name, host, port, settings.nats_url)
+        await server.serve()
+    finally:
+        await broker.stop()
+        for task in reversed(tasks):
+            await _stop(task)
+        await nc.drain()
+        await service.db.dispose()

@@ -1,0 +1,100 @@
+"""The one reply shape both transports send, and how input and domain errors become it.
+
+Success: the status and the result's JSON. Errors: ``{"status": 422, "error": "...",
+"field": "items.17.category"}``, ``{"status": 409, "error": "...", "rule": "..."}``,
+``{"status": 404, "error": "...", "resource": "..."}``; 500 says nothing was stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
+
+M = TypeVar("M", bound=BaseModel)
+
+# Same shape as every other error; the transaction rolled back, so nothing was stored.
+INTERNAL_ERROR = b'{"status":500,"error":"internal error: nothing was stored"}'
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a transport sends back: an HTTP-like status and a JSON body (bytes, so a stored
+    reply is returned exactly as it was first sent)."""
+
+    status: int
+    body: bytes
+
+    def json(self) -> object:
+        return orjson.loads(self.body)
+
+
+class Refused(Exception):
+    """A request refused before anything was stored; ``reply`` says why, in the one shape."""
+
+    def __init__(self, status: int, error: str, **detail: str) -> None:
+        super().__init__(error)
+        self.reply = Reply(status, orjson.dumps({"status": status, "error": error, **detail}))
+
+
+def parse(model: type[M], raw: bytes | str, **path: str) -> M:
+    """Validate a request body (JSON bytes); ``path`` adds identifiers taken from an HTTP path.
+    Raises `Refused` (422) naming the first offending field."""
+    try:
+        if path:
+            body = orjson.loads(raw or b"null")
+            if not isinstance(body, dict):
+                raise Refused(422, "the body must be a JSON object", field="body")
+            for name in path:
+                if name in body:
+                    raise Refused(422, f"{name} is taken from the path", field=name)
+            raw = orjson.dumps({**body, **path})
+        return model.model_validate_json(raw)
+    except orjson.JSONDecodeError as error:
+        raise Refused(422, f"the body is not JSON: {error}", field="body") from error
+    except ValidationError as error:
+        raise refusal_of(error) from error
+
+
+def refusal_of(error: ValidationError) -> Refused:
+    errors = error.errors(include_url=False)
+    # A tuple whose items failed also reports "too short" with the items it kept: that is a
+    # consequence, not the thing to fix; the failing item's own error is.
+    errors = [e for e in errors if not _consequence(e)] or errors
+    # The shortest location first: with 5,001 items, the count is the thing to fix.
+    first = min(errors, key=lambda e: len(e["loc"]))
+    loc = [str(part) for part in first["loc"]]
+    message = first["msg"]
+    if first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+        named, sep, rest = message.partition(": ")
+        if sep and named.isidentifier():  # a model check naming its field ("outcome: ...")
+            loc, message = [*loc, named], rest
+    if first["type"] == "json_invalid":
+        loc = ["body"]
+    field = ".".join(loc) or "body"
+    return Refused(422, f"{field}: {message}", field=field)
+
+
+def _consequence(error: Any) -> bool:
+    given = error.get("input")
+    kept = (error.get("ctx") or {}).get("actual_length")
+    return (
+        error["type"] == "too_short"
+        and isinstance(given, list | tuple)
+        and isinstance(kept, int)
+        and kept < len(given)
+    )
+
+
+def refusal_from(error: DomainError) -> Refused:
+    if isinstance(error, InvalidInput):
+        return Refused(422, f"{error.field}: {error.message}", field=error.field)
+    if isinstance(error, NotFound):
+        return Refused(404, error.message, resource=error.resource)
+    assert isinstance(error, RuleBroken)
+    return Refused(409, error.message, rule=error.rule)

@@ -1,0 +1,55 @@
+"""The people and places of the aid stories: 卫姨, the Nanzhou street station and its couriers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from shared.contracts.types import Place
+
+CST = timezone(timedelta(hours=8), "Asia/Shanghai")
+NANZHOU = Place(
+    district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
+)
+WEI_YI = "person:7f3a9c"  # 卫姨: a disabled woman living alone, as the bus knows her
+WORKER = "worker:w17"
+VOLUNTEER = "volunteer:v3"
+MORNING = datetime(2020, 2, 10, 9, 0, tzinfo=CST)
+
+
+def at(minutes: int) -> datetime:
+    """Business time: minutes after 09:00 on 2020-02-10 in Guangzhou."""
+    return MORNING + timedelta(minutes=minutes)
+
+
+def place() -> dict[str, str]:
+    return NANZHOU.model_dump()
+
+
+def request_body(minute: int = 0, **changes: object) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "person": WEI_YI,
+        "group": "disabled",
+        "place": place(),
+        "needs": ["medicine", "food"],
+        "urgency": "today",
+        "origin": "station_visit",
+        "requested_at": at(minute).isoformat(),
+    }
+    body.update(changes)
+    return body
+
+
+MEDICINE = {"kind": "medicine", "quantity": "2", "unit": "box", "value_yuan": "56.50"}
+VEGETABLES = {"kind": "vegetables", "quantity": "1.5", "unit": "kg"}
+
+
+def delivery_body(minute: int = 90, **changes: object) -> dict[str, Any]:
+    """卫姨's delivery: medicine and fresh vegetables, to one person."""
+    body: dict[str, Any] = {
+        "items": [MEDICINE, VEGETABLES],
+        "persons_served": 1,
+        "delivered_at": at(minute).isoformat(),
+    }
+    body.update(changes)
+    return body
