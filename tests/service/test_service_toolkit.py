@@ -1,0 +1,216 @@
+"""The service toolkit as stories, on a toy tally service: the one error shape, the commit
+loop (retries on a stale version, nothing stored on any error), the Idempotency-Key, and the
+HTTP and NATS plumbing on real parts (both databases, the session's nats-server)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import nats
+import orjson
+import pytest
+from service_parts import COMMANDS, Count, CountGuarded, CountSlowly, OpenTally, Tally
+
+from shared.bus.naming import Naming
+from shared.contracts.envelope import Context
+from shared.service.application import CommandService
+from shared.service.http import CommandRoute, ViewRoute, build_app
+from shared.service.nats import build_broker, start
+from shared.service.replies import Refused, parse
+from shared.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CST = timezone(timedelta(hours=8))
+AT = datetime(2020, 2, 10, 9, tzinfo=CST)
+
+
+def count(n: int = 1, tally: str = "tally:a") -> Count:
+    return Count(tally=tally, n=n, counted_at=AT)
+
+
+async def opened(service: CommandService, tally: str = "tally:a") -> None:
+    reply = await service.execute(OpenTally(tally=tally, opened_at=AT), Context())
+    assert reply.status == 201, reply.json()
+
+
+# -- the one error shape -------------------------------------------------------------------
+
+
+def refusal(model: type, raw: bytes, **path: str) -> object:
+    with pytest.raises(Refused) as refused:
+        parse(model, raw, **path)
+    return refused.value.reply.json()
+
+
+async def test_invalid_input_names_the_field() -> None:
+    assert (
+        refusal(Count, b'{"tally":"tally:a","n":0,"counted_at":"2020-02-10T09:00:00+08:00"}')[
+            "field"
+        ]
+        == "n"
+    )
+    assert refusal(Count, b'{"tally":"tally:a","n":"1"}')["field"] in ("n", "counted_at")
+    naive = refusal(Count, b'{"tally":"tally:a","n":1,"counted_at":"2020-02-10T09:00:00"}')
+    assert naive["status"] == 422 and naive["field"] == "counted_at"
+    assert refusal(Count, b"{not json")["field"] == "body"
+    assert refusal(Count, b"[]", tally="tally:a")["field"] == "body"
+    taken = refusal(Count, b'{"tally":"tally:b"}', tally="tally:a")
+    assert taken == {"status": 422, "error": "tally is taken from the path", "field": "tally"}
+
+
+async def test_a_bad_item_in_a_tuple_is_named_not_the_tuple() -> None:
+    from shared.contracts.types import AidItem
+    from shared.service.commands import Command
+
+    class Deliver(Command):
+        items: tuple[AidItem, ...]
+
+    good = b'{"kind":"medicine","quantity":"1","unit":"box"}'
+    raw = b'{"items":[%s,{"kind":"food","quantity":1.5,"unit":"kg"}]}' % good
+    assert refusal(Deliver, raw)["field"] == "items.1.quantity"
+
+
+# -- the commit loop -----------------------------------------------------------------------
+
+
+async def test_a_command_stores_its_events_and_answers(tally: CommandService) -> None:
+    await opened(tally)
+    reply = await tally.execute(count(3), Context(actor="worker:w1"))
+    assert (reply.status, reply.json()) == (200, {"tally": "tally:a", "total": 3, "version": 2})
+    [_, counted] = await tally.store.load("tally:a")
+    assert counted.actor == "worker:w1" and counted.occurred_at == AT
+    assert (await tally.view(Tally, "tally:a")).json() == reply.json()
+
+
+async def test_a_rule_a_guard_or_an_unknown_aggregate_stores_nothing(
+    tally: CommandService,
+) -> None:
+    await opened(tally)
+    broken = await tally.execute(count(11), Context())
+    assert broken.json() == {
+        "status": 409,
+        "error": "tally:a would pass ten",
+        "rule": "tally_caps_at_ten",
+    }
+    guarded = await tally.execute(CountGuarded(tally="tally:a", n=1, counted_at=AT), Context())
+    assert guarded.json() == {"status": 409, "error": "the guard said no", "rule": "guarded"}
+    missing = await tally.execute(count(tally="tally:x"), Context())
+    assert missing.json() == {"status": 404, "error": "tally:x not found", "resource": "tally:x"}
+    assert (await tally.view(Tally, "nope:x")).status == 404
+    assert await tally.store.head() == 1
+
+
+async def test_a_decision_on_a_stale_version_is_decided_again(tally: CommandService) -> None:
+    await opened(tally)
+    slow = CountSlowly(tally="tally:a", n=2, counted_at=AT)
+    replies = await asyncio.gather(*(tally.execute(slow, Context()) for _ in range(2)))
+    # Both loaded version 1; the second's append met version 2, so it decided again on it.
+    assert sorted(r.json()["total"] for r in replies) == [2, 4]
+    assert await tally.store.head() == 3
+
+
+async def test_a_decision_stale_every_time_is_a_409_naming_the_conflict(
+    tally: CommandService,
+) -> None:
+    await opened(tally)
+    slow = CountSlowly(tally="tally:a", n=1, counted_at=AT)
+    replies = await asyncio.gather(*(tally.execute(slow, Context()) for _ in range(5)))
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [200, 200, 200, 409, 409]  # three rounds, one winner each
+    assert {r.json().get("rule") for r in replies if r.status == 409} == {"concurrency_conflict"}
+    assert await tally.store.head() == 4
+
+
+async def test_a_retried_key_gets_the_first_answer_and_stores_nothing(
+    tally: CommandService,
+) -> None:
+    await opened(tally)
+    first = await tally.execute(count(9), Context(), key="k-1")
+    # The retry would now break the rule (9 + 9 > 10): the key's answer wins over the rule.
+    again = await tally.execute(count(9), Context(), key="k-1")
+    assert first == again
+    other = await tally.execute(count(1), Context(), key="k-1")
+    assert (other.status, other.json()["field"]) == (422, "Idempotency-Key")
+    racing = await asyncio.gather(
+        *(tally.execute(count(1), Context(), key="k-2") for _ in range(6))
+    )
+    assert len(set(racing)) == 1 and racing[0].status == 200
+    assert await tally.store.head() == 3
+
+
+# -- HTTP and NATS plumbing ----------------------------------------------------------------
+
+
+def app(service: CommandService) -> httpx.AsyncClient:
+    routes = [
+        CommandRoute("/tallies", OpenTally, "Open a tally"),
+        CommandRoute("/tallies/{tally}/count", Count, "Count", "tally"),
+        CommandRoute("/crash", COMMANDS["Crash"], "A handler bug"),
+    ]
+    application = build_app(
+        service, routes, [ViewRoute("/tallies/{id}", Tally)], title="t", description="t"
+    )
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application, raise_app_exceptions=False),
+        base_url="http://t",
+    )
+
+
+async def test_over_http_headers_paths_and_a_bug_keep_the_shape(tally: CommandService) -> None:
+    async with app(tally) as http:
+        made = await http.post("/tallies", json={"tally": "tally:a", "opened_at": AT.isoformat()})
+        assert made.status_code == 201
+        body = {"n": 2, "counted_at": AT.isoformat()}
+        counted = await http.post(
+            "/tallies/tally:a/count", json=body, headers={"Kapok-Actor": "volunteer:v1"}
+        )
+        assert counted.json()["total"] == 2
+        bad_actor = await http.post(
+            "/tallies/tally:a/count", json=body, headers={"Kapok-Actor": "Li Lei"}
+        )
+        assert (bad_actor.status_code, bad_actor.json()["field"]) == (422, "Kapok-Actor")
+        long_key = await http.post(
+            "/tallies/tally:a/count", json=body, headers={"Idempotency-Key": "k" * 201}
+        )
+        assert (long_key.status_code, long_key.json()["field"]) == (422, "Idempotency-Key")
+        bug = await http.post("/crash", json={})
+        assert bug.status_code == 500
+        assert bug.json() == {"status": 500, "error": "internal error: nothing was stored"}
+        assert (await http.get("/tallies/tally:a")).json()["version"] == 2
+        schema = (await http.get("/openapi.json")).json()
+        assert "tally" not in schema["components"]["schemas"]["CountBody"]["properties"]
+    [counted_event] = (await tally.store.load("tally:a"))[1:]
+    assert counted_event.actor == "volunteer:v1"
+
+
+async def test_over_nats_in_a_queue_group_that_never_stops_reconnecting(
+    tally: CommandService, settings: Settings
+) -> None:
+    naming = Naming.of(settings)
+    broker = build_broker(settings.nats_url, tally, naming, COMMANDS)
+    await start(broker)
+    # nats-py's default gives up after 60 reconnect attempts; a service must not.
+    assert broker.connection.options["max_reconnect_attempts"] == -1
+    nc = await nats.connect(settings.nats_url)
+    try:
+
+        async def ask(command: str, body: object) -> dict[str, object]:
+            reply = await nc.request(
+                naming.command_subject("tally", command), orjson.dumps(body), timeout=10
+            )
+            return orjson.loads(reply.data)  # type: ignore[no-any-return]
+
+        made = await ask("OpenTally", {"tally": "tally:a", "opened_at": AT.isoformat()})
+        assert made == {"status": 201, "result": {"tally": "tally:a", "total": 0, "version": 1}}
+        refused = await ask("Count", {"tally": "tally:a", "n": 11, "counted_at": AT.isoformat()})
+        assert refused["rule"] == "tally_caps_at_ten"
+        assert await ask("Crash", {}) == {
+            "status": 500,
+            "error": "internal error: nothing was stored",
+        }
+    finally:
+        await nc.close()
+        await broker.stop()
