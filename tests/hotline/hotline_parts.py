@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 import nats
 import orjson
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
 
 from services.hotline.application.service import HotlineService
 from services.hotline.entrypoints.http import build_app
@@ -68,6 +70,22 @@ class Hotline:
         return int(info.state.messages)
 
 
+async def answering(nc: NATS, naming: Naming, seconds: float = 10.0) -> None:
+    """Wait until the command handlers answer (an empty command: a 422). `start` already
+    flushes the subscriptions; on a loaded machine a request has still, rarely, met "no
+    responders" right after start-up, and a test must not fail on that window."""
+    subject = naming.command_subject("hotline", "OpenHotlinePoint")
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            await nc.request(subject, b"{}", timeout=seconds)
+            return
+        except NoRespondersError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def start_hotline(settings: Settings, database_url: str) -> AsyncIterator[Hotline]:
     naming = Naming.of(settings)
     db = Database(database_url)
@@ -77,6 +95,7 @@ async def start_hotline(settings: Settings, database_url: str) -> AsyncIterator[
     await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120.0))
     broker = build_broker(settings.nats_url, service, naming)
     await start(broker)
+    await answering(nc, naming)
     transport = httpx.ASGITransport(app=build_app(service))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as http:

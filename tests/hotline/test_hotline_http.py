@@ -361,3 +361,25 @@ async def test_concurrent_requests_share_a_commit_and_each_gets_its_own_answer(
     assert len({r.json()["call"] for r in responses[:20]}) == 11
     assert responses[20].json()["rule"] == "closed_point_takes_no_calls"
     assert await hotline.stored() == 3 + 1 + 10
+
+
+async def test_racing_completions_of_one_call_complete_it_once(hotline: Hotline) -> None:
+    import asyncio
+
+    point = await open_point(hotline)
+    call = (await hotline.post("/calls", call_body(point))).json()["call"]
+    complete = {
+        "outcome": "advice_given",
+        "duration_seconds": 90,
+        "completed_at": at(9).isoformat(),
+    }
+    responses = await asyncio.gather(
+        *(hotline.post(f"/calls/{call}/complete", complete) for _ in range(6))
+    )
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 5
+    assert {r.json()["rule"] for r in responses if r.status_code == 409} == {"call_completes_once"}
+    assert types(await hotline.published()) == [
+        "HotlinePointOpened",
+        "CallReceived",
+        "CallCompleted",
+    ]

@@ -103,7 +103,9 @@ class GroupCommit:
         return group
 
     async def _commit_group(self, group: list[Pending]) -> None:
-        done: list[tuple[Pending, Reply]] = []
+        # Outcomes are handed out only once the transaction has ended: a deferred request
+        # must decide again on the state this group committed, not on what was there before.
+        outcomes: list[tuple[Pending, Reply | tuple[str, int, str] | Exception]] = []
         try:
             async with self.store.db.write() as conn:
                 await tables.lock_log(conn, self.store.source)
@@ -124,24 +126,24 @@ class GroupCommit:
                     decision = pending.decision
                     streams = {a.id for a in decision.changed}
                     if pending.key in answered:
-                        pending.future.set_result(answered[pending.key])
+                        outcomes.append((pending, answered[pending.key]))
                         continue
                     if (
                         (pending.key is not None and pending.key in seen_keys)
                         or streams & seen_streams
                         or seen_workers.intersection(decision.claims)
                     ):
-                        pending.future.set_exception(Deferred())
+                        outcomes.append((pending, Deferred()))
                         continue
                     refusal = _guard(decision, closed, on_duty)
                     if refusal is not None:
-                        pending.future.set_exception(refusal)
+                        outcomes.append((pending, refusal))
                         continue
                     appends = [Append(a.id, a.version, a.pending) for a in decision.changed]
                     try:
                         await self.store.append_in(conn, appends, pending.ctx)
                     except ConcurrencyError as error:
-                        pending.future.set_exception(error)
+                        outcomes.append((pending, error))
                         continue
                     if pending.key is not None:
                         seen_keys.add(pending.key)
@@ -157,23 +159,32 @@ class GroupCommit:
                     seen_workers.update(decision.claims)
                     released.extend(decision.releases)
                     claimed.update(decision.claims)
-                    done.append((pending, pending.reply))
+                    outcomes.append((pending, pending.reply))
                 if released:
                     await tables.release_shifts(conn, released)
                 await tables.claim_shifts(conn, claimed)
                 await tables.save_replies(conn, replies)
         except Exception as error:  # the database failed: nothing of the group was stored
             for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(error)
+                _settle(pending, error)
             return
         except BaseException:
             for pending in group:
-                if not pending.future.done():
-                    pending.future.set_exception(RuntimeError("the commit was cancelled"))
+                _settle(pending, RuntimeError("the commit was cancelled"))
             raise
-        for pending, reply in done:
-            pending.future.set_result(reply)
+        for pending, outcome in outcomes:
+            _settle(pending, outcome)
+
+
+def _settle(pending: Pending, outcome: Reply | tuple[str, int, str] | Exception) -> None:
+    # A request whose client went away was cancelled, and its future with it: what it
+    # decided may still have committed (as with any request cut off mid-commit).
+    if pending.future.done():
+        return
+    if isinstance(outcome, Exception):
+        pending.future.set_exception(outcome)
+    else:
+        pending.future.set_result(outcome)
 
 
 def _guard(decision: Decision, closed: set[str], on_duty: dict[str, str]) -> RuleBroken | None:
