@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from hotline_parts import Hotline
 from hotline_stories import NANZHOU, WEI_YI, WORKER, at, call_body, place
@@ -383,3 +384,45 @@ async def test_racing_completions_of_one_call_complete_it_once(hotline: Hotline)
         "CallReceived",
         "CallCompleted",
     ]
+
+
+async def test_a_replica_that_still_sees_a_point_open_cannot_take_a_call_there(
+    hotline: Hotline,
+) -> None:
+    """Replicas cache points; one closes a point while another still holds it as open. The
+    commit checks closure in the store, so the call is refused all the same."""
+    from services.hotline.application.commands import ClosePoint, ReceiveCall
+    from services.hotline.application.service import HotlineService
+    from shared.contracts.envelope import Context
+
+    point = await open_point(hotline)
+    other = HotlineService(hotline.service.store)  # its own cache and its own commits
+    warm = await other.execute(
+        ReceiveCall.model_validate_json(orjson.dumps(call_body(point, 5))), Context()
+    )
+    assert warm.status == 201
+    closed = await hotline.service.execute(
+        ClosePoint(point=point, reason="relocated", closed_at=at(60)), Context()
+    )
+    assert closed.status == 200
+    stale = await other.execute(
+        ReceiveCall.model_validate_json(orjson.dumps(call_body(point, 61))), Context()
+    )
+    assert (stale.status, stale.json()["rule"]) == (409, "closed_point_takes_no_calls")
+    assert await hotline.stored() == 3
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"Idempotency-Key": "k" * 201}, "Idempotency-Key"),
+        ({"Kapok-Actor": "person:7f3a9c"}, "Kapok-Actor"),
+    ],
+)
+async def test_bad_headers_are_refused_naming_the_header(
+    hotline: Hotline, headers: dict[str, str], field: str
+) -> None:
+    point = await open_point(hotline)
+    response = await hotline.post("/calls", call_body(point), **headers)
+    assert (response.status_code, response.json()["field"]) == (422, field)
+    assert await hotline.stored() == 1
