@@ -44,9 +44,14 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
     db = Database(settings.database_url_for(SERVICE))
     service = HotlineService(EventStore(db, SERVICE))
     await service.setup()
-    nc = await nats.connect(settings.nats_url, name="kapok-hotline-relay")
+    # Reconnect forever (nats-py gives up after 60 tries by default): while NATS is away,
+    # commands keep succeeding and their events wait in the store for the relay.
+    nc = await nats.connect(
+        settings.nats_url, name="kapok-hotline-relay", max_reconnect_attempts=-1
+    )
     relay_task: asyncio.Task[None] | None = None
     broker = build_broker(settings.nats_url, service, naming)
+    failure: BaseException | None = None
     try:
         specs = event_stream_specs(
             naming, [SERVICE], settings.stream_replicas, settings.duplicate_window_s
@@ -58,6 +63,15 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
             build_app(service), host=host, port=port, log_level="info", lifespan="off"
         )
         server = _HttpServer(config)
+
+        def relay_ended(task: asyncio.Task[None]) -> None:
+            # The relay only ends on a stream that holds another store's history: serving
+            # on would store events that can never be published. Stop, and say why.
+            if not task.cancelled() and task.exception() is not None:
+                log.error("hotline: the outbox relay stopped: %s", task.exception())
+                server.should_exit = True
+
+        relay_task.add_done_callback(relay_ended)
         # Ctrl-C or SIGTERM: HTTP stops taking requests and finishes those in flight, then
         # the NATS handlers, the relay and the database stop in that order below.
         loop = asyncio.get_running_loop()
@@ -70,6 +84,11 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
         if relay_task is not None:
             relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+                try:
+                    await relay_task
+                except Exception as error:
+                    failure = error
         await nc.drain()
         await db.dispose()
+    if failure is not None:
+        raise failure

@@ -68,6 +68,7 @@ async def start(broker: NatsBroker) -> None:
 
 
 def build_broker(nats_url: str, service: HotlineService, naming: Naming) -> NatsBroker:
-    broker = NatsBroker(nats_url, logger=None)
+    # Reconnect forever, like the relay: a NATS restart must not end the service's handlers.
+    broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1)
     register(broker, service, naming)
     return broker
