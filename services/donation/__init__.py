@@ -1,0 +1,1 @@
+"""The donation service: charity campaigns and residents' self-help projects."""

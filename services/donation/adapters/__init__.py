@@ -1,0 +1,1 @@
+"""What the donation service keeps beside its events."""

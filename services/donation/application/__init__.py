@@ -1,0 +1,1 @@
+"""Commands, their handlers and the service both transports call."""

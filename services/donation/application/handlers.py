@@ -1,0 +1,176 @@
+"""One handler per command: load what the decision needs, let the aggregates decide, and say
+what to append. Committing is `shared.service.CommandService`'s job."""
+
+from __future__ import annotations
+
+from services.donation.application.commands import (
+    DistributeGoods,
+    LaunchCampaign,
+    LinkVolunteers,
+    PledgeDonation,
+    ReceiveFunds,
+    ReceiveGoods,
+    ReceiveGoodsBatch,
+    RecordProjectOutput,
+)
+from services.donation.domain import Campaign, VolunteerLink
+from shared.contracts.envelope import uuid7
+from shared.service.aggregate import Aggregate
+from shared.service.application import Decision, Handler, Loader
+from shared.service.commands import Command
+from shared.service.errors import InvalidInput, NotFound, RuleBroken
+
+
+def new_id(kind: str) -> str:
+    return f"{kind}:{uuid7()}"
+
+
+async def launch_campaign(cmd: LaunchCampaign, load: Loader) -> Decision:
+    campaign = Campaign.launch(
+        new_id("campaign"),
+        cmd.campaign_kind,
+        cmd.organisation,
+        cmd.title,
+        cmd.districts,
+        cmd.starts_on,
+        cmd.ends_on,
+        cmd.launched_at,
+    )
+    return Decision.created(campaign)
+
+
+async def pledge_donation(cmd: PledgeDonation, load: Loader) -> Decision:
+    campaign = await load.one(Campaign, cmd.campaign)
+    pledge = new_id("pledge")
+    campaign.pledge(pledge, cmd.donor, cmd.donor_kind, cmd.goods, cmd.funds_yuan, cmd.pledged_at)
+    return Decision([campaign], 201, campaign.pledges[pledge].view() | _of(campaign))
+
+
+async def receive_goods(cmd: ReceiveGoods, load: Loader) -> Decision:
+    campaign = await load.one(Campaign, cmd.campaign)
+    receipt = new_id("receipt")
+    campaign.receive_goods(
+        receipt, cmd.donor_kind, cmd.items, cmd.district, cmd.pledge, cmd.received_at
+    )
+    return Decision([campaign], 201, {"receipt": receipt, **campaign.stock_view()})
+
+
+async def receive_goods_batch(cmd: ReceiveGoodsBatch, load: Loader) -> Decision:
+    # One aggregate per campaign however many of its receipts the batch holds, appended once.
+    campaigns = await load.many(Campaign, {i.campaign for i in cmd.items})
+    receipts: list[str] = []
+    for index, logged in enumerate(cmd.items):
+        receipt = new_id("receipt")
+        try:
+            campaigns[logged.campaign].receive_goods(
+                receipt,
+                logged.donor_kind,
+                logged.items,
+                logged.district,
+                logged.pledge,
+                logged.received_at,
+            )
+        except InvalidInput as error:
+            error.field = f"items.{index}.{error.field}"
+            raise
+        except (RuleBroken, NotFound) as error:
+            # Name the batch item, so the client can find it.
+            error.message = f"items.{index}: {error.message}"
+            error.args = (error.message,)
+            raise
+        receipts.append(receipt)
+    changed: list[Aggregate] = [c for c in campaigns.values() if c.pending]
+    return Decision(changed, 201, {"count": len(receipts), "receipts": receipts})
+
+
+async def receive_funds(cmd: ReceiveFunds, load: Loader) -> Decision:
+    campaign = await load.one(Campaign, cmd.campaign)
+    receipt = new_id("receipt")
+    campaign.receive_funds(
+        receipt, cmd.donor_kind, cmd.amount_yuan, cmd.district, cmd.pledge, cmd.received_at
+    )
+    return Decision(
+        [campaign],
+        201,
+        {"receipt": receipt, "funds_yuan": campaign.view()["funds_yuan"]} | _of(campaign),
+    )
+
+
+async def link_volunteers(cmd: LinkVolunteers, load: Loader) -> Decision:
+    if cmd.campaign is not None:
+        campaign = await load.one(Campaign, cmd.campaign)
+        if (
+            cmd.organisation is not None
+            and campaign.exists
+            and cmd.organisation != campaign.organisation
+        ):
+            raise InvalidInput("organisation", f"{campaign.id} is {campaign.organisation}'s")
+        campaign.link_volunteers(cmd.volunteers, cmd.district, cmd.station, cmd.linked_at)
+        body = {"volunteers": cmd.volunteers, "total": campaign.volunteers} | _of(campaign)
+        return Decision([campaign], 201, body)
+    assert cmd.station is not None and cmd.organisation is not None  # the command's check
+    link = VolunteerLink.link(
+        new_id("volunteers"),
+        cmd.volunteers,
+        cmd.organisation,
+        cmd.district,
+        cmd.station,
+        cmd.linked_at,
+    )
+    return Decision.created(link)
+
+
+async def distribute_goods(cmd: DistributeGoods, load: Loader) -> Decision:
+    campaign = await load.one(Campaign, cmd.campaign)
+    distribution = new_id("distribution")
+    campaign.distribute(
+        distribution,
+        cmd.items,
+        cmd.recipient_kind,
+        cmd.recipients,
+        cmd.district,
+        cmd.station,
+        cmd.group,
+        cmd.distributed_at,
+    )
+    return Decision([campaign], 201, {"distribution": distribution, **campaign.stock_view()})
+
+
+async def record_project_output(cmd: RecordProjectOutput, load: Loader) -> Decision:
+    campaign = await load.one(Campaign, cmd.campaign)
+    output = new_id("output")
+    campaign.record_output(
+        output,
+        cmd.kind,
+        cmd.quantity,
+        cmd.unit,
+        cmd.beneficiaries,
+        cmd.district,
+        cmd.station,
+        cmd.group,
+        cmd.income_yuan,
+        cmd.produced_at,
+    )
+    body = {
+        "output": output,
+        "outputs": campaign.outputs,
+        "beneficiaries": campaign.beneficiaries,
+        "income_yuan": campaign.view()["income_yuan"],
+    }
+    return Decision([campaign], 201, body | _of(campaign))
+
+
+def _of(campaign: Campaign) -> dict[str, object]:
+    return {"campaign": campaign.id, "version": campaign.latest_version}
+
+
+HANDLERS: dict[type[Command], Handler] = {
+    LaunchCampaign: launch_campaign,
+    PledgeDonation: pledge_donation,
+    ReceiveGoods: receive_goods,
+    ReceiveGoodsBatch: receive_goods_batch,
+    ReceiveFunds: receive_funds,
+    LinkVolunteers: link_volunteers,
+    DistributeGoods: distribute_goods,
+    RecordProjectOutput: record_project_output,
+}
