@@ -11,6 +11,8 @@ import pytest
 from hotline_parts import Hotline
 from hotline_stories import NANZHOU, WEI_YI, WORKER, at, call_body, place
 
+from shared.contracts import GENESIS, verify_link
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -97,6 +99,9 @@ async def test_wei_yi_from_her_call_to_the_referral_to_aid(hotline: Hotline) -> 
     # Business time is the command's, not the server's; the actor is the worker.
     assert datetime.fromisoformat(referral["occurred_at"]) == at(10)
     assert [e["position"] for e in events] == list(range(1, 9))
+    link = GENESIS  # the stream verifies as the hotline's hash chain, link by link
+    for event in events:
+        link = verify_link(event, link)
     assert {e["actor"] for e in events[1:]} == {WORKER}
     # Every counted event carries its place: reporting needs no lookup.
     assert all(e["data"]["place"] == NANZHOU.model_dump() for e in events)
