@@ -3,6 +3,7 @@ what to append. Committing (and its cross-aggregate guards) is the service's job
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +65,21 @@ def changed(aggregate: Aggregate, **guards: Any) -> Decision:
 
 
 @contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection during a batch's decisions. Deciding 5,000 items allocates tens
+    of thousands of objects, which triggers collections that each walk the whole heap (about
+    half the decision time when measured). The block never awaits, so no other request runs
+    meanwhile; whatever cyclic garbage it makes is collected after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
 def item(index: int) -> Iterator[None]:
     """Name the batch item in whatever the domain refuses, so the client can find it."""
     try:
@@ -105,20 +121,23 @@ async def start_shifts(cmd: StartShifts, load: Loader) -> Decision:
     open_now = await load.open_shifts(sorted({i.worker for i in cmd.items if i.ended_at is None}))
     shifts: list[Aggregate] = []
     claims: dict[str, str] = {}
-    for index, logged in enumerate(cmd.items):
-        with item(index):
-            still_open = logged.ended_at is None
-            busy = (
-                (open_now.get(logged.worker) or claims.get(logged.worker)) if still_open else None
-            )
-            shift = Shift.start(
-                new_id("shift"), logged.worker, points[logged.point], logged.started_at, busy
-            )
-            if logged.ended_at is not None:
-                shift.end(logged.ended_at)
-            else:
-                claims[logged.worker] = shift.id
-        shifts.append(shift)
+    with gc_paused():
+        for index, logged in enumerate(cmd.items):
+            with item(index):
+                still_open = logged.ended_at is None
+                busy = (
+                    (open_now.get(logged.worker) or claims.get(logged.worker))
+                    if still_open
+                    else None
+                )
+                shift = Shift.start(
+                    new_id("shift"), logged.worker, points[logged.point], logged.started_at, busy
+                )
+                if logged.ended_at is not None:
+                    shift.end(logged.ended_at)
+                else:
+                    claims[logged.worker] = shift.id
+            shifts.append(shift)
     return batch("shifts", shifts, claims=claims, open_points=set(points), work="shifts")
 
 
@@ -139,21 +158,22 @@ async def complete_call(cmd: CompleteCall, load: Loader) -> Decision:
 async def receive_calls(cmd: ReceiveCalls, load: Loader) -> Decision:
     points = await load.many(HotlinePoint, {i.point for i in cmd.items})
     calls: list[Aggregate] = []
-    for index, logged in enumerate(cmd.items):
-        with item(index):
-            call = Call.receive(
-                new_id("call"),
-                points[logged.point],
-                logged.category,
-                logged.group,
-                logged.channel,
-                logged.caller,
-                logged.received_at,
-            )
-            if logged.outcome is not None and logged.duration_seconds is not None:
-                ended = logged.received_at + timedelta(seconds=logged.duration_seconds)
-                call.complete(logged.outcome, logged.duration_seconds, ended)
-        calls.append(call)
+    with gc_paused():
+        for index, logged in enumerate(cmd.items):
+            with item(index):
+                call = Call.receive(
+                    new_id("call"),
+                    points[logged.point],
+                    logged.category,
+                    logged.group,
+                    logged.channel,
+                    logged.caller,
+                    logged.received_at,
+                )
+                if logged.outcome is not None and logged.duration_seconds is not None:
+                    ended = logged.received_at + timedelta(seconds=logged.duration_seconds)
+                    call.complete(logged.outcome, logged.duration_seconds, ended)
+            calls.append(call)
     return batch("calls", calls, open_points=set(points))
 
 
@@ -198,21 +218,22 @@ async def schedule_follow_ups(cmd: ScheduleFollowUps, load: Loader) -> Decision:
     points = await load.many(HotlinePoint, {i.point for i in cmd.items})
     calls = await load.many(Call, {i.call for i in cmd.items if i.call})
     follow_ups: list[Aggregate] = []
-    for index, logged in enumerate(cmd.items):
-        with item(index):
-            follow_up = FollowUp.schedule(
-                new_id("follow-up"),
-                logged.person,
-                logged.group,
-                points[logged.point],
-                logged.category,
-                logged.due_at,
-                logged.scheduled_at,
-                calls[logged.call] if logged.call else None,
-            )
-            if logged.completed_at is not None and logged.channel is not None:
-                follow_up.complete(logged.channel, logged.completed_at)
-        follow_ups.append(follow_up)
+    with gc_paused():
+        for index, logged in enumerate(cmd.items):
+            with item(index):
+                follow_up = FollowUp.schedule(
+                    new_id("follow-up"),
+                    logged.person,
+                    logged.group,
+                    points[logged.point],
+                    logged.category,
+                    logged.due_at,
+                    logged.scheduled_at,
+                    calls[logged.call] if logged.call else None,
+                )
+                if logged.completed_at is not None and logged.channel is not None:
+                    follow_up.complete(logged.channel, logged.completed_at)
+            follow_ups.append(follow_up)
     return batch("follow_ups", follow_ups, open_points=set(points), work="follow_ups")
 
 

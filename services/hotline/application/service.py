@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.hotline.adapters import tables
 from services.hotline.application.commands import Command
-from services.hotline.application.handlers import HANDLERS
+from services.hotline.application.handlers import HANDLERS, gc_paused
 from services.hotline.application.loader import Loader
 from services.hotline.application.unit_of_work import Deferred, GroupCommit, Reply
 from services.hotline.domain import (
@@ -57,7 +57,8 @@ def parse(model: type[C], raw: bytes | str, **path: str) -> C:
                 if name in body:
                     raise Refused(422, f"{name} is taken from the path", field=name)
             raw = orjson.dumps({**body, **path})
-        return model.model_validate_json(raw)
+        with gc_paused():  # a batch is tens of thousands of objects: see gc_paused
+            return model.model_validate_json(raw)
     except orjson.JSONDecodeError as error:
         raise Refused(422, f"the body is not JSON: {error}", field="body") from error
     except ValidationError as error:
