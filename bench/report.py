@@ -45,7 +45,16 @@ def compute_ratios(rows: list[Row]) -> None:
             row.ratio = row.rate / base
 
 
-def machine(nats_version: str, postgres_version: str | None) -> dict[str, Any]:
+def load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def machine(
+    nats_version: str, postgres_version: str | None, load_at_start: float | None
+) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -66,6 +75,8 @@ def machine(nats_version: str, postgres_version: str | None) -> dict[str, Any]:
         "sqlalchemy": version("sqlalchemy"),
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres_version,
+        "load_at_start": load_at_start,
+        "load_at_end": load(),
     }
 
 
@@ -78,7 +89,8 @@ def table(
 ) -> str:
     header = [
         f"Kapok benchmark, {info['date']}",
-        f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['os']}, Python {info['python']}",
+        f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['os']}, Python {info['python']}; "
+        f"load average {info['load_at_start']} at start, {info['load_at_end']} at end",
         f"nats-server {info['nats_server']} (own, loopback, file storage), nats-py "
         f"{info['nats_py']}, FastStream {info['faststream']}, SQLAlchemy {info['sqlalchemy']}, "
         f"SQLite {info['sqlite']}, PostgreSQL {info['postgresql'] or 'not measured'}",

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from bench import publish, pull
 from bench.data import SOURCE, Message, fill_store, messages, sqlite_url
-from bench.report import Row, compute_ratios, durability, machine, table, write_json
+from bench.report import Row, compute_ratios, durability, load, machine, table, write_json
 from shared.bus.embedded import EmbeddedNats, Sync
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
@@ -234,6 +234,9 @@ async def bench_server(
 
 async def bench(args: argparse.Namespace) -> int:
     n = args.events
+    load_at_start = load()
+    if load_at_start and load_at_start > 0.5 * (os.cpu_count() or 1):
+        say(f"load average {load_at_start} on {os.cpu_count()} CPUs: other work lowers the numbers")
     work = Path(tempfile.mkdtemp(prefix="kapok-bench-"))
     pg: Postgres | None = None
     stores: dict[bool, EventStore] = {}
@@ -257,7 +260,7 @@ async def bench(args: argparse.Namespace) -> int:
             nats_version, measured = await bench_server(sync, work, data, pg, args)
             rows += measured
         compute_ratios(rows)
-        info = machine(nats_version, pg.version if pg else None)
+        info = machine(nats_version, pg.version if pg else None, load_at_start)
         body = statistics.fmean(len(body) for _, body, _ in data.msgs[False])
         print(table(info, n, body, rows, args.repeat))
         line = durability(rows)
