@@ -1,0 +1,139 @@
+"""`kapok serve donation` as an operator runs it: one process that provisions the streams,
+serves HTTP and NATS, relays events, draws aid deliveries from campaign stock, and stops on
+Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import nats
+import orjson
+import pytest
+from donation_stories import at, campaign_body, receipt_body
+from harness import databases
+
+from shared.bus.naming import Naming
+from shared.contracts.aid import AidDelivered
+from shared.contracts.envelope import Context, NewEvent
+from shared.contracts.types import AidItem, Place
+from shared.eventstore import Database, EventStore
+from shared.relay import OutboxRelay
+from shared.runtime import provision
+from shared.settings import Settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if await check():
+                return
+        except (httpx.TransportError, nats.errors.Error):
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} within {seconds} s")
+
+
+async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAPOK_NATS_URL": settings.nats_url,
+        "KAPOK_DATA_DIR": str(tmp_path),
+        "KAPOK_SUBJECT_ROOT": settings.subject_root,
+        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
+    }
+    env.pop("KAPOK_DATABASE_URL", None)
+    log = (tmp_path / "serve.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "kapok.cli", "serve", "donation", "--port", str(port)),
+        env=env,
+        stdout=log,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    naming = Naming.of(settings)
+    nc = await nats.connect(settings.nats_url)
+    aid = EventStore(Database(databases.sqlite_url(tmp_path / "aid")), "aid")
+    await aid.setup()
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+
+            async def answers() -> bool:
+                assert process.returncode is None, "kapok serve exited during start-up"
+                return (await client.get("/openapi.json")).status_code == 200
+
+            await wait_for("kapok serve answered HTTP", answers)
+            launched = await client.post("/campaigns", json=campaign_body())
+            assert launched.status_code == 201, launched.text
+            campaign = launched.json()["campaign"]
+            reply = await nc.request(
+                naming.command_subject("donation", "ReceiveGoods"),
+                orjson.dumps({"campaign": campaign, **receipt_body()}),
+                timeout=10,
+            )
+            assert orjson.loads(reply.data)["status"] == 201
+
+            await provision(nc, settings)
+            item = {"kind": "meals", "quantity": "3", "unit": "meal", "campaign": campaign}
+            delivery = AidDelivered(
+                request="request:serve",
+                delivery="delivery:serve",
+                person="person:p1",
+                group="elderly_alone",
+                place=Place(
+                    district="yuexiu",
+                    street="北京街",
+                    station="station:beijing-road",
+                    organisation="org:yuexiu-sw",
+                ),
+                items=(AidItem.model_validate(item),),
+                persons_served=3,
+            )
+            await aid.append(
+                "request:serve", 0, [NewEvent(delivery, at(90))], Context("worker:w17")
+            )
+            await OutboxRelay(aid, nc, naming).publish_pending()
+
+            async def drawn() -> bool:
+                stock = (await client.get(f"/campaigns/{campaign}/stock")).json()
+                return bool(stock["stock"][0]["quantity"] == "497")
+
+            await wait_for("the delivery drew three lunches from the stock", drawn)
+
+        js = nc.jetstream()
+
+        async def relayed() -> bool:
+            return (await js.stream_info(naming.stream("donation"))).state.messages == 3
+
+        await wait_for("the relay published launch, receipt and draw", relayed, 10)
+    finally:
+        await nc.close()
+        await aid.db.dispose()
+        process.send_signal(signal.SIGINT)
+        try:
+            code = await asyncio.wait_for(process.wait(), 20)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            log.close()
+    assert code == 0, (tmp_path / "serve.log").read_text()
+    assert (tmp_path / "donation.db").exists()
