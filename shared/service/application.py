@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import MetaData, Table, select
@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import Context
-from shared.eventstore import Append, ConcurrencyError, EventStore
+from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.eventstore.schema import log_head
 from shared.service import idempotency
 from shared.service.aggregate import Aggregate
@@ -77,6 +77,21 @@ class Loader:
 Handler = Callable[[Any, Loader], Awaitable[Decision]]
 
 
+class Service(Protocol):
+    """What the transports and `process.serve` need of a service: `CommandService`, or a
+    service of its own shape (the hotline's, with its group commit)."""
+
+    name: str
+    store: EventStore
+    db: Database
+
+    async def setup(self) -> None: ...
+
+    async def execute(self, command: Command, ctx: Context, key: str | None = None) -> Reply: ...
+
+    async def view(self, kind: type[A], id: str) -> Reply: ...
+
+
 class CommandService:
     """One service's commands over its store: what both transports call."""
 
@@ -88,8 +103,8 @@ class CommandService:
         *tables: MetaData,
     ) -> None:
         self.store = store
-        self.db = store.db
-        self.name = store.source
+        self.db: Database = store.db
+        self.name: str = store.source
         self.handlers = dict(handlers)
         self.keys = keys
         self.load = Loader(store)

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from shared.service.aggregate import Aggregate
-from shared.service.application import CommandService
+from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import INTERNAL_ERROR, Reply
 from shared.service.transport import ACTOR, IDEMPOTENCY_KEY, MAX_KEY, handle
@@ -58,7 +58,7 @@ def respond(reply: Reply) -> Response:
 
 
 def build_app(
-    service: CommandService,
+    service: Service,
     commands: Sequence[CommandRoute],
     views: Sequence[ViewRoute],
     *,
@@ -98,7 +98,7 @@ async def _internal_error(request: Request, error: Exception) -> Response:
     return Response(INTERNAL_ERROR, status_code=500, media_type=JSON)
 
 
-def _command_endpoint(service: CommandService, route: CommandRoute) -> Endpoint:
+def _command_endpoint(service: Service, route: CommandRoute) -> Endpoint:
     model, path_field = route.command, route.path_field
 
     async def endpoint(request: Request) -> Response:
@@ -109,7 +109,7 @@ def _command_endpoint(service: CommandService, route: CommandRoute) -> Endpoint:
     return endpoint
 
 
-def _view_endpoint(service: CommandService, kind: type[Aggregate]) -> Endpoint:
+def _view_endpoint(service: Service, kind: type[Aggregate]) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         return respond(await service.view(kind, request.path_params["id"]))
 

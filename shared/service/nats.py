@@ -15,7 +15,7 @@ from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
 from shared.bus.naming import Naming
-from shared.service.application import CommandService
+from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import INTERNAL_ERROR, Reply
 from shared.service.transport import handle
@@ -33,7 +33,7 @@ def reply_bytes(reply: Reply) -> bytes:
 
 def build_broker(
     nats_url: str,
-    service: CommandService,
+    service: Service,
     naming: Naming,
     commands: Mapping[str, type[Command]],
 ) -> NatsBroker:
@@ -51,9 +51,7 @@ def build_broker(
     return broker
 
 
-def _handler(
-    service: CommandService, model: type[Command]
-) -> Callable[[NatsMessage], Awaitable[bytes]]:
+def _handler(service: Service, model: type[Command]) -> Callable[[NatsMessage], Awaitable[bytes]]:
     async def handler(msg: NatsMessage) -> bytes:
         try:
             reply = await handle(service, model, msg.body, msg.headers or {})

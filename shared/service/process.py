@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from shared.bus.naming import Naming
 from shared.relay import OutboxRelay
 from shared.runtime import connect, provision
-from shared.service.application import CommandService
+from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.nats import build_broker, start
 from shared.settings import Settings
@@ -59,7 +59,7 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 async def serve(
     settings: Settings,
-    service: CommandService,
+    service: Service,
     app: FastAPI,
     commands: Mapping[str, type[Command]],
     host: str,

@@ -8,7 +8,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts.envelope import SYSTEM, Context
 from shared.contracts.types import Actor
-from shared.service.application import CommandService
+from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import Refused, Reply, parse
 
@@ -26,7 +26,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 async def handle(
-    service: CommandService,
+    service: Service,
     model: type[Command],
     raw: bytes,
     headers: Mapping[str, str],
