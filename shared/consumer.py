@@ -88,6 +88,7 @@ class ConsumerRunner:
         registry: EventRegistry = REGISTRY,
         batch: int = 1000,
         expires: float = 1.0,
+        linger: float = 0.002,
         retries: int = 3,
         retry_delay: float = 0.2,
     ) -> None:
@@ -102,6 +103,7 @@ class ConsumerRunner:
         self.registry = registry
         self.batch = batch
         self.expires = expires
+        self.linger = linger
         self.retries = retries
         self.retry_delay = retry_delay
         self.stats = {source: SourceStats() for source in self.sources}
@@ -203,9 +205,10 @@ class ConsumerRunner:
     async def drain(self, source: str, *, forever: bool = False) -> int:
         """Pull and apply until the stream has nothing more (or forever); return how many.
 
-        One pull request is open at a time; its messages are applied as they arrive, a batch
-        being whatever has arrived since the last commit (up to `batch`), so a quiet stream
-        is applied within milliseconds and a busy one in large transactions.
+        A batch is what one burst of deliveries brings: up to `batch` messages, or fewer once
+        no more arrive for `linger` seconds, so a quiet stream is applied within milliseconds
+        and a busy one in large transactions. The next pull request goes out before a batch
+        is applied, so the server streams the next batch while this one commits.
         """
         stream = self.naming.stream(source)
         inbox = self.nc.new_inbox()
@@ -224,20 +227,21 @@ class ConsumerRunner:
                     state["open"] = False
             arrived.set()
 
-        sub = await self.nc.subscribe(inbox, cb=on_message)
         request_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{self.name}"
+        request = {"batch": self.batch}
+        request.update({"expires": int(self.expires * 1e9)} if forever else {"no_wait": True})
+        payload = orjson.dumps(request)
+
+        async def pull() -> None:
+            state.update(open=True, delivered=0)
+            await self.nc.publish(request_subject, payload, reply=inbox)
+
+        sub = await self.nc.subscribe(inbox, cb=on_message)
         applied = idle = 0
         try:
             while True:
                 if not state["open"]:
-                    request: dict[str, Any] = {"batch": self.batch}
-                    if forever:
-                        request["expires"] = int(self.expires * 1e9)
-                    else:
-                        request["no_wait"] = True
-                    state.update(open=True, delivered=0)
-                    arrived.clear()
-                    await self.nc.publish(request_subject, orjson.dumps(request), reply=inbox)
+                    await pull()
                 try:
                     # A request the server forgot (NATS restarted meanwhile) never reports
                     # its end: past its expiry it is over all the same.
@@ -245,9 +249,16 @@ class ConsumerRunner:
                 except TimeoutError:
                     state["open"] = False
                 arrived.clear()
+                while state["open"] and len(buffer) < self.batch:
+                    seen = len(buffer)
+                    await asyncio.sleep(self.linger)
+                    if len(buffer) == seen:
+                        break
                 if buffer:
-                    taken = buffer[:]
-                    buffer.clear()
+                    taken = buffer[: self.batch]
+                    del buffer[: self.batch]
+                    if not state["open"]:
+                        await pull()
                     applied += await self._apply(source, taken)
                     idle = 0
                 elif not state["open"]:

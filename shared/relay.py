@@ -153,7 +153,6 @@ class OutboxRelay:
         self._expected = len(rows)
         self._all_acked.clear()
         publish = self.nc.publish
-        stream = self.stream
         subject_prefix = self._subject_prefix
         for row in rows:
             await publish(
@@ -162,7 +161,6 @@ class OutboxRelay:
                 reply=prefix + str(row.position),
                 headers={
                     "Nats-Msg-Id": row.event_id,
-                    "Nats-Expected-Stream": stream,
                     "Nats-Expected-Last-Sequence": str(row.position - 1),
                 },
             )
