@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sync",
         choices=["always", "default"],
         default=None,
-        help="JetStream fsync: after every write (Kapok's default) or nats-server's 2 minutes",
+        help="JetStream fsync: after every write, or every 2 minutes (nats-server's and Kapok's "
+        "default: the store is the record; see the README)",
     )
 
     asyncapi = commands.add_parser("asyncapi", help="write the AsyncAPI document of the bus")

@@ -169,8 +169,9 @@ def write_config(
         f"  store_dir: {_quote(nats_dir)}",
     ]
     if sync == "always":
-        # fsync after every write: without it nats-server syncs every 2 minutes and a
-        # machine crash can lose acknowledged messages (Jepsen, NATS 2.12.1).
+        # fsync after every write. Without it nats-server syncs every 2 minutes and a machine
+        # crash can lose acknowledged messages (Jepsen, NATS 2.12.1); Kapok's relay then
+        # republishes them from the store, so this is an option, not Kapok's default.
         lines.append("  sync_interval: always")
     elif sync != "default":
         raise ValueError(f"sync must be 'always' or 'default', not {sync!r}")
@@ -315,7 +316,7 @@ class EmbeddedNats:
         self,
         data_dir: Path,
         port: int = 4222,
-        sync: Sync = "always",
+        sync: Sync = "default",
         *,
         http_port: int | None = None,
         server_name: str = "kapok",
