@@ -1,5 +1,6 @@
 """The application layer's loop: decide on loaded aggregates, then commit the decision's
-events, the Idempotency-Key's response and any cross-aggregate writes in one transaction.
+events, the Idempotency-Key's response and any cross-aggregate writes in one transaction
+(shared with the decisions of concurrent requests: see `commit.GroupCommit`).
 
 A stale version (another writer changed an aggregate since it was loaded) means deciding
 again on the fresh state, which usually succeeds; after `ATTEMPTS` the client hears 409.
@@ -14,16 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
-from sqlalchemy import MetaData, Table, select
+from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import Context
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
-from shared.eventstore.schema import log_head
 from shared.service import idempotency
 from shared.service.aggregate import Aggregate
 from shared.service.commands import Command
+from shared.service.commit import GroupCommit, Guard
 from shared.service.errors import DomainError, NotFound
 from shared.service.replies import Refused, Reply, refusal_from
 
@@ -42,7 +42,7 @@ class Decision:
     body: dict[str, Any]
     # Checks or writes spanning aggregates (a unique claim, a guard table), run in the
     # commit's transaction after the store's lock is held; a DomainError refuses the command.
-    in_transaction: Callable[[AsyncConnection], Awaitable[None]] | None = None
+    in_transaction: Guard | None = None
 
     @classmethod
     def created(cls, aggregate: Aggregate) -> Decision:
@@ -108,6 +108,7 @@ class CommandService:
         self.handlers = dict(handlers)
         self.keys = keys
         self.load = Loader(store)
+        self.writer = GroupCommit(store, keys)
         self._metadata = {keys.metadata, *tables}
 
     async def setup(self) -> None:
@@ -142,8 +143,9 @@ class CommandService:
             except ConcurrencyError as error:
                 conflict = error
             except IntegrityError as error:
-                # Two requests with one key raced past the check (PostgreSQL): the loser's
-                # insert of the key fails and rolls back; its retry finds the winner's reply.
+                # Two requests with one key raced past the check (in one group, or on
+                # PostgreSQL): the loser's insert of the key fails and its writes roll back;
+                # its retry finds the winner's reply.
                 if key is None:
                     raise
                 conflict = error
@@ -152,26 +154,9 @@ class CommandService:
     async def _commit(
         self, decision: Decision, ctx: Context, key: str | None, print_: str
     ) -> Reply:
+        appends = [Append(a.id, a.version, a.pending) for a in decision.changed]
         reply = Reply(decision.status, orjson.dumps(decision.body))
-        async with self.db.write() as conn:
-            # The lock every append takes, taken first: the key check and the guards read
-            # what no other writer of this source can change before the commit.
-            await conn.execute(
-                select(log_head.c.position)
-                .where(log_head.c.source == self.store.source)
-                .with_for_update()
-            )
-            if key is not None:
-                stored = await idempotency.stored_reply(conn, self.keys, key)
-                if stored is not None:
-                    return idempotency.replay(key, print_, stored)
-            if decision.in_transaction is not None:
-                await decision.in_transaction(conn)
-            appends = [Append(a.id, a.version, a.pending) for a in decision.changed]
-            await self.store.append_in(conn, appends, ctx)
-            if key is not None:
-                await idempotency.save_reply(conn, self.keys, key, print_, reply)
-        return reply
+        return await self.writer.commit(appends, decision.in_transaction, reply, ctx, key, print_)
 
     async def _stored(self, key: str) -> idempotency.Stored | None:
         async with self.db.read() as conn:

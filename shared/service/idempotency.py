@@ -10,6 +10,7 @@ that is not its own.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select
@@ -68,3 +69,22 @@ def replay(key: str, fingerprint: str, stored: Stored) -> Reply:
             field="Idempotency-Key",
         )
     return Reply(status, body.encode())
+
+
+_CHUNK = 500
+
+
+async def stored_replies(
+    conn: AsyncConnection, table: Table, keys: Sequence[str]
+) -> dict[str, Stored]:
+    """key → (fingerprint, status, body) for those of ``keys`` already answered."""
+    found: dict[str, Stored] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = list(keys[start : start + _CHUNK])
+        result = await conn.execute(
+            select(table.c.key, table.c.fingerprint, table.c.status, table.c.body).where(
+                table.c.key.in_(chunk)
+            )
+        )
+        found.update({str(k): (str(f), int(s), str(b)) for k, f, s, b in result})
+    return found

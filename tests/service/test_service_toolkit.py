@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import nats
@@ -139,6 +140,39 @@ async def test_a_retried_key_gets_the_first_answer_and_stores_nothing(
     )
     assert len(set(racing)) == 1 and racing[0].status == 200
     assert await tally.store.head() == 3
+
+
+async def test_concurrent_requests_share_transactions_each_answered_as_if_alone(
+    tally: CommandService,
+) -> None:
+    """One durable flush per request would cap a service at the disk's flush rate: decisions
+    queued meanwhile commit together, and a refusal in the group refuses only its request."""
+    for n in range(40):
+        await opened(tally, f"tally:{n}")
+    transactions = 0
+    write = tally.db.write
+
+    def counted() -> Any:
+        nonlocal transactions
+        transactions += 1
+        return write()
+
+    tally.db.write = counted  # type: ignore[method-assign]
+    try:
+        commands: list[Count] = [count(2, f"tally:{n}") for n in range(40)]
+        commands[7] = count(11, "tally:7")  # breaks the rule in its handler
+        commands[20] = CountGuarded(tally="tally:20", n=1, counted_at=AT)  # refused in-group
+        commands[30] = count(1, "tally:30")
+        commands.append(count(1, "tally:30"))  # the same tally twice in one group
+        replies = await asyncio.gather(*(tally.execute(c, Context()) for c in commands))
+    finally:
+        tally.db.write = write  # type: ignore[method-assign]
+    assert replies[7].json()["rule"] == "tally_caps_at_ten"
+    assert replies[20].json()["rule"] == "guarded"
+    assert sorted([replies[30].json()["total"], replies[40].json()["total"]]) == [1, 2]
+    assert [r.status for i, r in enumerate(replies) if i not in (7, 20)] == [200] * 39
+    assert transactions < len(commands) // 2
+    assert await tally.store.head() == 40 + 39
 
 
 # -- HTTP and NATS plumbing ----------------------------------------------------------------
