@@ -19,6 +19,7 @@ committing it alone would have given:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -108,6 +109,9 @@ class GroupCommit:
                 )
                 keys = sorted({p.key for p in group if p.key is not None})
                 answered = await idempotency.stored_replies(conn, self.keys, keys)
+                # A decision alone needs no savepoint: if it fails, the whole transaction
+                # rolls back, and a savepoint is a round trip to the database.
+                alone = len(group) == 1
                 for pending in group:
                     if pending.key is not None and pending.key in answered:
                         try:
@@ -120,7 +124,7 @@ class GroupCommit:
                         done.append((pending, first))
                         continue
                     try:
-                        async with conn.begin_nested():
+                        async with contextlib.nullcontext() if alone else conn.begin_nested():
                             if pending.in_transaction is not None:
                                 await pending.in_transaction(conn)
                             await self.store.append_in(conn, pending.appends, pending.ctx)
@@ -129,6 +133,8 @@ class GroupCommit:
                                     conn, self.keys, pending.key, pending.fingerprint, pending.reply
                                 )
                     except Exception as error:  # this decision's savepoint rolled back
+                        if alone:
+                            raise
                         pending.future.set_exception(error)
                         continue
                     done.append((pending, pending.reply))
