@@ -17,12 +17,14 @@ import orjson
 import pytest
 from aid_stories import NANZHOU, WEI_YI, at, request_body
 from harness import databases
+from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Context, NewEvent
 from shared.contracts.hotline import ReferredToAid
-from shared.eventstore import Database, EventStore
+from shared.eventstore import Append, Database, EventStore
+from shared.eventstore.schema import events
 from shared.relay import OutboxRelay
 from shared.runtime import provision
 from shared.settings import Settings
@@ -130,3 +132,112 @@ async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
             log.close()
     assert code == 0, (tmp_path / "serve.log").read_text()
     assert (tmp_path / "aid.db").exists()
+
+
+async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """SIGKILL, not a clean stop: whatever the consumer had not committed is redelivered to
+    the restarted process and applied once; what it had committed is skipped."""
+    env = {
+        **os.environ,
+        "KAPOK_NATS_URL": settings.nats_url,
+        "KAPOK_DATA_DIR": str(tmp_path),
+        "KAPOK_SUBJECT_ROOT": settings.subject_root,
+        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
+    }
+    env.pop("KAPOK_DATABASE_URL", None)
+    naming = Naming.of(settings)
+    nc = await nats.connect(settings.nats_url)
+    await provision(nc, settings)
+    hotline = EventStore(Database(databases.sqlite_url(tmp_path / "hotline")), "hotline")
+    await hotline.setup()
+    count = 4000
+    for first in range(0, count, 500):
+        await hotline.append_all(
+            [
+                Append(
+                    f"referral:k{n}",
+                    0,
+                    [
+                        NewEvent(
+                            ReferredToAid(
+                                referral=f"referral:k{n}",
+                                call=f"call:k{n}",
+                                point="point:nanzhou-1",
+                                person=f"person:k{n}",
+                                group="elderly_alone",
+                                place=NANZHOU,
+                                needs=("food",),
+                                urgency="within_days",
+                            ),
+                            at(10),
+                        )
+                    ],
+                )
+                for n in range(first, first + 500)
+            ],
+            Context("worker:w17"),
+        )
+    js = nc.jetstream()
+    aid_stream = naming.stream("aid")
+
+    async def requests_on_the_bus() -> int:
+        return int((await js.stream_info(aid_stream)).state.messages)
+
+    async def serve(log_name: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "kapok.cli", "serve", "aid", "--port", str(free_port())),
+            env=env,
+            stdout=(tmp_path / log_name).open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+    first_run = await serve("first.log")
+    second_run: asyncio.subprocess.Process | None = None
+    try:
+        await OutboxRelay(hotline, nc, naming).publish_pending()
+
+        async def some_opened() -> bool:
+            return await requests_on_the_bus() > 0
+
+        await wait_for("the first requests reached the AID stream", some_opened, 60)
+        first_run.kill()  # SIGKILL: no clean-up, a batch's transaction cut short
+        await first_run.wait()
+        aid_db = Database(f"sqlite+aiosqlite:///{tmp_path / 'aid.db'}")
+        try:
+            async with aid_db.read() as conn:
+                committed = await conn.scalar(
+                    select(func.count()).where(events.c.type == "AidRequested")
+                )
+        finally:
+            await aid_db.dispose()
+        # Killed with the consumer part-way: some requests committed, not all.
+        assert 0 < committed < count, committed
+
+        second_run = await serve("second.log")
+
+        async def all_opened() -> bool:
+            return await requests_on_the_bus() >= count
+
+        await wait_for("every referral reached the AID stream", all_opened, 90)
+        await asyncio.sleep(1.0)  # a second request per referral would show up by now
+        assert await requests_on_the_bus() == count
+        referrals = set()
+        for seq in range(1, count + 1):
+            body = orjson.loads((await js.get_msg(aid_stream, seq)).data)
+            assert body["type"] == "AidRequested"
+            assert body["stream_id"] == request_id_for_referral(body["data"]["referral"])
+            referrals.add(body["data"]["referral"])
+        assert referrals == {f"referral:k{n}" for n in range(count)}
+    finally:
+        await nc.close()
+        await hotline.db.dispose()
+        for process in (first_run, second_run):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                finally:
+                    if process.returncode is None:
+                        process.kill()
