@@ -48,7 +48,7 @@ async def test_the_warm_lunches_from_pledge_to_plate_and_their_events_on_the_str
         **{"Kapok-Actor": LIAISON},
     )
     assert received.status_code == 201, received.text
-    assert received.json()["stock"][0]["quantity"] == "500"
+    assert received.json()["items"] == [LUNCHES]
     funds = await donation.post(
         f"/campaigns/{campaign}/funds",
         {"amount_yuan": "3000.00", "pledge": pledge, "received_at": at(11).isoformat()},
@@ -363,6 +363,22 @@ async def test_volunteers_linked_to_a_station_alone(donation: Donation) -> None:
         "campaign": None,
         "campaign_kind": None,
     }
+
+
+async def test_stations_recording_into_one_campaign_at_once_all_land(
+    donation: Donation,
+) -> None:
+    """Receipts only add: they land on the campaign's latest version, never refused for a
+    race (distributions, which check the stock, still decide on the version they read)."""
+    campaign = await donation.launch(campaign_body())
+    path = f"/campaigns/{campaign}/receipts"
+    responses = await asyncio.gather(
+        *(donation.post(path, receipt_body(10 + i)) for i in range(24))
+    )
+    assert [r.status_code for r in responses] == [201] * 24
+    assert await donation.stock(campaign) == {("meals", "meal"): str(24 * 500)}
+    versions = [e["version"] for e in await donation.published()]
+    assert versions == list(range(1, 26))
 
 
 async def test_a_retried_receipt_returns_the_first_response_and_appends_nothing(

@@ -72,7 +72,7 @@ async def test_qingyuan_produce_received_and_handed_to_households_over_nats(
             "received_at": at(30).isoformat(),
         },
     )
-    assert funds["status"] == 201 and funds["result"]["funds_yuan"] == "136210.00"
+    assert funds["status"] == 201 and funds["result"]["amount_yuan"] == "136210.00"
     events = await donation.published()
     assert [e["type"] for e in events] == [
         "CampaignLaunched",

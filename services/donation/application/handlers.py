@@ -3,6 +3,10 @@ what to append. Committing is `shared.service.CommandService`'s job."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from services.donation.application.additive import Additive
 from services.donation.application.commands import (
     DistributeGoods,
     LaunchCampaign,
@@ -15,7 +19,7 @@ from services.donation.application.commands import (
 )
 from services.donation.domain import Campaign, VolunteerLink
 from shared.contracts.envelope import uuid7
-from shared.service.aggregate import Aggregate
+from shared.contracts.types import Item
 from shared.service.application import Decision, Handler, Loader
 from shared.service.commands import Command
 from shared.service.errors import InvalidInput, NotFound, RuleBroken
@@ -23,6 +27,13 @@ from shared.service.errors import InvalidInput, NotFound, RuleBroken
 
 def new_id(kind: str) -> str:
     return f"{kind}:{uuid7()}"
+
+
+def additive(changed: Sequence[Campaign], status: int, body: dict[str, Any]) -> Additive:
+    """A decision that only adds to campaigns, appended on their latest version (see
+    `Additive`). Its reply says what was recorded, not the campaign's running state (read
+    before the lock, it may be behind by the time the events land): GET the campaign."""
+    return Additive(list(changed), status, body)
 
 
 async def launch_campaign(cmd: LaunchCampaign, load: Loader) -> Decision:
@@ -43,7 +54,7 @@ async def pledge_donation(cmd: PledgeDonation, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
     pledge = new_id("pledge")
     campaign.pledge(pledge, cmd.donor, cmd.donor_kind, cmd.goods, cmd.funds_yuan, cmd.pledged_at)
-    return Decision([campaign], 201, campaign.pledges[pledge].view() | _of(campaign))
+    return additive([campaign], 201, campaign.pledges[pledge].view() | {"campaign": campaign.id})
 
 
 async def receive_goods(cmd: ReceiveGoods, load: Loader) -> Decision:
@@ -52,7 +63,8 @@ async def receive_goods(cmd: ReceiveGoods, load: Loader) -> Decision:
     campaign.receive_goods(
         receipt, cmd.donor_kind, cmd.items, cmd.district, cmd.pledge, cmd.received_at
     )
-    return Decision([campaign], 201, {"receipt": receipt, **campaign.stock_view()})
+    body = {"receipt": receipt, "campaign": campaign.id, "items": _items(cmd.items)}
+    return additive([campaign], 201, body)
 
 
 async def receive_goods_batch(cmd: ReceiveGoodsBatch, load: Loader) -> Decision:
@@ -79,8 +91,8 @@ async def receive_goods_batch(cmd: ReceiveGoodsBatch, load: Loader) -> Decision:
             error.args = (error.message,)
             raise
         receipts.append(receipt)
-    changed: list[Aggregate] = [c for c in campaigns.values() if c.pending]
-    return Decision(changed, 201, {"count": len(receipts), "receipts": receipts})
+    changed = [c for c in campaigns.values() if c.pending]
+    return additive(changed, 201, {"count": len(receipts), "receipts": receipts})
 
 
 async def receive_funds(cmd: ReceiveFunds, load: Loader) -> Decision:
@@ -89,11 +101,8 @@ async def receive_funds(cmd: ReceiveFunds, load: Loader) -> Decision:
     campaign.receive_funds(
         receipt, cmd.donor_kind, cmd.amount_yuan, cmd.district, cmd.pledge, cmd.received_at
     )
-    return Decision(
-        [campaign],
-        201,
-        {"receipt": receipt, "funds_yuan": campaign.view()["funds_yuan"]} | _of(campaign),
-    )
+    body = {"receipt": receipt, "campaign": campaign.id, "amount_yuan": str(cmd.amount_yuan)}
+    return additive([campaign], 201, body)
 
 
 async def link_volunteers(cmd: LinkVolunteers, load: Loader) -> Decision:
@@ -106,8 +115,8 @@ async def link_volunteers(cmd: LinkVolunteers, load: Loader) -> Decision:
         ):
             raise InvalidInput("organisation", f"{campaign.id} is {campaign.organisation}'s")
         campaign.link_volunteers(cmd.volunteers, cmd.district, cmd.station, cmd.linked_at)
-        body = {"volunteers": cmd.volunteers, "total": campaign.volunteers} | _of(campaign)
-        return Decision([campaign], 201, body)
+        body = {"volunteers": cmd.volunteers, "campaign": campaign.id, "station": cmd.station}
+        return additive([campaign], 201, body)
     assert cmd.station is not None and cmd.organisation is not None  # the command's check
     link = VolunteerLink.link(
         new_id("volunteers"),
@@ -151,17 +160,12 @@ async def record_project_output(cmd: RecordProjectOutput, load: Loader) -> Decis
         cmd.income_yuan,
         cmd.produced_at,
     )
-    body = {
-        "output": output,
-        "outputs": campaign.outputs,
-        "beneficiaries": campaign.beneficiaries,
-        "income_yuan": campaign.view()["income_yuan"],
-    }
-    return Decision([campaign], 201, body | _of(campaign))
+    body = {"output": output, "campaign": campaign.id, **cmd.model_dump(mode="json")}
+    return additive([campaign], 201, body)
 
 
-def _of(campaign: Campaign) -> dict[str, object]:
-    return {"campaign": campaign.id, "version": campaign.latest_version}
+def _items(items: Sequence[Item]) -> list[dict[str, Any]]:
+    return [item.model_dump(mode="json") for item in items]
 
 
 HANDLERS: dict[type[Command], Handler] = {
