@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar, Self
+from uuid import UUID
 
 from shared.contracts.envelope import Envelope, Event, NewEvent
 from shared.service.errors import NotFound
@@ -18,11 +19,16 @@ class Aggregate:
         self.id = id
         self.version = 0  # the version the decision is made on: the append's expected version
         self.pending: list[NewEvent] = []
+        # The correlation id of its first event: the business flow it belongs to (a call, for
+        # a request a hotline referral opened), which later changes may carry on.
+        self.correlation_id: UUID | None = None
 
     @classmethod
     def rebuild(cls, id: str, history: Iterable[Envelope[Any]]) -> Self:
         aggregate = cls(id)
         for envelope in history:
+            if aggregate.correlation_id is None:
+                aggregate.correlation_id = envelope.correlation_id
             aggregate.apply(envelope.data, envelope.occurred_at)
             aggregate.version = envelope.version
         return aggregate

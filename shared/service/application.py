@@ -11,8 +11,9 @@ the transaction rolled back, nothing was stored.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 import orjson
 from sqlalchemy import MetaData, Table
@@ -43,6 +44,9 @@ class Decision:
     # Checks or writes spanning aggregates (a unique claim, a guard table), run in the
     # commit's transaction after the store's lock is held; a DomainError refuses the command.
     in_transaction: Guard | None = None
+    # Record the events under this correlation id instead of the request's own: a change to
+    # an aggregate that continues a flow (the call that led to an aid request) stays in it.
+    correlation_id: UUID | None = None
 
     @classmethod
     def created(cls, aggregate: Aggregate) -> Decision:
@@ -155,6 +159,8 @@ class CommandService:
         self, decision: Decision, ctx: Context, key: str | None, print_: str
     ) -> Reply:
         appends = [Append(a.id, a.version, a.pending) for a in decision.changed]
+        if decision.correlation_id is not None:
+            ctx = replace(ctx, correlation_id=decision.correlation_id)
         reply = Reply(decision.status, orjson.dumps(decision.body))
         return await self.writer.commit(appends, decision.in_transaction, reply, ctx, key, print_)
 

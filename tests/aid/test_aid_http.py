@@ -46,6 +46,7 @@ async def test_a_request_is_assigned_and_delivered_and_its_events_reach_the_stre
     assert [e["type"] for e in events] == ["AidRequested", "AidAssigned", "AidDelivered"]
     assert {e["stream_id"] for e in events} == {request}
     assert [e["actor"] for e in events] == ["system", "worker:lead", WORKER]
+    assert len({e["correlation_id"] for e in events}) == 1  # one flow, request to door
     data = events[-1]["data"]
     assert (data["person"], data["group"], data["place"]) == (WEI_YI, "disabled", place())
     assert data["items"][0] == {**MEDICINE, "campaign": None}

@@ -211,6 +211,9 @@ async def test_wei_yi_from_her_call_to_her_door(hotline: EventStore, aid: Aid) -
     assert UUID(requested["causation_id"]) == referral_event.event_id
     assert UUID(requested["correlation_id"]) == call_correlation == referral_event.correlation_id
     assert requested["data"]["referral"] == "referral:0"
+    # The whole flow under the call's correlation id: the call, the referral, the request,
+    # the courier's assignment and the delivery at her door.
+    assert {UUID(e["correlation_id"]) for e in story} == {call_correlation}
     assert door["data"]["person"] == WEI_YI and door["data"]["group"] == "disabled"
     assert [i["kind"] for i in door["data"]["items"]] == ["medicine", "vegetables"]
     assert door["data"]["persons_served"] == 1

@@ -23,6 +23,13 @@ def new_id(kind: str) -> str:
     return f"{kind}:{uuid7()}"
 
 
+def in_flow(decision: Decision, request: AidRequest) -> Decision:
+    """What happens to a request stays in its flow: an auditor follows 卫姨 by one
+    correlation id from her call (the referral's) through the request to her door."""
+    decision.correlation_id = request.correlation_id
+    return decision
+
+
 async def request_aid(cmd: RequestAid, load: Loader) -> Decision:
     request = AidRequest.request(
         new_id("request"),
@@ -40,20 +47,20 @@ async def request_aid(cmd: RequestAid, load: Loader) -> Decision:
 async def assign_aid(cmd: AssignAid, load: Loader) -> Decision:
     request = await load.one(AidRequest, cmd.request)
     request.assign(cmd.assignee, cmd.assigned_at)
-    return Decision.changed_one(request)
+    return in_flow(Decision.changed_one(request), request)
 
 
 async def record_delivery(cmd: RecordDelivery, load: Loader) -> Decision:
     request = await load.one(AidRequest, cmd.request)
     delivery = new_id("delivery")
     request.deliver(delivery, cmd.items, cmd.persons_served, cmd.delivered_at)
-    return Decision([request], 201, {"delivery": delivery, **request.view()})
+    return in_flow(Decision([request], 201, {"delivery": delivery, **request.view()}), request)
 
 
 async def cancel_aid(cmd: CancelAid, load: Loader) -> Decision:
     request = await load.one(AidRequest, cmd.request)
     request.cancel(cmd.reason, cmd.cancelled_at)
-    return Decision.changed_one(request)
+    return in_flow(Decision.changed_one(request), request)
 
 
 async def open_emergency(cmd: OpenEmergency, load: Loader) -> Decision:
@@ -72,6 +79,7 @@ async def open_emergency(cmd: OpenEmergency, load: Loader) -> Decision:
 
 
 async def record_deliveries(cmd: RecordDeliveries, load: Loader) -> Decision:
+    # A day's log spans many requests' flows: its events keep the batch's own correlation.
     # One aggregate per request however many of its deliveries the log holds: the second
     # delivery is decided on the state the first left, and the request is appended once.
     requests = await load.many(AidRequest, {i.request for i in cmd.items})
