@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from shared.eventstore.schema import metadata
 
@@ -34,7 +33,9 @@ class Database:
             self.writer = create_async_engine(
                 self.url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120
             )
-            self.reader = create_async_engine(self.url, echo=echo, poolclass=NullPool)
+            # Pooled: opening a SQLite connection (and aiosqlite's thread) costs ~2 ms, more
+            # than most reads. WAL lets these readers run beside the one writer.
+            self.reader = create_async_engine(self.url, echo=echo, pool_size=4, max_overflow=4)
             _sqlite_pragmas(self.writer, immediate=True)
             _sqlite_pragmas(self.reader, immediate=False)
         else:

@@ -129,3 +129,9 @@ async def test_a_tailing_reader_never_sees_a_gap_under_concurrent_appenders(
     await db.dispose()
 
     assert seen == list(range(1, total + 1))
+
+
+async def test_one_aggregate_twice_in_a_transaction_is_refused(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="appended twice"):
+        await store.append_all([*calls(0, 2), *calls(1, 1)], Context())
+    assert await count(store.db) == 0
