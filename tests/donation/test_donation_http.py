@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 from donation_parts import Donation
 from donation_stories import (
@@ -22,6 +24,9 @@ from donation_stories import (
     produce_body,
     receipt_body,
 )
+
+from services.donation.application.service import donation_service
+from services.donation.entrypoints.http import build_donation_app
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -477,3 +482,27 @@ async def test_the_openapi_document_names_every_route(donation: Donation) -> Non
         "/volunteers/{id}",
     }
     assert "campaign" not in document["components"]["schemas"]["ReceiveGoodsBody"]["properties"]
+
+
+async def test_a_replica_sees_what_another_replica_recorded_in_a_campaign(
+    donation: Donation,
+) -> None:
+    """Campaigns are kept folded in memory between commands; another replica's events on the
+    same database are read on the next load, so its stock is never decided on stale."""
+    campaign = await donation.launch(campaign_body())
+    await donation.post(f"/campaigns/{campaign}/receipts", receipt_body())  # 500, cached here
+    replica = donation_service(donation.service.store)
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_donation_app(replica)), base_url="http://replica"
+    )
+    async with other:
+        handed = await other.post(
+            f"/campaigns/{campaign}/distributions",
+            content=orjson.dumps(distribution_body(quantity="450")),
+        )
+        assert handed.status_code == 201, handed.text
+    refused = await donation.post(
+        f"/campaigns/{campaign}/distributions", distribution_body(quantity="100")
+    )
+    assert (refused.status_code, refused.json()["rule"]) == (409, "stock_never_negative")
+    assert await donation.stock(campaign) == {("meals", "meal"): "50"}

@@ -16,12 +16,15 @@ the group commit a guard that re-bases that very list in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.donation.adapters.cache import CachingLoader
+from services.donation.domain import Campaign
 from shared.contracts.envelope import Context
 from shared.eventstore import Append
 from shared.eventstore.schema import events
@@ -35,12 +38,21 @@ class Additive(Decision):
 
 
 class DonationService(CommandService):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Campaigns are long streams: fold each once, then only what is new (adapters.cache).
+        self.load = CachingLoader(self.store, (Campaign,))
+
     async def _commit(
         self, decision: Decision, ctx: Context, key: str | None, print_: str
     ) -> Reply:
         if not isinstance(decision, Additive):
             return await super()._commit(decision, ctx, key, print_)
         appends = [Append(a.id, a.version, a.pending) for a in decision.changed if a.pending]
+        # As the toolkit's own commit does, where its Decision names a flow to continue.
+        correlation = getattr(decision, "correlation_id", None)
+        if correlation is not None:
+            ctx = replace(ctx, correlation_id=correlation)
 
         async def on_latest_versions(conn: AsyncConnection) -> None:
             # Under the store's lock: no other writer can move these versions before commit.
