@@ -51,6 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default: loopback)")
     serve.add_argument("--port", type=int, default=None, help="HTTP port (default: per service)")
 
+    from kapok import up as up_command
+
+    up = commands.add_parser("up", help="run the whole system: nats-server and every service")
+    up_command.add_arguments(up, SERVABLE)
+
     audit = commands.add_parser("audit", help="prove the reported figures from the bus")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     replay = audit_commands.add_parser(
@@ -78,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         return run_service(args.service, args.host, args.port)
+    if args.command == "up":
+        return up_command.run(args, SERVABLE)
     if args.command == "audit":
         from services.reporting.cli import run_audit_replay
 

@@ -1,0 +1,391 @@
+"""`kapok up`: the whole system on one machine, one process per service, one Ctrl-C to stop.
+
+A small supervisor on asyncio subprocesses. It starts the embedded nats-server (unless
+``--nats URL``), then each service in ``SERVABLE`` as ``python -m kapok.cli serve <name>``
+with ``KAPOK_NATS_URL`` and ``KAPOK_DATA_DIR`` in its environment, prefixes every log line
+with the service's name, restarts a service that dies (with a backoff), and on SIGINT or
+SIGTERM stops the services first and nats-server last, so each service can drain its
+connection to a live server. All state lives under the data directory, so a second
+`kapok up` on it picks up where the first stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest.mock
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.bus.embedded import (
+    HOST,
+    DataDirInUseError,
+    EmbeddedNats,
+    NatsStartError,
+    PortInUseError,
+    port_is_free,
+)
+
+NATS_DEFAULT_PORT = 4222
+# A service that stayed up this long is considered healthy again: its backoff starts over.
+HEALTHY_AFTER_S = 30.0
+BACKOFF_MAX_S = 30.0
+STOP_TIMEOUT_S = 15.0
+PIDS_FILE = "up.json"
+
+
+def dashboard_order(services: Sequence[str]) -> list[str]:
+    """Reporting first: it is the dashboard a user opens."""
+    return sorted(services, key=lambda name: (name != "reporting", services.index(name)))
+
+
+def default_ports(services: Sequence[str]) -> dict[str, int]:
+    import importlib
+
+    return {
+        name: int(importlib.import_module(f"services.{name}.main").DEFAULT_PORT)
+        for name in services
+    }
+
+
+def taken_ports(ports: dict[str, int]) -> list[str]:
+    """One message per port that cannot be used, naming the flag that changes it."""
+    problems: list[str] = []
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port in seen:
+            problems.append(
+                f"{name} and {seen[port]} both want port {port}: change one with --{name}-port N"
+            )
+        elif not port_is_free(port):
+            problems.append(
+                f"{name}'s HTTP port {port} on {HOST} is already in use: "
+                f"use --{name}-port N (0 is not accepted: the port must be known)"
+            )
+        seen[port] = name
+    return problems
+
+
+@dataclass
+class Child:
+    """One supervised service process."""
+
+    name: str
+    port: int
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+
+@dataclass
+class Supervisor:
+    services: list[str]
+    ports: dict[str, int]
+    env: dict[str, str]
+    data_dir: Path
+    write: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
+    extra_pids: dict[str, int] = field(default_factory=dict)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    children: dict[str, Child] = field(default_factory=dict)
+
+    def say(self, message: str) -> None:
+        self.write(f"kapok up: {message}")
+
+    async def run(self) -> None:
+        """Supervise every service until `stop()`; then stop them all."""
+        self.children = {name: Child(name, self.ports[name]) for name in self.services}
+        tasks = [asyncio.create_task(self._supervise(c)) for c in self.children.values()]
+        try:
+            await self.stopping.wait()
+        finally:
+            self.stopping.set()
+            await self._stop_all()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._write_pids()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _supervise(self, child: Child) -> None:
+        backoff = 1.0
+        width = max(len(n) for n in self.services)
+        while not self.stopping.is_set():
+            child.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "kapok.cli",
+                "serve",
+                child.name,
+                "--port",
+                str(child.port),
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                # Its own process group: a terminal's Ctrl-C reaches only this supervisor,
+                # which then stops each service once, in order, and never mistakes a
+                # service stopping for a crash to restart.
+                process_group=0,
+                preexec_fn=_die_with_parent,
+            )
+            if self.stopping.is_set():  # a stop came while it was being started
+                child.proc.terminate()
+            child.started_at = time.monotonic()
+            self._write_pids()
+            self.say(f"{child.name} started (pid {child.proc.pid})")
+            assert child.proc.stdout is not None
+            async for raw in child.proc.stdout:
+                self.write(f"{child.name:<{width}} | {raw.decode(errors='replace').rstrip()}")
+            code = await child.proc.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - child.started_at > HEALTHY_AFTER_S:
+                backoff = 1.0
+            child.restarts += 1
+            self.say(f"{child.name} exited with code {code}; restarting in {backoff:g}s")
+            # Waits out the backoff, unless a stop comes first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _stop_all(self) -> None:
+        running = [c.proc for c in self.children.values() if c.proc and c.proc.returncode is None]
+        for proc in running:
+            # SIGTERM: each service finishes its requests in flight, then closes cleanly.
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        if not running:
+            return
+        _, pending = await asyncio.wait(
+            [asyncio.create_task(p.wait()) for p in running], timeout=STOP_TIMEOUT_S
+        )
+        if pending:
+            for proc in running:
+                if proc.returncode is None:
+                    self.say(f"pid {proc.pid} did not stop in {STOP_TIMEOUT_S:g}s: killed")
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+            await asyncio.gather(*(p.wait() for p in running))
+
+    def _write_pids(self) -> None:
+        """``<data-dir>/up.json``: who runs now, for tools and tests (empty once stopped)."""
+        alive = {
+            name: c.proc.pid
+            for name, c in self.children.items()
+            if c.proc is not None and c.proc.returncode is None and not self.stopping.is_set()
+        }
+        body = {"up": os.getpid(), **self.extra_pids, "services": alive}
+        if self.stopping.is_set():
+            body = {}
+        path = self.data_dir / PIDS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body))
+        tmp.replace(path)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when `kapok up` dies, even by SIGKILL, so no
+    service is left running without its supervisor (Linux only; elsewhere a no-op)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class _OwnGroupPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """A child in its own process group that dies with `kapok up` (see start_nats)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("process_group", 0)
+        kwargs.setdefault("preexec_fn", _die_with_parent)
+        super().__init__(*args, **kwargs)
+
+
+async def wait_http(port: int, path: str, within_s: float) -> bool:
+    """Whether ``GET path`` on the port answers 200 within ``within_s`` seconds."""
+    import httpx
+
+    deadline = time.monotonic() + within_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://{HOST}:{port}{path}")).status_code == 200:
+                    return True
+            await asyncio.sleep(0.2)
+    return False
+
+
+def start_nats(data_dir: Path, port: int, say: Callable[[str], None]) -> EmbeddedNats | None:
+    """The embedded server: ``port`` when free, else any free port, saying which."""
+    chosen = port
+    if port and not port_is_free(port):
+        say(f"port {port} is taken (another nats-server?): the embedded one takes a free port")
+        chosen = 0
+    server = EmbeddedNats(data_dir, port=chosen)
+    # A terminal's Ctrl-C goes to the whole foreground process group. nats-server must not
+    # get it: it would vanish while the services drain their connections to it (neither
+    # ignoring nor blocking SIGINT helps, Go takes it back). EmbeddedNats keeps the server
+    # in our group and has no option for that, so its Popen is given one here; the server
+    # then stops last, on the SIGTERM of `stop()`. Safe to patch: nothing else runs yet.
+    patch = unittest.mock.patch("subprocess.Popen", _OwnGroupPopen)
+    patch.start()
+    try:
+        server.start()
+    except DataDirInUseError as exc:
+        say(f"{exc}: is another `kapok up` running on it? Stop it, or use --data-dir DIR")
+        return None
+    except (PortInUseError, NatsStartError, FileNotFoundError) as exc:
+        say(f"nats-server did not start: {exc}")
+        return None
+    finally:
+        patch.stop()
+    say(f"nats-server {server.url} (pid {server.pid}), JetStream in {server.nats_dir}")
+    return server
+
+
+async def up(
+    *,
+    data_dir: Path,
+    ports: dict[str, int],
+    nats_url: str | None,
+    nats_port: int,
+    postgres_url: str | None,
+    ready: Callable[[dict[str, int]], object] | None = None,
+) -> int:
+    """Run until SIGINT/SIGTERM. ``ready`` is called (with the ports) once every service
+    answers; `kapok demo` plays the scenario from there."""
+
+    def say(message: str) -> None:
+        print(f"kapok up: {message}", flush=True)
+
+    services = dashboard_order(list(ports))
+    problems = taken_ports(ports)
+    if problems:
+        for problem in problems:
+            say(problem)
+        return 2
+    data_dir = data_dir.resolve()  # noqa: ASYNC240 - before anything runs
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    server: EmbeddedNats | None = None
+    if nats_url is None:
+        # Blocking on purpose (about a second, nothing else runs yet): see start_nats.
+        server = start_nats(data_dir, nats_port, say)
+        if server is None:
+            return 2
+        nats_url = server.url
+    else:
+        say(f"NATS at {nats_url} (no embedded server)")
+    env = {**os.environ, "KAPOK_NATS_URL": nats_url, "KAPOK_DATA_DIR": str(data_dir)}
+    if postgres_url:
+        env["KAPOK_DATABASE_URL"] = postgres_url
+    # Unbuffered, so each service's log lines reach the terminal as they are written.
+    env["PYTHONUNBUFFERED"] = "1"
+
+    supervisor = Supervisor(
+        services,
+        ports,
+        env,
+        data_dir,
+        extra_pids={"nats": server.pid} if server and server.pid else {},
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, supervisor.stop)
+    watcher: asyncio.Task[None] | None = None
+    try:
+        for name in services:
+            label = "dashboard" if name == "reporting" else name
+            where = "/api/report?format=html" if name == "reporting" else "/docs"
+            say(f"{label:<9} http://{HOST}:{ports[name]}{where}")
+
+        async def announce() -> None:
+            paths = {name: "/openapi.json" for name in services}
+            oks = await asyncio.gather(*(wait_http(ports[n], paths[n], 60.0) for n in services))
+            slow = [n for n, ok in zip(services, oks, strict=True) if not ok]
+            if slow:
+                say(f"not answering after 60s: {', '.join(slow)} (see their logs above)")
+                return
+            say(
+                f"ready: dashboard http://{HOST}:{ports['reporting']}/api/report?format=html"
+                if "reporting" in ports
+                else "ready"
+            )
+            if ready is not None:
+                result = ready(ports)
+                if asyncio.iscoroutine(result):
+                    await result
+
+        watcher = asyncio.create_task(announce())
+        await supervisor.run()
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if server is not None:
+            # Last: the services have drained their connections to it.
+            await asyncio.to_thread(server.stop)
+            say("nats-server stopped")
+    say("stopped; the state stays in " + str(data_dir))
+    return 0
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def add_arguments(parser: object, services: Sequence[str]) -> None:
+    """The flags of `kapok up` (and `kapok demo`): one ``--<service>-port`` per service."""
+    import argparse
+
+    assert isinstance(parser, argparse.ArgumentParser)
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: $KAPOK_DATA_DIR")
+    parser.add_argument(
+        "--nats", default=None, metavar="URL", help="use this NATS server (no embedded one)"
+    )
+    parser.add_argument(
+        "--nats-port",
+        type=int,
+        default=NATS_DEFAULT_PORT,
+        help="the embedded server's port when free, else any free port (0: any free port)",
+    )
+    parser.add_argument(
+        "--postgres", default=None, metavar="URL", help="SQLAlchemy URL instead of SQLite files"
+    )
+    # Defaults resolved in `run`: importing every service here would slow down every
+    # `kapok` command, `kapok serve` included.
+    for name in services:
+        parser.add_argument(
+            f"--{name}-port", type=int, default=None, metavar="N", help=f"{name}'s HTTP port"
+        )
+
+
+def run(args: object, services: Sequence[str], ready: Callable[..., object] | None = None) -> int:
+    from shared.settings import Settings
+
+    defaults = default_ports(services)
+    ports = {n: getattr(args, f"{n}_port", None) or defaults[n] for n in services}
+    data_dir = getattr(args, "data_dir", None) or Settings().data_dir
+    return asyncio.run(
+        up(
+            data_dir=data_dir,
+            ports=ports,
+            nats_url=getattr(args, "nats", None),
+            nats_port=int(getattr(args, "nats_port", NATS_DEFAULT_PORT)),
+            postgres_url=getattr(args, "postgres", None),
+            ready=ready,
+        )
+    )

@@ -1,0 +1,206 @@
+"""`kapok up` as a user runs it: real processes (nats-server, four services), SQLite files
+under one data directory, Ctrl-C to the process group as a terminal sends it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kapok.cli import SERVABLE
+from shared.bus.embedded import port_is_free
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], Any], within_s: float, up: Up) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` with the log."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        if up.proc.poll() is not None:
+            raise AssertionError(
+                f"kapok up exited ({up.proc.returncode}) before {what}\n{up.log()}"
+            )
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {within_s}s\n{up.log()}")
+
+
+class Up:
+    """One `kapok up` process in a process group of its own (as a terminal runs a job)."""
+
+    def __init__(self, data_dir: Path, ports: dict[str, int], log_name: str) -> None:
+        self.data_dir = data_dir
+        self.ports = ports
+        self.log_path = data_dir.parent / log_name
+        flags = [f"--{name}-port={port}" for name, port in ports.items()]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KAPOK_")}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "kapok.cli",
+                    "up",
+                    "--data-dir",
+                    str(data_dir),
+                    "--nats-port=0",
+                    *flags,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def pids(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.data_dir / "up.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def answers(self, name: str) -> bool:
+        path = "/api/health" if name == "reporting" else "/openapi.json"
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.ports[name]}{path}", timeout=2).is_success
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self) -> dict[str, Any]:
+        for name in self.ports:
+            wait_until(f"{name} answers", lambda n=name: self.answers(n), 90, self)
+        return self.pids()
+
+    def ctrl_c(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise AssertionError(f"kapok up did not stop within 60s\n{self.log()}") from None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not running; only its parent had not reaped it yet.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    data_dir = tmp_path / "state"
+    ports = {name: free_port() for name in SERVABLE}
+    first = Up(data_dir, ports, "first.log")
+    try:
+        pids = first.wait_ready()
+        assert set(pids["services"]) == set(SERVABLE)
+        out = first.log()
+        assert out.index("dashboard") < min(
+            out.index(f"{n} ") for n in SERVABLE if n != "reporting"
+        )
+        assert "port 4222" not in out or "takes a free port" in out
+
+        # Something recorded through the hotline's public API.
+        hotline = f"http://127.0.0.1:{ports['hotline']}"
+        place = {
+            "district": "haizhu",
+            "street": "南洲街",
+            "station": "station:nanzhou",
+            "organisation": "org:haizhu-sw",
+        }
+        opened = httpx.post(
+            f"{hotline}/points",
+            json={"place": place, "opened_at": datetime(2020, 1, 25, tzinfo=UTC).isoformat()},
+            timeout=10,
+        )
+        assert opened.status_code == 201, opened.text
+        point = opened.json()["point"]
+        # Reporting counts it (the bus and the consumer work too).
+        report_url = f"http://127.0.0.1:{ports['reporting']}/api/report?as_of=2020-03-07"
+
+        def counted() -> bool:
+            figures = httpx.get(report_url, timeout=5).json()["figures"]
+            return figures["hotline_points_opened"] == 1
+
+        wait_until("reporting counts the point", counted, 30, first)
+
+        # A service that dies is reported and restarted.
+        old = pids["services"]["hotline"]
+        os.kill(old, signal.SIGKILL)
+        new = wait_until(
+            "hotline restarted",
+            lambda: (p := first.pids().get("services", {}).get("hotline")) not in (None, old) and p,
+            30,
+            first,
+        )
+        wait_until("the restarted hotline answers", lambda: first.answers("hotline"), 60, first)
+        assert "hotline exited with code -9; restarting" in first.log()
+        assert httpx.get(f"{hotline}/points/{point}", timeout=5).status_code == 200
+
+        pids = first.pids()
+        assert pids["services"]["hotline"] == new
+        code = first.ctrl_c()
+    finally:
+        if first.proc.poll() is None:
+            os.killpg(first.proc.pid, signal.SIGKILL)
+    assert code == 0, first.log()
+    every = [pids["up"], pids["nats"], old, *pids["services"].values()]
+    assert [p for p in every if alive(p)] == [], first.log()
+    assert all(port_is_free(p) for p in ports.values())
+    assert "did not stop" not in first.log()
+    # Services stopped before nats-server: no one drained a connection to a vanished server.
+    assert "Traceback" not in first.log(), first.log()
+    assert first.pids() == {}
+
+    # The second `kapok up` on the same data directory picks up where the first stopped.
+    second = Up(data_dir, ports, "second.log")
+    try:
+        second.wait_ready()
+        got = httpx.get(f"{hotline}/points/{point}", timeout=5)
+        assert got.status_code == 200, got.text
+        assert got.json()["place"]["station"] == "station:nanzhou"
+        figures = httpx.get(report_url, timeout=5).json()["figures"]
+        assert figures["hotline_points_opened"] == 1  # not lost, not counted twice
+        assert second.ctrl_c() == 0, second.log()
+    finally:
+        if second.proc.poll() is None:
+            os.killpg(second.proc.pid, signal.SIGKILL)
+
+
+def test_a_taken_http_port_is_named_with_its_flag_before_anything_starts(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in SERVABLE}
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["hotline"]))
+        holder.listen()
+        up = Up(tmp_path / "state", ports, "taken.log")
+        assert up.proc.wait(30) == 2
+    out = up.log()
+    assert f"port {ports['hotline']}" in out and "--hotline-port" in out, out
+    assert "nats-server" not in out and "started" not in out, out
