@@ -52,9 +52,14 @@ def _ended(task: asyncio.Task[None]) -> None:
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
+    # Cancel until it has ended: on Python 3.11 `asyncio.wait_for` can swallow a cancellation
+    # that lands as its inner wait ends (CPython gh-86296), and the relay and the runner wait
+    # that way, so one cancel() may leave a task running and a shutdown hanging.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+        task.result()
 
 
 async def serve(
