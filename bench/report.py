@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -80,6 +81,11 @@ def machine(
     }
 
 
+def _ratio(value: float | None) -> str:
+    # Rounded down, so that 0.498 against a target of 0.50 does not print as 0.50.
+    return "–" if value is None else f"{math.floor(value * 100) / 100:.2f}"
+
+
 def _cell(value: float | None, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
@@ -106,7 +112,7 @@ def table(
         met = {None: "–", True: "yes", False: "NO"}[row.met]
         rate = _cell(row.rate, ",.0f") if row.seconds is not None else row.note
         lines.append(
-            [row.measure, row.sync, rate, _cell(row.ratio, ".2f"), target, met],
+            [row.measure, row.sync, rate, _ratio(row.ratio), target, met],
         )
     widths = [max(len(c), *(len(line[i]) for line in lines)) for i, c in enumerate(columns)]
     right = {2, 3, 4}
