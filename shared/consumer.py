@@ -245,7 +245,8 @@ class ConsumerRunner:
                 try:
                     # A request the server forgot (NATS restarted meanwhile) never reports
                     # its end: past its expiry it is over all the same.
-                    await asyncio.wait_for(arrived.wait(), self.expires + 2.0)
+                    async with asyncio.timeout(self.expires + 2.0):
+                        await arrived.wait()
                 except TimeoutError:
                     state["open"] = False
                 arrived.clear()

@@ -165,7 +165,8 @@ class OutboxRelay:
                 },
             )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_acked.wait(), self.ack_timeout)
+            async with asyncio.timeout(self.ack_timeout):
+                await self._all_acked.wait()
         acked = rows[0].position - 1
         for row in rows:
             if self._results.get(row.position, "no ack") is not None:

@@ -27,7 +27,9 @@ PositiveCount = Annotated[int, Field(ge=1, strict=True)]
 
 def _refuse_float(value: Any) -> Any:
     if isinstance(value, float):
-        raise ValueError("money must be a decimal string or an integer, never a float")
+        raise ValueError(
+            "must be a decimal string or an integer, never a float (it has lost exactness)"
+        )
     if isinstance(value, int | str) and not isinstance(value, bool):
         return Decimal(value)
     return value

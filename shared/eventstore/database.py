@@ -9,7 +9,8 @@ Readers use their own connections and never block writers (WAL on SQLite).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,22 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction: commits when the block ends, rolls back whole on error."""
-        async with self.writer.begin() as conn:
+        """One write transaction: commits when the block ends, rolls back whole on error.
+
+        The end of the transaction (commit or rollback, then returning the connection) runs
+        shielded from cancellation. A cancelled request or consumer (anyio cancel scopes
+        cancel again at every await) would otherwise interrupt the rollback itself and leave
+        a SQLite connection holding the write lock: every later writer then fails with
+        "database is locked".
+        """
+        conn = await self.writer.connect()
+        try:
+            await conn.begin()
             yield conn
+        except BaseException:
+            await _shielded(_end(conn, commit=False))
+            raise
+        await _shielded(_end(conn, commit=True))
         self._changed.set()
 
     @asynccontextmanager
@@ -65,13 +79,41 @@ class Database:
     async def wait_for_change(self, seconds: float) -> None:
         """Wake when a write in this process committed, or after ``seconds``."""
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), seconds)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation arriving as the wait ends (CPython gh-86296), and a cancelled
+            # relay or consumer would then run on. The same holds wherever Kapok waits.
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
         self._changed.clear()
 
     async def dispose(self) -> None:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+async def _end(conn: AsyncConnection, *, commit: bool) -> None:
+    try:
+        if commit:
+            await conn.commit()
+        else:
+            await conn.rollback()
+    finally:
+        await conn.close()
+
+
+async def _shielded(ending: Coroutine[Any, Any, None]) -> None:
+    """Run ``ending`` to completion even if the caller is cancelled meanwhile (the caller
+    still sees its cancellation)."""
+    task = asyncio.ensure_future(ending)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Keep waiting for the clean-up, however often we are cancelled, then re-raise.
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+        raise
 
 
 def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
 
 import nats
 import pytest
@@ -12,36 +11,8 @@ from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
-from shared.contracts import NewEvent
-from shared.contracts.hotline import CallReceived
-from shared.contracts.types import Place
-from shared.eventstore import Append, Database, EventStore
+from shared.eventstore import Database, EventStore
 from shared.settings import Settings
-
-CST = timezone(timedelta(hours=8))
-NANZHOU = Place(
-    district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
-)
-
-
-def call(i: int) -> NewEvent:
-    """The i-th call taken at Nanzhou's hotline point."""
-    return NewEvent(
-        CallReceived(
-            call=f"call:{i}",
-            point="point:nanzhou-1",
-            place=NANZHOU,
-            category="emotional_support",
-            group="elderly_alone",
-            channel="phone",
-        ),
-        datetime(2020, 2, 1, 9, tzinfo=CST) + timedelta(minutes=i),
-    )
-
-
-def calls(first: int, count: int) -> list[Append]:
-    """New call aggregates, one event each, as a station's day log would append them."""
-    return [Append(f"call-{i}", 0, [call(i)]) for i in range(first, first + count)]
 
 
 @pytest_asyncio.fixture(loop_scope="session")

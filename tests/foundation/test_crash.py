@@ -9,8 +9,8 @@ import socket
 from pathlib import Path
 
 import nats
-from conftest import calls
-from test_consumer import applied_positions, runner_on
+from foundation_parts import calls
+from test_consumer_runner import applied_positions, runner_on
 
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming

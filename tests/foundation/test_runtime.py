@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import calls
+from foundation_parts import calls
 
 from shared.bus.naming import Naming
 from shared.contracts import Context

@@ -1,0 +1,35 @@
+"""What the foundation's stories are made of: calls taken at Nanzhou's hotline point."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from shared.contracts import NewEvent
+from shared.contracts.hotline import CallReceived
+from shared.contracts.types import Place
+from shared.eventstore import Append
+
+CST = timezone(timedelta(hours=8))
+NANZHOU = Place(
+    district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
+)
+
+
+def call(i: int) -> NewEvent:
+    """The i-th call taken at Nanzhou's hotline point."""
+    return NewEvent(
+        CallReceived(
+            call=f"call:{i}",
+            point="point:nanzhou-1",
+            place=NANZHOU,
+            category="emotional_support",
+            group="elderly_alone",
+            channel="phone",
+        ),
+        datetime(2020, 2, 1, 9, tzinfo=CST) + timedelta(minutes=i),
+    )
+
+
+def calls(first: int, count: int) -> list[Append]:
+    """New call aggregates, one event each, as a station's day log would append them."""
+    return [Append(f"call-{i}", 0, [call(i)]) for i in range(first, first + count)]
