@@ -4,8 +4,8 @@ Invariant: the stream's sequence number IS the store's position. Each publish ca
 ``Nats-Expected-Last-Sequence: position - 1``, so the server refuses anything that would
 leave a gap or land out of order, and ``Nats-Msg-Id: event_id``, so a retried publish within
 the duplicate window is acknowledged as a duplicate instead of stored twice. Publishes are
-pipelined (a chunk in flight, acks gathered on one inbox); progress is written only after the
-acks, and only up to the last one of an unbroken run of acks.
+pipelined (up to `window` chunks in flight, acks gathered on one inbox); progress is written
+only after the acks, and only up to the last one of an unbroken run of acks.
 
 The invariant also makes the bus checkable against the store at any time (`reconcile`):
 - stream behind the recorded progress: the bus lost a tail (a crash inside nats-server's
@@ -20,6 +20,7 @@ The invariant also makes the bus checkable against the store at any time (`recon
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.bus.naming import Naming
 from shared.eventstore.schema import outbox_progress
-from shared.eventstore.store import EventStore
+from shared.eventstore.store import EventStore, StoredEvent
 
 log = logging.getLogger("kapok.relay")
 
@@ -72,7 +73,8 @@ class OutboxRelay:
         nc: NATS,
         naming: Naming,
         *,
-        chunk: int = 2000,
+        chunk: int = 5000,
+        window: int = 2,
         ack_timeout: float = 10.0,
         poll_interval: float = 0.5,
         reconcile_every: float = 30.0,
@@ -83,6 +85,7 @@ class OutboxRelay:
         self.stream = naming.stream(self.source)
         self._subject_prefix = naming.event_subject(self.source, "")
         self.chunk = chunk
+        self.window = window
         self.ack_timeout = ack_timeout
         self.poll_interval = poll_interval
         self.reconcile_every = reconcile_every
@@ -90,8 +93,8 @@ class OutboxRelay:
         self._inbox = nc.new_inbox()
         self._generation = 0
         self._results: dict[int, str | None] = {}
-        self._expected = 0
-        self._all_acked = asyncio.Event()
+        self._awaited = 0  # the position whose ack (or any refusal) ends the wait
+        self._acked = asyncio.Event()
         self._sub_ready = False
 
     # -- the loop ---------------------------------------------------------------------------
@@ -127,31 +130,44 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
 
     async def publish_pending(self) -> int:
-        """Publish everything stored after the recorded progress; return how many."""
+        """Publish everything stored after the recorded progress; return how many.
+
+        Up to `window` chunks are in flight: the next chunk is read from the store and
+        published while the acks of the earlier ones come in, so nats-server never waits for
+        the relay. The order holds all the same: each publish expects the previous sequence,
+        so once one is refused or lost, every later one is refused too.
+        """
         await self._subscribe()
         progress = await self._load_progress()
-        total = 0
-        while True:
-            rows = await self.store.read_from(progress, self.chunk)
-            if not rows:
-                self.stats.head = progress
-                return total
-            acked = await self._publish_chunk(rows)
-            if acked > progress:
-                await self._save_progress(acked)
-                total += acked - progress
-                progress = acked
-            if acked < rows[-1].position:
-                raise _ChunkFailed(self._first_failure(acked))
-
-    # -- one pipelined chunk ----------------------------------------------------------------
-
-    async def _publish_chunk(self, rows: list) -> int:  # type: ignore[type-arg]
         self._generation += 1
         prefix = f"{self._inbox}.{self._generation}."
         self._results = {}
-        self._expected = len(rows)
-        self._all_acked.clear()
+        sent, in_flight, total = progress, collections.deque[int](), 0
+        while True:
+            while len(in_flight) < self.window:
+                rows = await self.store.read_from(sent, self.chunk)
+                if not rows:
+                    break
+                await self._send(rows, prefix)
+                sent = rows[-1].position
+                in_flight.append(sent)
+            if not in_flight:
+                self.stats.head = progress
+                return total
+            last = in_flight.popleft()
+            acked = await self._acked_through(progress, last)
+            if acked > progress:
+                await self._save_progress(acked)
+                total += acked - progress
+                for position in range(progress + 1, acked + 1):
+                    del self._results[position]
+                progress = acked
+            if acked < last:
+                raise _ChunkFailed(self._first_failure(acked))
+
+    # -- pipelined publishing ---------------------------------------------------------------
+
+    async def _send(self, rows: list[StoredEvent], prefix: str) -> None:
         publish = self.nc.publish
         subject_prefix = self._subject_prefix
         for row in rows:
@@ -164,14 +180,20 @@ class OutboxRelay:
                     "Nats-Expected-Last-Sequence": str(row.position - 1),
                 },
             )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.ack_timeout):
-                await self._all_acked.wait()
-        acked = rows[0].position - 1
-        for row in rows:
-            if self._results.get(row.position, "no ack") is not None:
-                break
-            acked = row.position
+
+    async def _acked_through(self, progress: int, last: int) -> int:
+        """Wait for the acks up to `last`; return the end of the unbroken run of successful
+        acks after `progress`. PubAcks of one stream come back in order, so the ack of
+        `last`, or any refusal (after which nothing later can succeed), ends the wait."""
+        self._awaited = last
+        self._acked.clear()
+        if last not in self._results:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.ack_timeout):
+                    await self._acked.wait()
+        acked = progress
+        while acked < last and self._results.get(acked + 1, "no ack") is None:
+            acked += 1
         return acked
 
     def _first_failure(self, acked: int) -> str:
@@ -181,13 +203,13 @@ class OutboxRelay:
     async def _on_ack(self, msg: Msg) -> None:
         _, generation, position_text = msg.subject.rsplit(".", 2)
         if int(generation) != self._generation:
-            return  # an ack of an abandoned chunk, arriving late
+            return  # an ack of an abandoned run, arriving late
         position = int(position_text)
         if position in self._results:
             return
-        self._results[position] = self._ack_error(msg, position)
-        if len(self._results) >= self._expected:
-            self._all_acked.set()
+        error = self._results[position] = self._ack_error(msg, position)
+        if position >= self._awaited or error is not None:
+            self._acked.set()
 
     def _ack_error(self, msg: Msg, position: int) -> str | None:
         if not msg.data:
