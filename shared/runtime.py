@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass, field
 
@@ -18,6 +19,15 @@ from shared.relay import OutboxRelay
 from shared.settings import PRODUCERS, Settings
 
 log = logging.getLogger("kapok.runtime")
+
+
+def tune_gc() -> None:
+    """Call once a service has started. Decoding a batch of events allocates thousands of
+    objects, which set off full collections of the whole heap every few thousand events:
+    about a quarter of the consumer runner's CPU when measured. Freezing the start-up heap
+    and raising the first threshold cut that to a few percent."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def connect(settings: Settings, name: str) -> NATS:

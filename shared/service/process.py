@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
 from shared.relay import OutboxRelay
-from shared.runtime import connect, provision
+from shared.runtime import connect, provision, tune_gc
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.nats import build_broker, start
@@ -87,6 +87,7 @@ async def serve(
         for task in tasks:
             task.add_done_callback(_ended)
         await start(broker)
+        tune_gc()
         config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off")
         server = HttpServer(config)
         loop = asyncio.get_running_loop()
