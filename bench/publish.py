@@ -24,10 +24,9 @@ async def raw_publish(
 ) -> float:
     """Pipelined ``nc.publish`` of every message with a reply subject on one inbox
     subscription; a callback counts the PubAcks. ``relay_headers`` adds the relay's
-    expected-stream and expected-last-sequence headers to Nats-Msg-Id."""
+    expected-last-sequence header to Nats-Msg-Id."""
     inbox = nc.new_inbox()
     prefix = naming.event_subject(source, "")
-    stream = naming.stream(source)
     done = asyncio.Event()
     state = {"acks": 0, "errors": 0, "first_error": b""}
     total = len(msgs)
@@ -47,7 +46,6 @@ async def raw_publish(
         if relay_headers:
             headers = {
                 "Nats-Msg-Id": event_id,
-                "Nats-Expected-Stream": stream,
                 "Nats-Expected-Last-Sequence": str(seq - 1),
             }
         else:

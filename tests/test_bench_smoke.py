@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MEASURES = (
     "raw publish",
-    "same, with the relay's 3 headers",
+    "same, + expected-last-sequence",
     "js.publish_async",
     "relay: OutboxRelay.publish_pending()",
     "raw pull",
