@@ -1,5 +1,5 @@
-"""The AsyncAPI document of Kapok's bus: every event subject with its envelope schema, and the
-dead-letter subject.
+"""The AsyncAPI document of Kapok's bus: every event subject with its envelope schema, every
+command subject (request-reply) with its command schema, and the dead-letter subject.
 
 FastStream builds it from documented publishers: one per event type, whose schema is the
 envelope model of that type (so the document shows exactly the bytes on the bus: envelope
@@ -10,6 +10,8 @@ described.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.bus.naming import Naming
 from shared.contracts import REGISTRY
+from shared.settings import PRODUCERS
 
 ASYNCAPI_VERSION = "3.0.0"
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
@@ -72,6 +75,21 @@ def build_document(naming: Naming | None = None, server: str = DEFAULT_SERVER) -
             ),
             schema=REGISTRY.envelope_model(event_type),
         )
+    for service in PRODUCERS:
+        commands = import_module(f"services.{service}.application.commands").COMMANDS
+        for name, model in sorted(commands.items()):
+            subject = naming.command_subject(service, name)
+            broker.subscriber(
+                subject,
+                queue=service,
+                title=subject,
+                description=(
+                    f"{_first_paragraph(model.__doc__) or name} Request-reply, queue group "
+                    f"{service}; the same command as over HTTP, with an optional "
+                    "Idempotency-Key header. Reply: {status: 200|201, result} or "
+                    "{status: 422|409|404, error, field|rule|resource}."
+                ),
+            )(_documented(name, model))
     dead_letters = naming.dead_letter_subject("{consumer}")
     broker.publisher(
         dead_letters,
@@ -97,10 +115,23 @@ def build_document(naming: Naming | None = None, server: str = DEFAULT_SERVER) -
     return document
 
 
+def _documented(name: str, model: type[BaseModel]) -> Callable[..., Awaitable[None]]:
+    """A handler that is never run: FastStream reads the command's schema off its signature."""
+
+    async def handler(body: Any) -> None:
+        raise NotImplementedError
+
+    handler.__annotations__ = {"body": model, "return": None}
+    handler.__name__ = name
+    return handler
+
+
 def _complete(document: dict[str, Any], dead_letters: str) -> None:
     """Say what FastStream cannot express through a publisher."""
     messages = document["components"]["messages"]
     for channel in document["channels"].values():
+        if "Message" not in channel["messages"]:
+            continue  # a command's request: FastStream's description is the right one
         ref = channel["messages"]["Message"]["$ref"]
         message = messages[unquote(ref.rsplit("/", 1)[-1])]
         if channel["address"] == dead_letters:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -26,6 +27,7 @@ from kapok.cli import main as kapok_main
 from shared.bus.naming import Naming
 from shared.contracts import GENESIS, REGISTRY, Event
 from shared.contracts.envelope import seal
+from shared.settings import PRODUCERS
 
 CLI_PACKAGE = "@asyncapi/cli@4.1.1"  # the version these tests were written against
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +103,12 @@ def test_the_document_lists_every_event_subject_and_the_dead_letters() -> None:
     channels = {channel["address"]: channel for channel in document["channels"].values()}
 
     expected = {naming.event_subject(t.source, t.type_name()) for t in REGISTRY.types()}
-    assert set(channels) == expected | {naming.dead_letter_subject("{consumer}")}
+    commands = {
+        naming.command_subject(service, name)
+        for service in PRODUCERS
+        for name in import_module(f"services.{service}.application.commands").COMMANDS
+    }
+    assert set(channels) == expected | commands | {naming.dead_letter_subject("{consumer}")}
     assert document["asyncapi"] == "3.0.0"
 
     messages = document["components"]["messages"]
@@ -121,6 +128,12 @@ def test_the_document_lists_every_event_subject_and_the_dead_letters() -> None:
     dead_letters = channels[naming.dead_letter_subject("{consumer}")]
     assert "consumer" in dead_letters["parameters"]
     assert "correlationId" not in message_of(dead_letters)
+    receive_call = channels[naming.command_subject("hotline", "ReceiveCall")]
+    assert receive_call["bindings"]["nats"]["queue"] == "hotline"
+    request = messages[
+        unquote(receive_call["messages"]["SubscribeMessage"]["$ref"].rsplit("/", 1)[-1])
+    ]
+    assert request["payload"]["$ref"] == "#/components/schemas/ReceiveCall"
 
 
 def test_the_asyncapi_cli_finds_the_document_valid(
