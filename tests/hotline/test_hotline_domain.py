@@ -8,17 +8,7 @@ from typing import Any, TypeVar
 import pytest
 from hotline_stories import NANZHOU, WEI_YI, WORKER, at
 
-from services.hotline.domain import (
-    Aggregate,
-    Call,
-    FollowUp,
-    HotlinePoint,
-    InvalidInput,
-    NotFound,
-    Referral,
-    RuleBroken,
-    Shift,
-)
+from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import (
     CallCompleted,
@@ -31,6 +21,8 @@ from shared.contracts.hotline import (
     ShiftEnded,
     ShiftStarted,
 )
+from shared.service.aggregate import Aggregate
+from shared.service.errors import InvalidInput, NotFound, RuleBroken
 
 POINT = "point:nanzhou-1"
 A = TypeVar("A", bound=Aggregate)

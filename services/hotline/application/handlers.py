@@ -26,18 +26,10 @@ from services.hotline.application.commands import (
     StartShifts,
 )
 from services.hotline.application.loader import Loader
-from services.hotline.domain import (
-    Aggregate,
-    Call,
-    FollowUp,
-    HotlinePoint,
-    InvalidInput,
-    NotFound,
-    Referral,
-    RuleBroken,
-    Shift,
-)
+from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from shared.contracts.envelope import uuid7
+from shared.service.aggregate import Aggregate
+from shared.service.errors import InvalidInput, NotFound, RuleBroken
 
 
 @dataclass(slots=True)

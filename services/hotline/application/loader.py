@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from typing import TypeVar, cast
 
 from services.hotline.adapters import tables
-from services.hotline.domain import Aggregate, HotlinePoint
+from services.hotline.domain import HotlinePoint
 from shared.eventstore import EventStore
+from shared.service.aggregate import Aggregate
 
 A = TypeVar("A", bound=Aggregate)
 

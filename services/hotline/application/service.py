@@ -19,15 +19,10 @@ from services.hotline.application.commands import Command
 from services.hotline.application.handlers import HANDLERS, gc_paused
 from services.hotline.application.loader import Loader
 from services.hotline.application.unit_of_work import Deferred, GroupCommit, Reply
-from services.hotline.domain import (
-    Aggregate,
-    DomainError,
-    InvalidInput,
-    NotFound,
-    RuleBroken,
-)
 from shared.contracts.envelope import Context
 from shared.eventstore import ConcurrencyError, Database, EventStore
+from shared.service.aggregate import Aggregate
+from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
 
 C = TypeVar("C", bound=Command)
 A = TypeVar("A", bound=Aggregate)

@@ -28,9 +28,9 @@ import orjson
 
 from services.hotline.adapters import tables
 from services.hotline.application.handlers import Decision
-from services.hotline.domain import RuleBroken
 from shared.contracts.envelope import Context
 from shared.eventstore import Append, ConcurrencyError, EventStore
+from shared.service.errors import RuleBroken
 
 # Enough to absorb every concurrent client; bounded so a group's transaction stays short.
 MAX_EVENTS_PER_GROUP = 10_000

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.hotline.domain.aggregate import Aggregate, iso
-from services.hotline.domain.errors import InvalidInput, NotFound, RuleBroken
 from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import CallCompleted, CallOutcome, CallReceived, Category, Channel
 from shared.contracts.types import Group, Place
+from shared.service.aggregate import Aggregate, iso
+from shared.service.errors import InvalidInput, RuleBroken
 
 
 class Call(Aggregate):
@@ -75,10 +75,6 @@ class Call(Aggregate):
             ),
             at,
         )
-
-    def must_exist(self) -> None:
-        if not self.exists:
-            raise NotFound(self.id)
 
     def apply(self, data: Event, at: datetime) -> None:
         match data:

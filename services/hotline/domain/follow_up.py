@@ -6,9 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.hotline.domain.aggregate import Aggregate, iso
 from services.hotline.domain.call import Call
-from services.hotline.domain.errors import InvalidInput, NotFound, RuleBroken
 from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import (
@@ -18,6 +16,8 @@ from shared.contracts.hotline import (
     FollowUpScheduled,
 )
 from shared.contracts.types import Group, Place, VulnerableGroup
+from shared.service.aggregate import Aggregate, iso
+from shared.service.errors import InvalidInput, RuleBroken
 
 
 class FollowUp(Aggregate):
@@ -75,8 +75,7 @@ class FollowUp(Aggregate):
         return follow_up
 
     def complete(self, channel: FollowUpChannel, at: datetime) -> None:
-        if not self.exists:
-            raise NotFound(self.id)
+        self.must_exist()
         if self.completed_at is not None:
             raise RuleBroken("follow_up_completes_once", f"{self.id} is already completed")
         assert self.scheduled_at and self.group and self.place and self.category

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from services.hotline.domain.aggregate import Aggregate, iso
-from services.hotline.domain.errors import InvalidInput, NotFound, RuleBroken
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import HotlinePointClosed, HotlinePointOpened, PointClosure, PointSite
 from shared.contracts.types import Place
+from shared.service.aggregate import Aggregate, iso
+from shared.service.errors import InvalidInput, RuleBroken
 
 
 class HotlinePoint(Aggregate):
@@ -55,10 +55,6 @@ class HotlinePoint(Aggregate):
         if at < self.opened_at:
             raise InvalidInput(field, f"before {self.id} opened ({iso(self.opened_at)})")
         return self.place
-
-    def must_exist(self) -> None:
-        if not self.exists:
-            raise NotFound(self.id)
 
     def apply(self, data: Event, at: datetime) -> None:
         match data:

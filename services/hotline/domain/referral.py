@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.hotline.domain.aggregate import Aggregate, iso
 from services.hotline.domain.call import Call
-from services.hotline.domain.errors import InvalidInput, RuleBroken
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import Group, Need, Place, Urgency
+from shared.service.aggregate import Aggregate, iso
+from shared.service.errors import InvalidInput, RuleBroken
 
 
 class Referral(Aggregate):

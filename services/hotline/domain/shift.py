@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.hotline.domain.aggregate import Aggregate, iso
-from services.hotline.domain.errors import InvalidInput, NotFound, RuleBroken
 from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import ShiftEnded, ShiftStarted
 from shared.contracts.types import Place
+from shared.service.aggregate import Aggregate, iso
+from shared.service.errors import InvalidInput, RuleBroken
 
 
 class Shift(Aggregate):
@@ -45,8 +45,7 @@ class Shift(Aggregate):
         return self.started_at is not None and self.ended_at is None
 
     def end(self, at: datetime) -> None:
-        if not self.exists:
-            raise NotFound(self.id)
+        self.must_exist()
         if self.ended_at is not None:
             raise RuleBroken("shift_ends_once", f"{self.id} already ended at {iso(self.ended_at)}")
         assert self.started_at is not None and self.place is not None

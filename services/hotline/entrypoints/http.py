@@ -17,8 +17,9 @@ from pydantic.json_schema import models_json_schema
 
 from services.hotline.application import commands as c
 from services.hotline.application.service import HotlineService, Reply
-from services.hotline.domain import Aggregate, Call, FollowUp, HotlinePoint, Referral, Shift
+from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from services.hotline.entrypoints.common import ACTOR, IDEMPOTENCY_KEY, handle
+from shared.service.aggregate import Aggregate
 
 JSON = "application/json"
 
