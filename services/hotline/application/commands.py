@@ -1,16 +1,14 @@
 """The hotline's commands: what a station, a worker or a script asks the service to do.
 
-The same models validate HTTP bodies and NATS requests, from the raw JSON bytes in pydantic's
-strict JSON mode: ISO 8601 strings become datetimes, but "3" is not a number, an unknown
-field is refused, and every error names its field.
+Validation (strict JSON, unknown fields refused, times with an offset and not in the future)
+is `shared.service.commands`'.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.contracts.hotline import (
     CallOutcome,
@@ -21,30 +19,9 @@ from shared.contracts.hotline import (
     PointSite,
 )
 from shared.contracts.types import Count, Group, Needs, Place, Ref, Urgency, VulnerableGroup
+from shared.service.commands import MAX_BATCH, Command, Happened
 
-# Clocks of stations' laptops drift; a minute of grace keeps an honest "now" from a slightly
-# fast clock acceptable while a typed-in future date (a wrong year, a wrong month) is refused.
-CLOCK_SKEW = timedelta(seconds=60)
-MAX_BATCH = 5000
-
-
-def _not_in_future(value: datetime) -> datetime:
-    if value > datetime.now(UTC) + CLOCK_SKEW:
-        raise ValueError("is in the future: record what happened, not what will")
-    return value
-
-
-# When something happened: with an offset (a naive time is refused) and not yet to come.
-Happened = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
 WorkerRef = Annotated[Ref, Field(pattern=r"^worker:[A-Za-z0-9._-]+$")]
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
-
-    @classmethod
-    def name(cls) -> str:
-        return cls.__name__
 
 
 class OpenHotlinePoint(Command):

@@ -12,7 +12,6 @@ from typing import Any
 
 from services.hotline.application.commands import (
     ClosePoint,
-    Command,
     CompleteCall,
     CompleteFollowUp,
     EndShift,
@@ -29,6 +28,7 @@ from services.hotline.application.loader import Loader
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from shared.contracts.envelope import uuid7
 from shared.service.aggregate import Aggregate
+from shared.service.commands import Command
 from shared.service.errors import InvalidInput, NotFound, RuleBroken
 
 

@@ -15,13 +15,13 @@ import orjson
 from pydantic import ValidationError
 
 from services.hotline.adapters import tables
-from services.hotline.application.commands import Command
 from services.hotline.application.handlers import HANDLERS, gc_paused
 from services.hotline.application.loader import Loader
 from services.hotline.application.unit_of_work import Deferred, GroupCommit, Reply
 from shared.contracts.envelope import Context
 from shared.eventstore import ConcurrencyError, Database, EventStore
 from shared.service.aggregate import Aggregate
+from shared.service.commands import Command
 from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
 
 C = TypeVar("C", bound=Command)

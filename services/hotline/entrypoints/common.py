@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
-from services.hotline.application.commands import Command
 from services.hotline.application.service import HotlineService, Refused, Reply, parse
 from shared.contracts.envelope import SYSTEM, Context
 from shared.contracts.types import Actor
+from shared.service.commands import Command
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 # Who asks: a worker's or service's reference; recorded on every event as the actor.

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
-from services.hotline.application.commands import COMMANDS, Command
+from services.hotline.application.commands import COMMANDS
 from services.hotline.application.service import HotlineService, Reply
 from services.hotline.entrypoints.common import handle
 from shared.bus.naming import Naming
+from shared.service.commands import Command
 
 log = logging.getLogger("kapok.hotline.nats")
 QUEUE_GROUP = "hotline"
