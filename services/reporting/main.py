@@ -45,15 +45,21 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, database_url: str | None = None, *, batch: int = 1000
+    settings: Settings,
+    database_url: str | None = None,
+    *,
+    batch: int = 1000,
+    totals_bucket: bool = True,
 ) -> AsyncIterator[Running]:
-    """Start the consumer in the background; stop it and close everything on exit."""
+    """Start the consumer (and the KV bucket's publisher) in the background; stop them and
+    close everything on exit."""
     db = Database(database_url or settings.database_url_for(SERVICE))
     store = CounterStore(db)
     await store.setup()
     nc = await connect(settings, SERVICE)
     task: asyncio.Task[None] | None = None
     kv_task: asyncio.Task[None] | None = None
+    stopping = asyncio.Event()
     try:
         # The streams must exist before a durable can be made on them; provisioning is
         # idempotent, so whichever process starts first creates them.
@@ -68,19 +74,40 @@ async def running(
             batch=batch,
         )
         await runner.setup()
-        task = asyncio.create_task(runner.run(), name="reporting-consumer")
+        task = asyncio.create_task(_consume(runner), name="reporting-consumer")
         task.add_done_callback(_consumer_ended)
         kv = await open_bucket(nc, Naming.of(settings))
-        kv_task = asyncio.create_task(publish_totals(kv, store, db), name="reporting-kv")
+        kv_task = asyncio.create_task(publish_totals(kv, store, db, stopping), name="reporting-kv")
         yield Running(db, nc, runner, Reporting(store, runner), task)
     finally:
-        for background in (kv_task, task):
-            if background is not None:
-                background.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await background
+        stopping.set()
+        await _stop(kv_task)
+        if task is not None:
+            # Cancelled inside a commit, an aiosqlite transaction can outlive its task and
+            # keep the SQLite file locked: hold the runner's commit lock so none is in
+            # flight (a workaround: the runner has no stop of its own, see the report).
+            async with runner._db_lock:
+                await _stop(task)
         await nc.drain()
         await db.dispose()
+
+
+async def _consume(runner: ConsumerRunner) -> None:
+    """`ConsumerRunner.run` without its set-up, which ran before: that set-up writes outside
+    the runner's commit lock, and a stop landing in it left SQLite locked (see the report)."""
+    async with asyncio.TaskGroup() as group:
+        for source in runner.sources:
+            group.create_task(runner._run_source(source))
+
+
+async def _stop(task: asyncio.Task[None] | None) -> None:
+    """Cancel until done: on Python 3.11 a cancel landing while asyncio.wait_for completes
+    is swallowed (the runner's pull loop and `Database.wait_for_change` use it)."""
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if task is not None and not task.cancelled() and task.exception() is not None:
+        log.warning("reporting: %s ended with %r", task.get_name(), task.exception())
 
 
 def _consumer_ended(task: asyncio.Task[None]) -> None:
