@@ -56,6 +56,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = commands.add_parser("up", help="run the whole system: nats-server and every service")
     up_command.add_arguments(up, SERVABLE)
 
+    from kapok import simulate as simulate_command
+
+    simulate = commands.add_parser(
+        "simulate", help="play a scenario through the running services' HTTP APIs"
+    )
+    simulate.add_argument("scenario", choices=simulate_command.SCENARIOS)
+    simulate_command.add_arguments(simulate, SERVABLE)
+    simulate_command.add_url_arguments(simulate, SERVABLE)
+
+    demo = commands.add_parser("demo", help="kapok up, then the 2020 scenario at a visible pace")
+    up_command.add_arguments(demo, SERVABLE)
+    simulate_command.add_arguments(demo, SERVABLE)
+    demo.set_defaults(speed=1.0, scale="0.05")
+
     audit = commands.add_parser("audit", help="prove the reported figures from the bus")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     replay = audit_commands.add_parser(
@@ -85,6 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_service(args.service, args.host, args.port)
     if args.command == "up":
         return up_command.run(args, SERVABLE)
+    if args.command == "simulate":
+        ports = up_command.ports_from(args, SERVABLE)
+        urls = simulate_command.urls(args.base_url, ports)
+        return simulate_command.run(args.scenario, urls, args.seed, args.scale, args.speed)
+    if args.command == "demo":
+        return up_command.run(args, SERVABLE, ready=simulate_command.demo(args))
     if args.command == "audit":
         from services.reporting.cli import run_audit_replay
 

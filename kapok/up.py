@@ -93,6 +93,8 @@ class Supervisor:
     data_dir: Path
     write: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     extra_pids: dict[str, int] = field(default_factory=dict)
+    # `kapok demo` sends thousands of requests: one access-log line each would bury the rest.
+    quiet_access: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     children: dict[str, Child] = field(default_factory=dict)
 
@@ -145,6 +147,8 @@ class Supervisor:
             self.say(f"{child.name} started (pid {child.proc.pid})")
             assert child.proc.stdout is not None
             async for raw in child.proc.stdout:
+                if self.quiet_access and b'HTTP/1.1" 2' in raw:
+                    continue
                 self.write(f"{child.name:<{width}} | {raw.decode(errors='replace').rstrip()}")
             code = await child.proc.wait()
             if self.stopping.is_set():
@@ -262,6 +266,7 @@ async def up(
     nats_port: int,
     postgres_url: str | None,
     ready: Callable[[dict[str, int]], object] | None = None,
+    quiet_access: bool = False,
 ) -> int:
     """Run until SIGINT/SIGTERM. ``ready`` is called (with the ports) once every service
     answers; `kapok demo` plays the scenario from there."""
@@ -299,6 +304,7 @@ async def up(
         env,
         data_dir,
         extra_pids={"nats": server.pid} if server and server.pid else {},
+        quiet_access=quiet_access,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -373,11 +379,16 @@ def add_arguments(parser: object, services: Sequence[str]) -> None:
         )
 
 
+def ports_from(args: object, services: Sequence[str]) -> dict[str, int]:
+    """``--<service>-port`` flags, else each service's DEFAULT_PORT."""
+    defaults = default_ports(services)
+    return {n: getattr(args, f"{n}_port", None) or defaults[n] for n in services}
+
+
 def run(args: object, services: Sequence[str], ready: Callable[..., object] | None = None) -> int:
     from shared.settings import Settings
 
-    defaults = default_ports(services)
-    ports = {n: getattr(args, f"{n}_port", None) or defaults[n] for n in services}
+    ports = ports_from(args, services)
     data_dir = getattr(args, "data_dir", None) or Settings().data_dir
     return asyncio.run(
         up(
@@ -387,5 +398,6 @@ def run(args: object, services: Sequence[str], ready: Callable[..., object] | No
             nats_port=int(getattr(args, "nats_port", NATS_DEFAULT_PORT)),
             postgres_url=getattr(args, "postgres", None),
             ready=ready,
+            quiet_access=ready is not None,
         )
     )
