@@ -108,14 +108,18 @@ class ConsumerRunner:
         self.retry_delay = retry_delay
         self.stats = {source: SourceStats() for source in self.sources}
         self._db_lock = asyncio.Lock()  # one writer per database at a time (SQLite)
+        self._set_up = False
+        self._stopping = False
+        self._wakers: set[asyncio.Event] = set()  # one per running drain: stop() wakes them
 
     # -- set-up -----------------------------------------------------------------------------
 
     async def setup(self) -> None:
         await self.db.create_schema()
         for source in self.sources:
-            self.stats[source].checkpoint = await self._load_checkpoint(source)
+            await self._load_checkpoint(source)
             await self._ensure_consumer(source)
+        self._set_up = True
 
     def _filter(self, source: str) -> list[str] | None:
         if self.event_types is None:
@@ -176,14 +180,24 @@ class ConsumerRunner:
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self.setup()
+        """Apply every source until `stop()`: set up first unless that was done already."""
+        if not self._set_up:
+            await self.setup()
         async with asyncio.TaskGroup() as group:
             for source in self.sources:
                 group.create_task(self._run_source(source))
 
+    def stop(self) -> None:
+        """Ask `run()` and every `drain` to return after the batch in hand is committed and
+        acknowledged. Cancelling instead can interrupt a transaction half-way, which on
+        SQLite may leave the database locked for the next writer."""
+        self._stopping = True
+        for waker in self._wakers:
+            waker.set()
+
     async def _run_source(self, source: str) -> None:
         backoff = 0.2
-        while True:
+        while not self._stopping:
             try:
                 await self.drain(source, forever=True)
             except asyncio.CancelledError:
@@ -237,9 +251,10 @@ class ConsumerRunner:
             await self.nc.publish(request_subject, payload, reply=inbox)
 
         sub = await self.nc.subscribe(inbox, cb=on_message)
+        self._wakers.add(arrived)
         applied = idle = 0
         try:
-            while True:
+            while not self._stopping:
                 if not state["open"]:
                     await pull()
                 try:
@@ -268,7 +283,9 @@ class ConsumerRunner:
                     idle += 1
                     if idle % 10 == 0:
                         await self._unstall(source)
+            return applied
         finally:
+            self._wakers.discard(arrived)
             await sub.unsubscribe()
 
     async def _unstall(self, source: str) -> None:
@@ -394,20 +411,24 @@ class ConsumerRunner:
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    async def _load_checkpoint(self, source: str) -> int:
-        async with self.db.write() as conn:
-            value = await conn.scalar(
-                select(checkpoints.c.position).where(
-                    checkpoints.c.consumer == self.name, checkpoints.c.source == source
+    async def _load_checkpoint(self, source: str) -> None:
+        async with self._db_lock, self.db.write() as conn:
+            row = (
+                await conn.execute(
+                    select(checkpoints.c.position, checkpoints.c.dead_letters).where(
+                        checkpoints.c.consumer == self.name, checkpoints.c.source == source
+                    )
                 )
-            )
-            if value is None:
+            ).first()
+            if row is None:
                 await conn.execute(
                     checkpoints.insert().values(
                         consumer=self.name, source=source, position=0, dead_letters=0
                     )
                 )
-            return int(value or 0)
+        stats = self.stats[source]
+        # Dead letters over the consumer's whole life, not only this process's.
+        stats.checkpoint, stats.dead_letters = (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def refresh_lag(self) -> dict[str, int]:
         """Per source, the events for this consumer that are on the stream but not yet

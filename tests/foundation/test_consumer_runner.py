@@ -278,3 +278,22 @@ async def test_a_consumer_of_some_event_types_sees_only_those(
     assert seen == ["HotlinePointOpened"] and runner.stats["hotline"].checkpoint == 21
     assert await runner.refresh_lag() == {"hotline": 0}
     await reporting_db.dispose()
+
+
+async def test_a_stopped_runner_ends_after_its_commit_and_the_next_one_carries_on(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 2000)
+    first = await runner_on(reporting_db, nc, naming, batch=100)
+    running = asyncio.create_task(first.run())
+    while first.stats["hotline"].checkpoint < 500:
+        await asyncio.sleep(0.005)
+
+    first.stop()
+    async with asyncio.timeout(10):
+        await running  # returns by itself: nothing cancelled half-way
+
+    second = await runner_on(reporting_db, nc, naming)
+    await second.drain("hotline")
+    assert await applied_positions(reporting_db) == list(range(1, 2001))
+    await reporting_db.dispose()
