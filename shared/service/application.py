@@ -77,13 +77,16 @@ class Loader:
             i: kind.rebuild(i, histories.get(i, [])) if kind.owns(i) else kind(i) for i in wanted
         }
 
+    def committed(self, aggregates: Iterable[Aggregate]) -> None:
+        """These aggregates' events were just committed: a loader that caches drops them."""
+
 
 Handler = Callable[[Any, Loader], Awaitable[Decision]]
 
 
 class Service(Protocol):
     """What the transports and `process.serve` need of a service: `CommandService`, or a
-    service of its own shape (the hotline's, with its group commit)."""
+    service of its own shape."""
 
     name: str
     store: EventStore
@@ -105,13 +108,14 @@ class CommandService:
         handlers: Mapping[type[Command], Handler],
         keys: Table,
         *tables: MetaData,
+        load: Loader | None = None,
     ) -> None:
         self.store = store
         self.db: Database = store.db
         self.name: str = store.source
         self.handlers = dict(handlers)
         self.keys = keys
-        self.load = Loader(store)
+        self.load = load if load is not None else Loader(store)
         self.writer = GroupCommit(store, keys)
         self._metadata = {keys.metadata, *tables}
 
@@ -162,7 +166,9 @@ class CommandService:
         if decision.correlation_id is not None:
             ctx = replace(ctx, correlation_id=decision.correlation_id)
         reply = Reply(decision.status, orjson.dumps(decision.body))
-        return await self.writer.commit(appends, decision.in_transaction, reply, ctx, key, print_)
+        reply = await self.writer.commit(appends, decision.in_transaction, reply, ctx, key, print_)
+        self.load.committed(decision.changed)
+        return reply
 
     async def _stored(self, key: str) -> idempotency.Stored | None:
         async with self.db.read() as conn:

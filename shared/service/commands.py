@@ -7,6 +7,9 @@ field is refused, and every error names its field.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -35,3 +38,18 @@ class Command(BaseModel):
     @classmethod
     def name(cls) -> str:
         return cls.__name__
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a batch is validated or decided. 5,000 items allocate tens
+    of thousands of objects, which triggers collections that each walk the whole heap (about
+    half the time when measured). The block must never await, so no other request runs
+    meanwhile; whatever cyclic garbage it makes is collected after."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from shared.service.commands import gc_paused
 from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
 
 M = TypeVar("M", bound=BaseModel)
@@ -53,7 +54,8 @@ def parse(model: type[M], raw: bytes | str, **path: str) -> M:
                 if name in body:
                     raise Refused(422, f"{name} is taken from the path", field=name)
             raw = orjson.dumps({**body, **path})
-        return model.model_validate_json(raw)
+        with gc_paused():  # a batch is tens of thousands of objects: see gc_paused
+            return model.model_validate_json(raw)
     except orjson.JSONDecodeError as error:
         raise Refused(422, f"the body is not JSON: {error}", field="body") from error
     except ValidationError as error:

@@ -13,19 +13,21 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
-from services.hotline.application.service import HotlineService
-from services.hotline.entrypoints.http import build_app
-from services.hotline.entrypoints.nats import build_broker, start
+from services.hotline.application.commands import COMMANDS
+from services.hotline.application.service import hotline_service
+from services.hotline.entrypoints.http import build_hotline_app
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.eventstore import Database, EventStore
 from shared.relay import OutboxRelay
+from shared.service.application import CommandService
+from shared.service.nats import build_broker, start
 from shared.settings import Settings
 
 
 @dataclass
 class Hotline:
-    service: HotlineService
+    service: CommandService
     http: httpx.AsyncClient
     nc: NATS
     naming: Naming
@@ -89,14 +91,14 @@ async def answering(nc: NATS, naming: Naming, seconds: float = 10.0) -> None:
 async def start_hotline(settings: Settings, database_url: str) -> AsyncIterator[Hotline]:
     naming = Naming.of(settings)
     db = Database(database_url)
-    service = HotlineService(EventStore(db, "hotline"))
+    service = hotline_service(EventStore(db, "hotline"))
     await service.setup()
     nc = await nats.connect(settings.nats_url)
     await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120.0))
-    broker = build_broker(settings.nats_url, service, naming)
+    broker = build_broker(settings.nats_url, service, naming, COMMANDS)
     await start(broker)
     await answering(nc, naming)
-    transport = httpx.ASGITransport(app=build_app(service))
+    transport = httpx.ASGITransport(app=build_hotline_app(service))
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://hotline") as http:
             yield Hotline(service, http, nc, naming, OutboxRelay(service.store, nc, naming))

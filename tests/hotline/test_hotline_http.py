@@ -397,11 +397,11 @@ async def test_a_replica_that_still_sees_a_point_open_cannot_take_a_call_there(
     """Replicas cache points; one closes a point while another still holds it as open. The
     commit checks closure in the store, so the call is refused all the same."""
     from services.hotline.application.commands import ClosePoint, ReceiveCall
-    from services.hotline.application.service import HotlineService
+    from services.hotline.application.service import hotline_service
     from shared.contracts.envelope import Context
 
     point = await open_point(hotline)
-    other = HotlineService(hotline.service.store)  # its own cache and its own commits
+    other = hotline_service(hotline.service.store)  # its own cache and its own commits
     warm = await other.execute(
         ReceiveCall.model_validate_json(orjson.dumps(call_body(point, 5))), Context()
     )

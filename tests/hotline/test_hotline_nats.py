@@ -11,7 +11,8 @@ import pytest
 from hotline_parts import Hotline
 from hotline_stories import NANZHOU, WEI_YI, at, call_body, place
 
-from services.hotline.entrypoints.nats import build_broker, start
+from services.hotline.application.commands import COMMANDS
+from shared.service.nats import build_broker, start
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -112,7 +113,9 @@ async def test_a_bad_item_refuses_the_whole_batch_over_nats(hotline: Hotline) ->
 
 async def test_replicas_share_the_commands_in_a_queue_group(hotline: Hotline) -> None:
     """A second replica on the same database: each request is handled once, by one of them."""
-    replica = build_broker(hotline.nc.connected_url.geturl(), hotline.service, hotline.naming)
+    replica = build_broker(
+        hotline.nc.connected_url.geturl(), hotline.service, hotline.naming, COMMANDS
+    )
     await start(replica)
     try:
         point = await open_point(hotline)

@@ -1,15 +1,14 @@
 """One handler per command: load what the decision needs, let the aggregates decide, and say
-what to append. Committing (and its cross-aggregate guards) is the service's job."""
+what to append and which cross-aggregate rules the commit re-checks (`guards`). Committing is
+`shared.service.CommandService`'s job."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
+from services.hotline.application import guards
 from services.hotline.application.commands import (
     ClosePoint,
     CompleteCall,
@@ -24,51 +23,26 @@ from services.hotline.application.commands import (
     StartShift,
     StartShifts,
 )
-from services.hotline.application.loader import Loader
+from services.hotline.application.loader import HotlineLoader
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from shared.contracts.envelope import uuid7
 from shared.service.aggregate import Aggregate
-from shared.service.commands import Command
+from shared.service.application import Decision, Handler
+from shared.service.commands import Command, gc_paused
+from shared.service.commit import Guard
 from shared.service.errors import InvalidInput, NotFound, RuleBroken
-
-
-@dataclass(slots=True)
-class Decision:
-    changed: list[Aggregate]  # each appended on top of the version it was loaded at
-    status: int
-    body: dict[str, Any]
-    # Guards the commit re-checks under the store's lock (see HotlineService.commit):
-    claims: dict[str, str] = field(default_factory=dict)  # worker → shift now open
-    releases: list[str] = field(default_factory=list)  # shifts now ended
-    open_points: set[str] = field(default_factory=set)  # points that must still be open
-    work: str = "calls"  # what those points take, for the rule's name if one closed meanwhile
 
 
 def new_id(kind: str) -> str:
     return f"{kind}:{uuid7()}"
 
 
-def created(aggregate: Aggregate, **guards: Any) -> Decision:
-    return Decision([aggregate], 201, aggregate.view(), **guards)
+def created(aggregate: Aggregate, guard: Guard | None = None) -> Decision:
+    return Decision([aggregate], 201, aggregate.view(), guard)
 
 
-def changed(aggregate: Aggregate, **guards: Any) -> Decision:
-    return Decision([aggregate], 200, aggregate.view(), **guards)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """No garbage collection during a batch's decisions. Deciding 5,000 items allocates tens
-    of thousands of objects, which triggers collections that each walk the whole heap (about
-    half the decision time when measured). The block never awaits, so no other request runs
-    meanwhile; whatever cyclic garbage it makes is collected after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def changed(aggregate: Aggregate, guard: Guard | None = None) -> Decision:
+    return Decision([aggregate], 200, aggregate.view(), guard)
 
 
 @contextmanager
@@ -85,30 +59,30 @@ def item(index: int) -> Iterator[None]:
         raise
 
 
-async def open_point(cmd: OpenHotlinePoint, load: Loader) -> Decision:
+async def open_point(cmd: OpenHotlinePoint, load: HotlineLoader) -> Decision:
     return created(HotlinePoint.open(new_id("point"), cmd.place, cmd.site, cmd.opened_at))
 
 
-async def close_point(cmd: ClosePoint, load: Loader) -> Decision:
+async def close_point(cmd: ClosePoint, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point, fresh=True)
     point.close(cmd.reason, cmd.closed_at)
     return changed(point)
 
 
-async def start_shift(cmd: StartShift, load: Loader) -> Decision:
+async def start_shift(cmd: StartShift, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point)
     open_shift = (await load.open_shifts([cmd.worker])).get(cmd.worker)
     shift = Shift.start(new_id("shift"), cmd.worker, point, cmd.started_at, open_shift)
-    return created(shift, claims={cmd.worker: shift.id}, open_points={point.id}, work="shifts")
+    return created(shift, guards.start_shifts([point.id], {cmd.worker: shift.id}))
 
 
-async def end_shift(cmd: EndShift, load: Loader) -> Decision:
+async def end_shift(cmd: EndShift, load: HotlineLoader) -> Decision:
     shift = await load.one(Shift, cmd.shift)
     shift.end(cmd.ended_at)
-    return changed(shift, releases=[shift.id])
+    return changed(shift, guards.end_shift(shift.id))
 
 
-async def start_shifts(cmd: StartShifts, load: Loader) -> Decision:
+async def start_shifts(cmd: StartShifts, load: HotlineLoader) -> Decision:
     points = await load.many(HotlinePoint, {i.point for i in cmd.items})
     open_now = await load.open_shifts(sorted({i.worker for i in cmd.items if i.ended_at is None}))
     shifts: list[Aggregate] = []
@@ -130,24 +104,24 @@ async def start_shifts(cmd: StartShifts, load: Loader) -> Decision:
                 else:
                     claims[logged.worker] = shift.id
             shifts.append(shift)
-    return batch("shifts", shifts, claims=claims, open_points=set(points), work="shifts")
+    return batch("shifts", shifts, guards.start_shifts(points, claims))
 
 
-async def receive_call(cmd: ReceiveCall, load: Loader) -> Decision:
+async def receive_call(cmd: ReceiveCall, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point)
     call = Call.receive(
         new_id("call"), point, cmd.category, cmd.group, cmd.channel, cmd.caller, cmd.received_at
     )
-    return created(call, open_points={point.id})
+    return created(call, guards.open_points([point.id], "calls"))
 
 
-async def complete_call(cmd: CompleteCall, load: Loader) -> Decision:
+async def complete_call(cmd: CompleteCall, load: HotlineLoader) -> Decision:
     call = await load.one(Call, cmd.call)
     call.complete(cmd.outcome, cmd.duration_seconds, cmd.completed_at)
     return changed(call)
 
 
-async def receive_calls(cmd: ReceiveCalls, load: Loader) -> Decision:
+async def receive_calls(cmd: ReceiveCalls, load: HotlineLoader) -> Decision:
     points = await load.many(HotlinePoint, {i.point for i in cmd.items})
     calls: list[Aggregate] = []
     with gc_paused():
@@ -166,10 +140,10 @@ async def receive_calls(cmd: ReceiveCalls, load: Loader) -> Decision:
                     ended = logged.received_at + timedelta(seconds=logged.duration_seconds)
                     call.complete(logged.outcome, logged.duration_seconds, ended)
             calls.append(call)
-    return batch("calls", calls, open_points=set(points))
+    return batch("calls", calls, guards.open_points(points, "calls"))
 
 
-async def refer_to_aid(cmd: ReferToAid, load: Loader) -> Decision:
+async def refer_to_aid(cmd: ReferToAid, load: HotlineLoader) -> Decision:
     call = await load.one(Call, cmd.call)
     referral = Referral.from_call(
         new_id("referral"),
@@ -184,7 +158,7 @@ async def refer_to_aid(cmd: ReferToAid, load: Loader) -> Decision:
     return created(referral)
 
 
-async def schedule_follow_up(cmd: ScheduleFollowUp, load: Loader) -> Decision:
+async def schedule_follow_up(cmd: ScheduleFollowUp, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point)
     call = await load.one(Call, cmd.call) if cmd.call else None
     follow_up = FollowUp.schedule(
@@ -197,16 +171,16 @@ async def schedule_follow_up(cmd: ScheduleFollowUp, load: Loader) -> Decision:
         cmd.scheduled_at,
         call,
     )
-    return created(follow_up, open_points={point.id}, work="follow_ups")
+    return created(follow_up, guards.open_points([point.id], "follow_ups"))
 
 
-async def complete_follow_up(cmd: CompleteFollowUp, load: Loader) -> Decision:
+async def complete_follow_up(cmd: CompleteFollowUp, load: HotlineLoader) -> Decision:
     follow_up = await load.one(FollowUp, cmd.follow_up)
     follow_up.complete(cmd.channel, cmd.completed_at)
     return changed(follow_up)
 
 
-async def schedule_follow_ups(cmd: ScheduleFollowUps, load: Loader) -> Decision:
+async def schedule_follow_ups(cmd: ScheduleFollowUps, load: HotlineLoader) -> Decision:
     points = await load.many(HotlinePoint, {i.point for i in cmd.items})
     calls = await load.many(Call, {i.call for i in cmd.items if i.call})
     follow_ups: list[Aggregate] = []
@@ -226,15 +200,13 @@ async def schedule_follow_ups(cmd: ScheduleFollowUps, load: Loader) -> Decision:
                 if logged.completed_at is not None and logged.channel is not None:
                     follow_up.complete(logged.channel, logged.completed_at)
             follow_ups.append(follow_up)
-    return batch("follow_ups", follow_ups, open_points=set(points), work="follow_ups")
+    return batch("follow_ups", follow_ups, guards.open_points(points, "follow_ups"))
 
 
-def batch(name: str, aggregates: list[Aggregate], **guards: Any) -> Decision:
+def batch(name: str, aggregates: list[Aggregate], guard: Guard) -> Decision:
     body = {"count": len(aggregates), name: [a.id for a in aggregates]}
-    return Decision(aggregates, 201, body, **guards)
+    return Decision(aggregates, 201, body, guard)
 
-
-Handler = Callable[[Any, Loader], Awaitable[Decision]]
 
 HANDLERS: dict[type[Command], Handler] = {
     OpenHotlinePoint: open_point,
