@@ -50,6 +50,18 @@ async def connect(settings: Settings, name: str) -> NATS:
     )
 
 
+async def disconnect(nc: NATS) -> None:
+    """Drain what is in flight, or just close when NATS is already gone (a terminal's Ctrl-C
+    reaches nats-server too): shutting down must never fail on the bus being away."""
+    if nc.is_connected:
+        try:
+            await nc.drain()
+            return
+        except (nats.errors.Error, OSError) as error:
+            log.info("drain on shutdown failed (%s); closing", error)
+    await nc.close()
+
+
 async def provision(nc: NATS, settings: Settings) -> None:
     naming = Naming.of(settings)
     specs = event_stream_specs(
@@ -98,7 +110,7 @@ class Producer:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
-        await self.nc.drain()
+        await disconnect(self.nc)
         await self.db.dispose()
 
     async def __aenter__(self) -> Producer:

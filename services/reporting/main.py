@@ -24,7 +24,7 @@ from services.reporting.entrypoints.http import Reporting, build_app
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.eventstore.database import Database
-from shared.runtime import connect, provision
+from shared.runtime import connect, disconnect, provision
 from shared.settings import PRODUCERS, Settings
 
 SERVICE = "reporting"
@@ -74,7 +74,7 @@ async def running(
             batch=batch,
         )
         await runner.setup()
-        task = asyncio.create_task(_consume(runner), name="reporting-consumer")
+        task = asyncio.create_task(runner.run(), name="reporting-consumer")
         task.add_done_callback(_consumer_ended)
         kv = await open_bucket(nc, Naming.of(settings))
         kv_task = asyncio.create_task(publish_totals(kv, store, db, stopping), name="reporting-kv")
@@ -83,21 +83,12 @@ async def running(
         stopping.set()
         await _stop(kv_task)
         if task is not None:
-            # Cancelled inside a commit, an aiosqlite transaction can outlive its task and
-            # keep the SQLite file locked: hold the runner's commit lock so none is in
-            # flight (a workaround: the runner has no stop of its own, see the report).
-            async with runner._db_lock:
-                await _stop(task)
-        await nc.drain()
+            # Stopped, not cancelled: a cancel inside a commit can leave SQLite locked.
+            runner.stop()
+            await asyncio.wait({task}, timeout=10)
+            await _stop(task)
+        await disconnect(nc)
         await db.dispose()
-
-
-async def _consume(runner: ConsumerRunner) -> None:
-    """`ConsumerRunner.run` without its set-up, which ran before: that set-up writes outside
-    the runner's commit lock, and a stop landing in it left SQLite locked (see the report)."""
-    async with asyncio.TaskGroup() as group:
-        for source in runner.sources:
-            group.create_task(runner._run_source(source))
 
 
 async def _stop(task: asyncio.Task[None] | None) -> None:

@@ -17,13 +17,14 @@ import signal
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
 
+import nats
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
 from shared.relay import OutboxRelay
-from shared.runtime import connect, provision, tune_gc
+from shared.runtime import connect, disconnect, provision, tune_gc
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.nats import build_broker, start
@@ -96,8 +97,10 @@ async def serve(
         log.info("%s: HTTP on %s:%d, NATS at %s", name, host, port, settings.nats_url)
         await server.serve()
     finally:
-        await broker.stop()
+        # The broker's own drain fails when NATS left first; its subscriptions end anyway.
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await broker.stop()
         for task in reversed(tasks):
             await _stop(task)
-        await nc.drain()
+        await disconnect(nc)
         await service.db.dispose()
