@@ -16,14 +16,11 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import unittest.mock
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from shared.bus.embedded import (
     HOST,
@@ -31,6 +28,7 @@ from shared.bus.embedded import (
     EmbeddedNats,
     NatsStartError,
     PortInUseError,
+    die_with_parent,
     port_is_free,
 )
 
@@ -138,7 +136,7 @@ class Supervisor:
                 # which then stops each service once, in order, and never mistakes a
                 # service stopping for a crash to restart.
                 process_group=0,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             if self.stopping.is_set():  # a stop came while it was being started
                 child.proc.terminate()
@@ -197,25 +195,6 @@ class Supervisor:
         tmp.replace(path)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when `kapok up` dies, even by SIGKILL, so no
-    service is left running without its supervisor (Linux only; elsewhere a no-op)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-class _OwnGroupPopen(subprocess.Popen):  # type: ignore[type-arg]
-    """A child in its own process group that dies with `kapok up` (see start_nats)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("process_group", 0)
-        kwargs.setdefault("preexec_fn", _die_with_parent)
-        super().__init__(*args, **kwargs)
-
-
 async def wait_http(port: int, path: str, within_s: float) -> bool:
     """Whether ``GET path`` on the port answers 200 within ``within_s`` seconds."""
     import httpx
@@ -236,14 +215,11 @@ def start_nats(data_dir: Path, port: int, say: Callable[[str], None]) -> Embedde
     if port and not port_is_free(port):
         say(f"port {port} is taken (another nats-server?): the embedded one takes a free port")
         chosen = 0
-    server = EmbeddedNats(data_dir, port=chosen)
     # A terminal's Ctrl-C goes to the whole foreground process group. nats-server must not
     # get it: it would vanish while the services drain their connections to it (neither
-    # ignoring nor blocking SIGINT helps, Go takes it back). EmbeddedNats keeps the server
-    # in our group and has no option for that, so its Popen is given one here; the server
-    # then stops last, on the SIGTERM of `stop()`. Safe to patch: nothing else runs yet.
-    patch = unittest.mock.patch("subprocess.Popen", _OwnGroupPopen)
-    patch.start()
+    # ignoring nor blocking SIGINT helps, Go takes it back). In a group of its own it stops
+    # last, on the SIGTERM of `stop()`.
+    server = EmbeddedNats(data_dir, port=chosen, own_process_group=True)
     try:
         server.start()
     except DataDirInUseError as exc:
@@ -252,8 +228,6 @@ def start_nats(data_dir: Path, port: int, say: Callable[[str], None]) -> Embedde
     except (PortInUseError, NatsStartError, FileNotFoundError) as exc:
         say(f"nats-server did not start: {exc}")
         return None
-    finally:
-        patch.stop()
     say(f"nats-server {server.url} (pid {server.pid}), JetStream in {server.nats_dir}")
     return server
 

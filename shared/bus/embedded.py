@@ -139,6 +139,16 @@ def _quote(value: str | Path) -> str:
     return json.dumps(str(value))
 
 
+def die_with_parent() -> None:
+    """For a child, before exec: SIGTERM when its parent dies, even by SIGKILL, so nothing is
+    left running without its supervisor (Linux only; elsewhere a no-op)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def write_config(
     data_dir: Path,
     port: int,
@@ -323,6 +333,7 @@ class EmbeddedNats:
         binary: Path | None = None,
         log_to_terminal: bool = False,
         ready_timeout: float = 30.0,
+        own_process_group: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.requested_port = port
@@ -332,6 +343,7 @@ class EmbeddedNats:
         self.binary = binary
         self.log_to_terminal = log_to_terminal
         self.ready_timeout = ready_timeout
+        self.own_process_group = own_process_group
         self.status: ServerStatus | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
@@ -459,8 +471,12 @@ class EmbeddedNats:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT if log_file else None,
-                # Same process group on purpose: Ctrl-C in a terminal reaches the server
-                # too, and a test run interrupted with Ctrl-C leaves no server behind.
+                # By default the same process group: Ctrl-C in a terminal reaches the server
+                # too, and a test run interrupted with Ctrl-C leaves no server behind. A
+                # supervisor (`kapok up`) wants it in a group of its own, to stop it last,
+                # after the services have drained; it then dies with its parent instead.
+                process_group=0 if self.own_process_group else None,
+                preexec_fn=die_with_parent if self.own_process_group else None,
             )
         finally:
             if log_file is not None:
