@@ -92,8 +92,23 @@ ensure_postgres() {
 
 make_venv
 install_project test
+# promtool (Debian package prometheus) validates reporting's /metrics; the test fails with a
+# clear message where it is missing, so install it where we can.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing prometheus for promtool (log: $LOGS/kapok-apt-prometheus.log)"
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends prometheus; } >"$LOGS/kapok-apt-prometheus.log" 2>&1 ||
+            say "could not install prometheus (see the log): the /metrics test will say so"
+    else
+        say "no promtool, and no way to install it: the /metrics test will say so"
+    fi
+}
+
 start_docker
 ensure_postgres
+ensure_promtool
 
 export PYTHONUNBUFFERED=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
