@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import httpx
 import nats
 import orjson
 
-from bench.hotline import free_port, start, wait_for
+from bench import load
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Context, NewEvent
@@ -53,10 +52,6 @@ ITEMS = [
     {"kind": "medicine", "quantity": "2", "unit": "box", "value_yuan": "56.50"},
     {"kind": "vegetables", "quantity": "1.5", "unit": "kg"},
 ]
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
 async def referral_latency(
@@ -115,7 +110,7 @@ async def referral_latency(
         "arrived": len(arrived),
         "per_s": len(arrived) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "p99_ms": 1000 * load.percentile(latencies, 0.99),
         "max_ms": 1000 * latencies[-1],
     }, sorted(arrived)
 
@@ -144,19 +139,9 @@ async def batch_deliveries(
     already = (await js.stream_info(stream)).state.messages
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
         began = time.perf_counter()
-        for n, body in enumerate(bodies):
-            response = await client.post(
-                "/deliveries:batch",
-                content=body,
-                headers={"content-type": "application/json", "Idempotency-Key": f"d{n}"},
-            )
-            assert response.status_code == 201, response.text[:300]
+        await load.post_batches(client, "/deliveries:batch", bodies, "d")
         stored = time.perf_counter() - began
-    expected = already + batches * 5000
-    while True:  # polling the stream is the measurement here, not a wait for an event
-        if (await js.stream_info(stream)).state.messages >= expected:
-            break
-        await asyncio.sleep(0.02)
+    await load.until_published(js, stream, already + batches * 5000)
     published = time.perf_counter() - began
     count = batches * 5000
     return {
@@ -177,61 +162,25 @@ async def single_deliveries(
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
-    async def one_client(k: int) -> None:
+    async def client(k: int) -> None:
         mine = requests[k::clients]
-        reader, writer = await asyncio.open_connection(host, int(port))
-        n = 0
-        try:
-            while (now := time.perf_counter()) < stop:
-                path = f"/requests/{mine[n % len(mine)]}/deliveries"
-                n += 1
-                writer.write(
-                    (
-                        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                    ).encode()
-                    + body
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                answer = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - now)
-                assert head.startswith(b"HTTP/1.1 201"), (head + answer)[:300]
-        finally:
-            writer.close()
+
+        def request(n: int) -> bytes:
+            return load.post(host, f"/requests/{mine[n % len(mine)]}/deliveries", body)
+
+        await load.keep_alive(host, int(port), stop, request, load.created, latencies)
 
     began = time.perf_counter()
-    await asyncio.gather(*(one_client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "per_s": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
-    }
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return load.rates(latencies, time.perf_counter() - began)
 
 
 async def bench(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="kapok-bench-aid-"))
     with EmbeddedNats(work / "nats", port=0, sync=args.nats_sync) as server:
-        env = {
-            **os.environ,
-            "KAPOK_NATS_URL": server.url,
-            "KAPOK_DATA_DIR": str(work / "data"),
-            "KAPOK_SUBJECT_ROOT": "kapok",
-            "KAPOK_STREAM_PREFIX": "",
-        }
-        env.pop("KAPOK_DATABASE_URL", None)
-        if args.database_url:
-            env["KAPOK_DATABASE_URL"] = args.database_url
-        port = free_port()
-        aid = await start(
-            "-m", "kapok.cli", "serve", "aid", "--port", str(port), env=env, log=work / "aid.log"
-        )
+        env = load.service_env(server.url, work, args.database_url)
+        port = load.free_port()
+        aid = await load.serve("aid", port, env, work / "aid.log")
         base = f"http://127.0.0.1:{port}"
         naming = Naming()
         hotline_db = Database(Settings(data_dir=work / "data").database_url_for("hotline"))
@@ -239,7 +188,7 @@ async def bench(args: argparse.Namespace) -> None:
         await hotline.setup()
         nc = await nats.connect(server.url)
         try:
-            await wait_for(base)
+            await load.wait_for(base)
             latency, referrals = await referral_latency(
                 hotline, nc, naming, args.referrals_per_s, args.seconds
             )
@@ -251,8 +200,7 @@ async def bench(args: argparse.Namespace) -> None:
         finally:
             await nc.close()
             await hotline_db.dispose()
-            aid.send_signal(2)  # SIGINT: the service's clean shutdown
-            await asyncio.wait_for(aid.wait(), 30)
+            await load.stop(aid)
     report(args, latency, batched, single)
 
 
@@ -262,9 +210,7 @@ def report(
     batched: dict[str, float],
     single: dict[str, float],
 ) -> None:
-    database = "PostgreSQL" if args.database_url else "SQLite"
-    sync = "after every write" if args.nats_sync == "always" else "every 2 minutes"
-    print(f"aid benchmark: {os.cpu_count()} cores, {database}, nats-server fsync {sync}")
+    load.header("aid", args)
     rows = [
         (f"referrals offered at {args.referrals_per_s}/s, opened/s", latency["per_s"], ",.0f"),
         ("  referrals opened as requests", latency["arrived"], ",.0f"),

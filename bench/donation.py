@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ import httpx
 import nats
 import orjson
 
-from bench.hotline import free_port, start, wait_for
+from bench import load
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
 
@@ -41,10 +39,6 @@ ITEMS = [
     {"kind": "masks", "quantity": "200", "unit": "piece"},
 ]
 DISTRICTS = ["yuexiu", "tianhe", "haizhu", "liwan"]
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
 async def launch(client: httpx.AsyncClient, n: int, when: datetime) -> str:
@@ -87,19 +81,9 @@ async def batch_receipts(
     js = nc.jetstream()
     already = (await js.stream_info(stream)).state.messages
     began = time.perf_counter()
-    for n, body in enumerate(bodies):
-        response = await client.post(
-            "/receipts:batch",
-            content=body,
-            headers={"content-type": "application/json", "Idempotency-Key": f"r{n}"},
-        )
-        assert response.status_code == 201, response.text[:300]
+    await load.post_batches(client, "/receipts:batch", bodies, "r")
     stored = time.perf_counter() - began
-    expected = already + batches * 5000
-    while True:  # polling the stream is the measurement here, not a wait for an event
-        if (await js.stream_info(stream)).state.messages >= expected:
-            break
-        await asyncio.sleep(0.02)
+    await load.until_published(js, stream, already + batches * 5000)
     published = time.perf_counter() - began
     count = batches * 5000
     return {"receipts": count, "stored_per_s": count / stored, "published_per_s": count / published}
@@ -119,68 +103,34 @@ async def single_receipts(
     refused = 0
     stop = time.perf_counter() + seconds
 
-    async def one_client(k: int) -> None:
+    def answered(head: bytes, answer: bytes) -> None:
         nonlocal refused
+        if head.startswith(b"HTTP/1.1 409"):
+            refused += 1
+        else:
+            load.created(head, answer)
+
+    async def client(k: int) -> None:
         path = f"/campaigns/{campaigns[k % len(campaigns)]}/receipts"
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while (now := time.perf_counter()) < stop:
-                writer.write(
-                    (
-                        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                    ).encode()
-                    + body
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                answer = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - now)
-                if head.startswith(b"HTTP/1.1 409"):
-                    refused += 1
-                else:
-                    assert head.startswith(b"HTTP/1.1 201"), (head + answer)[:300]
-        finally:
-            writer.close()
+        await load.keep_alive(
+            host, int(port), stop, lambda _: load.post(host, path, body), answered, latencies
+        )
 
     began = time.perf_counter()
-    await asyncio.gather(*(one_client(k) for k in range(clients)))
-    elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "per_s": len(latencies) / elapsed,
-        "refused": refused,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
-    }
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    return {**load.rates(latencies, time.perf_counter() - began), "refused": refused}
 
 
 async def bench(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="kapok-bench-donation-"))
     with EmbeddedNats(work / "nats", port=0, sync=args.nats_sync) as server:
-        env = {
-            **os.environ,
-            "KAPOK_NATS_URL": server.url,
-            "KAPOK_DATA_DIR": str(work / "data"),
-            "KAPOK_SUBJECT_ROOT": "kapok",
-            "KAPOK_STREAM_PREFIX": "",
-        }
-        env.pop("KAPOK_DATABASE_URL", None)
-        if args.database_url:
-            env["KAPOK_DATABASE_URL"] = args.database_url
-        port = free_port()
-        donation = await start(
-            "-m", "kapok.cli", "serve", "donation", "--port", str(port),
-            env=env, log=work / "donation.log",
-        )  # fmt: skip
+        env = load.service_env(server.url, work, args.database_url)
+        port = load.free_port()
+        donation = await load.serve("donation", port, env, work / "donation.log")
         base = f"http://127.0.0.1:{port}"
         nc = await nats.connect(server.url)
         try:
-            await wait_for(base)
+            await load.wait_for(base)
             when = datetime.now(UTC) - timedelta(hours=1)
             async with httpx.AsyncClient(base_url=base, timeout=300) as client:
                 batch_campaigns = [await launch(client, n, when) for n in range(args.campaigns)]
@@ -193,8 +143,7 @@ async def bench(args: argparse.Namespace) -> None:
             contended = await single_receipts(base, shared, args.clients, args.seconds)
         finally:
             await nc.close()
-            donation.send_signal(2)  # SIGINT: the service's clean shutdown
-            await asyncio.wait_for(donation.wait(), 30)
+            await load.stop(donation)
     report(args, batched, single, contended)
 
 
@@ -204,9 +153,7 @@ def report(
     single: dict[str, float],
     contended: dict[str, float],
 ) -> None:
-    database = "PostgreSQL" if args.database_url else "SQLite"
-    sync = "after every write" if args.nats_sync == "always" else "every 2 minutes"
-    print(f"donation benchmark: {os.cpu_count()} cores, {database}, nats-server fsync {sync}")
+    load.header("donation", args)
     n = args.clients
     rows = [
         (f"batch receipts stored/s ({args.campaigns} campaigns)", batched["stored_per_s"], ",.0f"),

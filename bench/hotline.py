@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +35,7 @@ import nats
 import orjson
 from fastapi import FastAPI, Request, Response
 
+from bench import load
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
 
@@ -47,12 +45,6 @@ PLACE = {
     "station": "station:nanzhou",
     "organisation": "org:haizhu-sw",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bare_app() -> FastAPI:
@@ -71,25 +63,6 @@ def run_bare(port: int) -> None:
     import uvicorn
 
     uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning")
-
-
-async def start(*argv: str, env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, *argv, env=env, stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT
-    )
-
-
-async def wait_for(base: str, path: str = "/openapi.json", seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient() as client:
-        while True:
-            try:
-                await client.get(base + path)
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
 
 
 def call(point: str, i: int, when: datetime) -> dict[str, Any]:
@@ -113,20 +86,11 @@ async def batch_import(
         for b in range(batches)
     ]
     js = nc.jetstream()
-    headers = {"content-type": "application/json"}
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         began = time.perf_counter()
-        for n, body in enumerate(bodies):
-            response = await client.post(
-                "/calls:batch", content=body, headers={**headers, "Idempotency-Key": f"b{n}"}
-            )
-            assert response.status_code == 201, response.text[:300]
+        await load.post_batches(client, "/calls:batch", bodies, "b")
         stored = time.perf_counter() - began
-    expected = already + batches * 5000
-    while True:  # polling the stream is the measurement here, not a wait for an event
-        if (await js.stream_info(stream)).state.messages >= expected:
-            break
-        await asyncio.sleep(0.02)
+    await load.until_published(js, stream, already + batches * 5000)
     published = time.perf_counter() - began
     calls = batches * 5000
     return {"calls": calls, "stored_per_s": calls / stored, "published_per_s": calls / published}
@@ -137,67 +101,32 @@ async def hammer(base: str, body: bytes, clients: int, seconds: float) -> dict[s
     answered. A minimal HTTP/1.1 client on asyncio streams: httpx costs more CPU per request
     than the bare endpoint does, and would measure itself instead of the servers."""
     host, port = base.removeprefix("http://").split(":")
-    request = (
-        f"POST /calls HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    request = load.post(host, "/calls", body)
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
     async def one_client() -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            while (now := time.perf_counter()) < stop:
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                answer = await reader.readexactly(length)
-                latencies.append(time.perf_counter() - now)
-                assert head.startswith(b"HTTP/1.1 201"), (head + answer)[:300]
-        finally:
-            writer.close()
+        await load.keep_alive(host, int(port), stop, lambda _: request, load.created, latencies)
 
     began = time.perf_counter()
     await asyncio.gather(*(one_client() for _ in range(clients)))
-    elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "per_s": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-    }
+    return load.rates(latencies, time.perf_counter() - began)
 
 
 async def bench(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="kapok-bench-hotline-"))
     with EmbeddedNats(work / "nats", port=0, sync=args.nats_sync) as server:
-        env = {
-            **os.environ,
-            "KAPOK_NATS_URL": server.url,
-            "KAPOK_DATA_DIR": str(work / "data"),
-            "KAPOK_SUBJECT_ROOT": "kapok",
-            "KAPOK_STREAM_PREFIX": "",
-        }
-        env.pop("KAPOK_DATABASE_URL", None)
-        if args.database_url:
-            env["KAPOK_DATABASE_URL"] = args.database_url
-        hotline_port, bare_port = free_port(), free_port()
-        hotline = await start(
-            "-m", "kapok.cli", "serve", "hotline", "--port", str(hotline_port),
-            env=env, log=work / "hotline.log",
-        )  # fmt: skip
-        bare = await start(
+        env = load.service_env(server.url, work, args.database_url)
+        hotline_port, bare_port = load.free_port(), load.free_port()
+        hotline = await load.serve("hotline", hotline_port, env, work / "hotline.log")
+        bare = await load.start(
             "-m", "bench.hotline", "--bare", str(bare_port), env=env, log=work / "bare.log"
         )
         base, bare_base = f"http://127.0.0.1:{hotline_port}", f"http://127.0.0.1:{bare_port}"
         nc = await nats.connect(server.url)
         try:
-            await wait_for(base)
-            await wait_for(bare_base, "/docs")
+            await load.wait_for(base)
+            await load.wait_for(bare_base, "/docs")
             async with httpx.AsyncClient(base_url=base) as client:
                 opened = datetime.now(UTC) - timedelta(days=1)
                 response = await client.post(
@@ -212,8 +141,7 @@ async def bench(args: argparse.Namespace) -> None:
         finally:
             await nc.close()
             for process in (hotline, bare):
-                process.send_signal(2)  # SIGINT: the service's clean shutdown
-                await asyncio.wait_for(process.wait(), 30)
+                await load.stop(process)
     report(args, imported, single, bare_result)
 
 
@@ -223,9 +151,7 @@ def report(
     single: dict[str, float],
     bare: dict[str, float],
 ) -> None:
-    database = "PostgreSQL" if args.database_url else "SQLite"
-    sync = "after every write" if args.nats_sync == "always" else "every 2 minutes"
-    print(f"hotline benchmark: {os.cpu_count()} cores, {database}, nats-server fsync {sync}")
+    load.header("hotline", args)
     print(f"{'measure':<44} {'value':>12}  target")
     ok = "ok" if imported["stored_per_s"] >= 20_000 else "BELOW"
     print(f"{'batch import, calls stored/s':<44} {imported['stored_per_s']:>12,.0f}  ≥ 20,000 {ok}")
