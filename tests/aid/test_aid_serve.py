@@ -4,11 +4,6 @@ HTTP and NATS, relays events, turns hotline referrals into requests, and stops o
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +11,7 @@ import nats
 import orjson
 import pytest
 from aid_stories import NANZHOU, WEI_YI, at, request_body
-from harness import databases
+from harness import databases, processes
 from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
@@ -32,43 +27,12 @@ from shared.settings import Settings
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_for(what: str, check: object, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if await check():  # type: ignore[operator]
-                return
-        except (httpx.TransportError, nats.errors.Error):
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} within {seconds} s")
-
-
 async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
     settings: Settings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAPOK_NATS_URL": settings.nats_url,
-        "KAPOK_DATA_DIR": str(tmp_path),
-        "KAPOK_SUBJECT_ROOT": settings.subject_root,
-        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
-    }
-    env.pop("KAPOK_DATABASE_URL", None)
-    log = (tmp_path / "serve.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "kapok.cli", "serve", "aid", "--port", str(port)),
-        env=env,
-        stdout=log,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    port = processes.free_port()
+    env = processes.serve_env(settings, tmp_path)
+    process = await processes.serve("aid", env, tmp_path / "serve.log", port)
     base = f"http://127.0.0.1:{port}"
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
@@ -81,7 +45,7 @@ async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
                 assert process.returncode is None, "kapok serve exited during start-up"
                 return (await client.get("/openapi.json")).status_code == 200
 
-            await wait_for("kapok serve answered HTTP", answers)
+            await processes.wait_for("kapok serve answered HTTP", answers)
             opened = await client.post("/requests", json=request_body())
             assert opened.status_code == 201, opened.text
 
@@ -112,24 +76,18 @@ async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
             async def opened_from_referral() -> bool:
                 return (await client.get(f"/requests/{request}")).status_code == 200
 
-            await wait_for("the referral became a request", opened_from_referral)
+            await processes.wait_for("the referral became a request", opened_from_referral)
 
         js = nc.jetstream()
 
         async def relayed() -> bool:
             return (await js.stream_info(naming.stream("aid"))).state.messages == 3
 
-        await wait_for("the relay published the three requests", relayed, 10)
+        await processes.wait_for("the relay published the three requests", relayed, 10)
     finally:
         await nc.close()
         await hotline.db.dispose()
-        process.send_signal(signal.SIGINT)
-        try:
-            code = await asyncio.wait_for(process.wait(), 20)
-        finally:
-            if process.returncode is None:
-                process.kill()
-            log.close()
+        code = await processes.stop(process)
     assert code == 0, (tmp_path / "serve.log").read_text()
     assert (tmp_path / "aid.db").exists()
 
@@ -139,14 +97,7 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
 ) -> None:
     """SIGKILL, not a clean stop: whatever the consumer had not committed is redelivered to
     the restarted process and applied once; what it had committed is skipped."""
-    env = {
-        **os.environ,
-        "KAPOK_NATS_URL": settings.nats_url,
-        "KAPOK_DATA_DIR": str(tmp_path),
-        "KAPOK_SUBJECT_ROOT": settings.subject_root,
-        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
-    }
-    env.pop("KAPOK_DATABASE_URL", None)
+    env = processes.serve_env(settings, tmp_path)
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
     await provision(nc, settings)
@@ -185,15 +136,7 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
     async def requests_on_the_bus() -> int:
         return int((await js.stream_info(aid_stream)).state.messages)
 
-    async def serve(log_name: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "kapok.cli", "serve", "aid", "--port", str(free_port())),
-            env=env,
-            stdout=(tmp_path / log_name).open("wb"),
-            stderr=asyncio.subprocess.STDOUT,
-        )
-
-    first_run = await serve("first.log")
+    first_run = await processes.serve("aid", env, tmp_path / "first.log")
     second_run: asyncio.subprocess.Process | None = None
     try:
         await OutboxRelay(hotline, nc, naming).publish_pending()
@@ -201,7 +144,7 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
         async def some_opened() -> bool:
             return await requests_on_the_bus() > 0
 
-        await wait_for("the first requests reached the AID stream", some_opened, 60)
+        await processes.wait_for("the first requests reached the AID stream", some_opened, 60)
         first_run.kill()  # SIGKILL: no clean-up, a batch's transaction cut short
         await first_run.wait()
         aid_db = Database(f"sqlite+aiosqlite:///{tmp_path / 'aid.db'}")
@@ -215,12 +158,12 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
         # Killed with the consumer part-way: some requests committed, not all.
         assert 0 < committed < count, committed
 
-        second_run = await serve("second.log")
+        second_run = await processes.serve("aid", env, tmp_path / "second.log")
 
         async def all_opened() -> bool:
             return await requests_on_the_bus() >= count
 
-        await wait_for("every referral reached the AID stream", all_opened, 90)
+        await processes.wait_for("every referral reached the AID stream", all_opened, 90)
         await asyncio.sleep(1.0)  # a second request per referral would show up by now
         assert await requests_on_the_bus() == count
         referrals = set()
@@ -234,10 +177,5 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
         await nc.close()
         await hotline.db.dispose()
         for process in (first_run, second_run):
-            if process is not None and process.returncode is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    await asyncio.wait_for(process.wait(), 20)
-                finally:
-                    if process.returncode is None:
-                        process.kill()
+            if process is not None:
+                await processes.stop(process)

@@ -4,13 +4,6 @@ Ctrl-C."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -18,7 +11,7 @@ import nats
 import orjson
 import pytest
 from donation_stories import at, campaign_body, receipt_body
-from harness import databases
+from harness import databases, processes
 
 from shared.bus.naming import Naming
 from shared.contracts.aid import AidDelivered
@@ -32,43 +25,12 @@ from shared.settings import Settings
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_for(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if await check():
-                return
-        except (httpx.TransportError, nats.errors.Error):
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} within {seconds} s")
-
-
 async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer(
     settings: Settings, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAPOK_NATS_URL": settings.nats_url,
-        "KAPOK_DATA_DIR": str(tmp_path),
-        "KAPOK_SUBJECT_ROOT": settings.subject_root,
-        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
-    }
-    env.pop("KAPOK_DATABASE_URL", None)
-    log = (tmp_path / "serve.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "kapok.cli", "serve", "donation", "--port", str(port)),
-        env=env,
-        stdout=log,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    port = processes.free_port()
+    env = processes.serve_env(settings, tmp_path)
+    process = await processes.serve("donation", env, tmp_path / "serve.log", port)
     base = f"http://127.0.0.1:{port}"
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
@@ -81,7 +43,7 @@ async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer
                 assert process.returncode is None, "kapok serve exited during start-up"
                 return (await client.get("/openapi.json")).status_code == 200
 
-            await wait_for("kapok serve answered HTTP", answers)
+            await processes.wait_for("kapok serve answered HTTP", answers)
             launched = await client.post("/campaigns", json=campaign_body())
             assert launched.status_code == 201, launched.text
             campaign = launched.json()["campaign"]
@@ -117,23 +79,17 @@ async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer
                 stock = (await client.get(f"/campaigns/{campaign}/stock")).json()
                 return bool(stock["stock"][0]["quantity"] == "497")
 
-            await wait_for("the delivery drew three lunches from the stock", drawn)
+            await processes.wait_for("the delivery drew three lunches from the stock", drawn)
 
         js = nc.jetstream()
 
         async def relayed() -> bool:
             return (await js.stream_info(naming.stream("donation"))).state.messages == 3
 
-        await wait_for("the relay published launch, receipt and draw", relayed, 10)
+        await processes.wait_for("the relay published launch, receipt and draw", relayed, 10)
     finally:
         await nc.close()
         await aid.db.dispose()
-        process.send_signal(signal.SIGINT)
-        try:
-            code = await asyncio.wait_for(process.wait(), 20)
-        finally:
-            if process.returncode is None:
-                process.kill()
-            log.close()
+        code = await processes.stop(process)
     assert code == 0, (tmp_path / "serve.log").read_text()
     assert (tmp_path / "donation.db").exists()

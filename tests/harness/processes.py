@@ -1,0 +1,80 @@
+"""`kapok serve <service>` as a process of its own, as an operator runs it: on the test's
+nats-server, subject root and stream prefix, its data in a directory of the test's, stopped
+with Ctrl-C (SIGINT) or killed outright."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import nats
+
+from shared.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """This environment, with ``settings``' NATS, subject root and stream prefix, data in
+    ``data_dir``, and no KAPOK_DATABASE_URL (so each service opens its SQLite file there)."""
+    env = {
+        **os.environ,
+        "KAPOK_NATS_URL": settings.nats_url,
+        "KAPOK_DATA_DIR": str(data_dir),
+        "KAPOK_SUBJECT_ROOT": settings.subject_root,
+        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
+    }
+    env.pop("KAPOK_DATABASE_URL", None)
+    return env
+
+
+async def serve(
+    service: str, env: dict[str, str], log: Path, port: int | None = None
+) -> asyncio.subprocess.Process:
+    """`kapok serve <service> --port <port>` (a free port if none), stdout and stderr to ``log``."""
+    port = free_port() if port is None else port
+    with log.open("wb") as out:  # the child has its own descriptor
+        return await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "kapok.cli", "serve", service, "--port", str(port)),
+            env=env,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+
+async def stop(process: asyncio.subprocess.Process, seconds: float = 20) -> int:
+    """Ctrl-C, then its exit code once it has exited within ``seconds``; killed if it has not
+    (and the TimeoutError raised)."""
+    if process.returncode is not None:
+        return process.returncode
+    process.send_signal(signal.SIGINT)
+    try:
+        return await asyncio.wait_for(process.wait(), seconds)
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def wait_for(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    """Until ``check()`` is true (connection errors count as not yet), else fail saying
+    ``what`` did not happen within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if await check():
+                return
+        except (httpx.TransportError, nats.errors.Error):
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} within {seconds} s")
