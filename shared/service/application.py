@@ -49,12 +49,12 @@ class Decision:
     correlation_id: UUID | None = None
 
     @classmethod
-    def created(cls, aggregate: Aggregate) -> Decision:
-        return cls([aggregate], 201, aggregate.view())
+    def created(cls, aggregate: Aggregate, in_transaction: Guard | None = None) -> Decision:
+        return cls([aggregate], 201, aggregate.view(), in_transaction)
 
     @classmethod
-    def changed_one(cls, aggregate: Aggregate) -> Decision:
-        return cls([aggregate], 200, aggregate.view())
+    def changed_one(cls, aggregate: Aggregate, in_transaction: Guard | None = None) -> Decision:
+        return cls([aggregate], 200, aggregate.view(), in_transaction)
 
 
 class Loader:

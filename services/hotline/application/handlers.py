@@ -37,14 +37,6 @@ def new_id(kind: str) -> str:
     return f"{kind}:{uuid7()}"
 
 
-def created(aggregate: Aggregate, guard: Guard | None = None) -> Decision:
-    return Decision([aggregate], 201, aggregate.view(), guard)
-
-
-def changed(aggregate: Aggregate, guard: Guard | None = None) -> Decision:
-    return Decision([aggregate], 200, aggregate.view(), guard)
-
-
 @contextmanager
 def item(index: int) -> Iterator[None]:
     """Name the batch item in whatever the domain refuses, so the client can find it."""
@@ -60,26 +52,26 @@ def item(index: int) -> Iterator[None]:
 
 
 async def open_point(cmd: OpenHotlinePoint, load: HotlineLoader) -> Decision:
-    return created(HotlinePoint.open(new_id("point"), cmd.place, cmd.site, cmd.opened_at))
+    return Decision.created(HotlinePoint.open(new_id("point"), cmd.place, cmd.site, cmd.opened_at))
 
 
 async def close_point(cmd: ClosePoint, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point, fresh=True)
     point.close(cmd.reason, cmd.closed_at)
-    return changed(point)
+    return Decision.changed_one(point)
 
 
 async def start_shift(cmd: StartShift, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point)
     open_shift = (await load.open_shifts([cmd.worker])).get(cmd.worker)
     shift = Shift.start(new_id("shift"), cmd.worker, point, cmd.started_at, open_shift)
-    return created(shift, guards.start_shifts([point.id], {cmd.worker: shift.id}))
+    return Decision.created(shift, guards.start_shifts([point.id], {cmd.worker: shift.id}))
 
 
 async def end_shift(cmd: EndShift, load: HotlineLoader) -> Decision:
     shift = await load.one(Shift, cmd.shift)
     shift.end(cmd.ended_at)
-    return changed(shift, guards.end_shift(shift.id))
+    return Decision.changed_one(shift, guards.end_shift(shift.id))
 
 
 async def start_shifts(cmd: StartShifts, load: HotlineLoader) -> Decision:
@@ -112,13 +104,13 @@ async def receive_call(cmd: ReceiveCall, load: HotlineLoader) -> Decision:
     call = Call.receive(
         new_id("call"), point, cmd.category, cmd.group, cmd.channel, cmd.caller, cmd.received_at
     )
-    return created(call, guards.open_points([point.id], "calls"))
+    return Decision.created(call, guards.open_points([point.id], "calls"))
 
 
 async def complete_call(cmd: CompleteCall, load: HotlineLoader) -> Decision:
     call = await load.one(Call, cmd.call)
     call.complete(cmd.outcome, cmd.duration_seconds, cmd.completed_at)
-    return changed(call)
+    return Decision.changed_one(call)
 
 
 async def receive_calls(cmd: ReceiveCalls, load: HotlineLoader) -> Decision:
@@ -155,7 +147,7 @@ async def refer_to_aid(cmd: ReferToAid, load: HotlineLoader) -> Decision:
         group=cmd.group,
         place=cmd.place,
     )
-    return created(referral)
+    return Decision.created(referral)
 
 
 async def schedule_follow_up(cmd: ScheduleFollowUp, load: HotlineLoader) -> Decision:
@@ -171,13 +163,13 @@ async def schedule_follow_up(cmd: ScheduleFollowUp, load: HotlineLoader) -> Deci
         cmd.scheduled_at,
         call,
     )
-    return created(follow_up, guards.open_points([point.id], "follow_ups"))
+    return Decision.created(follow_up, guards.open_points([point.id], "follow_ups"))
 
 
 async def complete_follow_up(cmd: CompleteFollowUp, load: HotlineLoader) -> Decision:
     follow_up = await load.one(FollowUp, cmd.follow_up)
     follow_up.complete(cmd.channel, cmd.completed_at)
-    return changed(follow_up)
+    return Decision.changed_one(follow_up)
 
 
 async def schedule_follow_ups(cmd: ScheduleFollowUps, load: HotlineLoader) -> Decision:
