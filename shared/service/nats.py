@@ -66,8 +66,12 @@ def _handler(service: Service, model: type[Command]) -> Callable[[NatsMessage], 
 
 
 async def start(broker: NatsBroker) -> None:
-    """Start the handlers and wait until the server has their subscriptions: SUBs are
-    buffered, so without the flush a request sent right after start-up (from another
-    connection) can meet "no responders"."""
+    """Start the handlers and wait until the server has their subscriptions, so a request
+    sent right after start-up (from another connection) never meets "no responders".
+
+    Twice, because nats-py's flush writes its PING straight to the socket while the SUBs
+    still wait in its outgoing buffer: the first PONG can return before the server has seen
+    them. By the second PING the buffer has gone out ahead of it."""
     await broker.start()
+    await broker.connection.flush()
     await broker.connection.flush()
