@@ -1,12 +1,12 @@
 """The running parts of an aid service under test, and how a test talks to them: the
 session's nats-server, a fresh database, the HTTP app in-process (httpx over ASGI) and the
-NATS handlers on the server (see tests/harness/services.py)."""
+NATS handlers on the server (see tests/harness/parts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from harness.services import Running, run
+from harness.parts import Running, run
 
 from services.aid.application.commands import COMMANDS
 from services.aid.application.service import aid_service

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from aid_parts import Aid
 from aid_stories import NANZHOU, WEI_YI, WORKER, at, delivery_body
-from harness import databases
+from harness import parts
 from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
@@ -23,7 +23,7 @@ from services.aid.entrypoints.referrals import CONSUMER, open_requests, referral
 from shared.consumer import ConsumerRunner
 from shared.contracts.envelope import Context, NewEvent, uuid7
 from shared.contracts.hotline import CallReceived, ReferredToAid
-from shared.eventstore import Append, Database, EventStore
+from shared.eventstore import Append, EventStore
 from shared.eventstore.schema import events
 from shared.relay import OutboxRelay
 
@@ -33,11 +33,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 @pytest_asyncio.fixture(loop_scope="session")
 async def hotline(tmp_path: Path) -> AsyncIterator[EventStore]:
     """The hotline's store (its own SQLite database: what is under test is aid's)."""
-    db = Database(databases.sqlite_url(tmp_path / "hotline"))
-    store = EventStore(db, "hotline")
-    await store.setup()
+    store = await parts.sqlite_store(tmp_path, "hotline")
     yield store
-    await db.dispose()
+    await store.db.dispose()
 
 
 def referred(n: int, **changes: Any) -> ReferredToAid:

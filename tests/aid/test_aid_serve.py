@@ -11,14 +11,14 @@ import nats
 import orjson
 import pytest
 from aid_stories import NANZHOU, WEI_YI, at, request_body
-from harness import databases, processes
+from harness import parts, processes
 from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Context, NewEvent
 from shared.contracts.hotline import ReferredToAid
-from shared.eventstore import Append, Database, EventStore
+from shared.eventstore import Append, Database
 from shared.eventstore.schema import events
 from shared.relay import OutboxRelay
 from shared.runtime import provision
@@ -36,16 +36,10 @@ async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
     base = f"http://127.0.0.1:{port}"
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
-    hotline = EventStore(Database(databases.sqlite_url(tmp_path / "hotline")), "hotline")
-    await hotline.setup()
+    hotline = await parts.sqlite_store(tmp_path, "hotline")
     try:
         async with httpx.AsyncClient(base_url=base) as client:
-
-            async def answers() -> bool:
-                assert process.returncode is None, "kapok serve exited during start-up"
-                return (await client.get("/openapi.json")).status_code == 200
-
-            await processes.wait_for("kapok serve answered HTTP", answers)
+            await processes.until_answering(client, process)
             opened = await client.post("/requests", json=request_body())
             assert opened.status_code == 201, opened.text
 
@@ -101,8 +95,7 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
     await provision(nc, settings)
-    hotline = EventStore(Database(databases.sqlite_url(tmp_path / "hotline")), "hotline")
-    await hotline.setup()
+    hotline = await parts.sqlite_store(tmp_path, "hotline")
     count = 4000
     for first in range(0, count, 500):
         await hotline.append_all(

@@ -1,13 +1,13 @@
 """The running parts of a donation service under test: the session's nats-server, a fresh
 database, the HTTP app in-process (httpx over ASGI) and the NATS handlers on the server (see
-tests/harness/services.py)."""
+tests/harness/parts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
-from harness.services import Running, run
+from harness.parts import Running, run
 
 from services.donation.application.commands import COMMANDS
 from services.donation.application.service import donation_service

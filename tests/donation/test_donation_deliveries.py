@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from donation_parts import Donation
 from donation_stories import at, campaign_body, produce_body, receipt_body
-from harness import databases
+from harness import parts
 from sqlalchemy import func, select
 
 from services.donation.domain import distribution_id_for_delivery
@@ -28,7 +28,7 @@ from shared.consumer import ConsumerRunner
 from shared.contracts.aid import AidDelivered, AidRequested
 from shared.contracts.envelope import Context, NewEvent, uuid7
 from shared.contracts.types import AidItem, Place
-from shared.eventstore import Append, Database, EventStore
+from shared.eventstore import Append, EventStore
 from shared.eventstore.schema import events
 from shared.relay import OutboxRelay
 
@@ -43,11 +43,9 @@ WORKER = "worker:w17"
 @pytest_asyncio.fixture(loop_scope="session")
 async def aid(tmp_path: Path) -> AsyncIterator[EventStore]:
     """The aid service's store (its own SQLite database: what is under test is donation's)."""
-    db = Database(databases.sqlite_url(tmp_path / "aid"))
-    store = EventStore(db, "aid")
-    await store.setup()
+    store = await parts.sqlite_store(tmp_path, "aid")
     yield store
-    await db.dispose()
+    await store.db.dispose()
 
 
 def delivered(n: int, *items: dict[str, Any], persons: int = 1) -> AidDelivered:

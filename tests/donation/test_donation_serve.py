@@ -11,13 +11,12 @@ import nats
 import orjson
 import pytest
 from donation_stories import at, campaign_body, receipt_body
-from harness import databases, processes
+from harness import parts, processes
 
 from shared.bus.naming import Naming
 from shared.contracts.aid import AidDelivered
 from shared.contracts.envelope import Context, NewEvent
 from shared.contracts.types import AidItem, Place
-from shared.eventstore import Database, EventStore
 from shared.relay import OutboxRelay
 from shared.runtime import provision
 from shared.settings import Settings
@@ -34,16 +33,10 @@ async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer
     base = f"http://127.0.0.1:{port}"
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
-    aid = EventStore(Database(databases.sqlite_url(tmp_path / "aid")), "aid")
-    await aid.setup()
+    aid = await parts.sqlite_store(tmp_path, "aid")
     try:
         async with httpx.AsyncClient(base_url=base) as client:
-
-            async def answers() -> bool:
-                assert process.returncode is None, "kapok serve exited during start-up"
-                return (await client.get("/openapi.json")).status_code == 200
-
-            await processes.wait_for("kapok serve answered HTTP", answers)
+            await processes.until_answering(client, process)
             launched = await client.post("/campaigns", json=campaign_body())
             assert launched.status_code == 201, launched.text
             campaign = launched.json()["campaign"]

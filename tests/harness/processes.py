@@ -78,3 +78,16 @@ async def wait_for(what: str, check: Callable[[], Awaitable[bool]], seconds: flo
             pass
         await asyncio.sleep(0.1)
     raise AssertionError(f"{what} within {seconds} s")
+
+
+async def until_answering(
+    client: httpx.AsyncClient, process: asyncio.subprocess.Process, seconds: float = 30
+) -> None:
+    """Until the served app answers ``client``'s GET /openapi.json with 200; fails at once if
+    ``process`` exits meanwhile."""
+
+    async def answers() -> bool:
+        assert process.returncode is None, "kapok serve exited during start-up"
+        return (await client.get("/openapi.json")).status_code == 200
+
+    await wait_for("kapok serve answered HTTP", answers, seconds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import httpx
@@ -15,6 +16,7 @@ import orjson
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
+from harness import databases
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.eventstore import Database, EventStore
@@ -99,3 +101,12 @@ async def run(
         await broker.stop()
         await nc.close()
         await db.dispose()
+
+
+async def sqlite_store(directory: Path, name: str) -> EventStore:
+    """Another service's event store, set up on a SQLite file of its own in ``directory``
+    (the caller disposes of ``store.db``): the upstream whose events the service under test
+    consumes."""
+    store = EventStore(Database(databases.sqlite_url(directory / name)), name)
+    await store.setup()
+    return store
