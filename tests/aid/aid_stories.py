@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from harness.stories import at
 
 from shared.contracts.types import Place
 
-CST = timezone(timedelta(hours=8), "Asia/Shanghai")
 NANZHOU = Place(
     district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
 )
 WEI_YI = "person:7f3a9c"  # 卫姨: a disabled woman living alone, as the bus knows her
 WORKER = "worker:w17"
 VOLUNTEER = "volunteer:v3"
-MORNING = datetime(2020, 2, 10, 9, 0, tzinfo=CST)
-
-
-def at(minutes: int) -> datetime:
-    """Business time: minutes after 09:00 on 2020-02-10 in Guangzhou."""
-    return MORNING + timedelta(minutes=minutes)
 
 
 def place() -> dict[str, str]:

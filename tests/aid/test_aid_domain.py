@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aid_stories import NANZHOU, VOLUNTEER, WEI_YI, WORKER, at
+from harness.stories import given
 
 from services.aid.domain import AidRequest, EmergencyCase, request_id_for_referral
 from shared.contracts.aid import AidAssigned, AidCancelled, AidDelivered, AidRequested
-from shared.contracts.envelope import Event
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import AidItem
 from shared.service.aggregate import Aggregate
 from shared.service.errors import InvalidInput, NotFound, RuleBroken
 
 REQUEST = "request:1"
-A = TypeVar("A", bound=Aggregate)
 
 REQUESTED = AidRequested(
     request=REQUEST,
@@ -30,15 +29,6 @@ REQUESTED = AidRequested(
 )
 MEDICINE = AidItem.model_validate({"kind": "medicine", "quantity": "2", "unit": "box"})
 VEGETABLES = AidItem.model_validate({"kind": "vegetables", "quantity": "1.5", "unit": "kg"})
-
-
-def given(kind: type[A], id: str, *events: tuple[Event, int]) -> A:
-    """An aggregate rebuilt from (event, minutes after 09:00) pairs, as the store would."""
-    aggregate = kind(id)
-    for version, (data, minute) in enumerate(events, start=1):
-        aggregate.apply(data, at(minute))
-        aggregate.version = version
-    return aggregate
 
 
 def then(aggregate: Aggregate) -> list[tuple[str, dict[str, Any], int]]:

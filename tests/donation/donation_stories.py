@@ -4,18 +4,12 @@ Yuexiu, Tianhe, Haizhu and Liwan, the Guangzhou–Qingyuan produce to households
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
-CST = timezone(timedelta(hours=8), "Asia/Shanghai")
-MORNING = datetime(2020, 2, 10, 9, 0, tzinfo=CST)
+from harness.stories import at
+
 ORG = "org:gz-sw-association"
 LIAISON = "worker:liaison-3"
-
-
-def at(minutes: int) -> datetime:
-    """Business time: minutes after 09:00 on 2020-02-10 in Guangzhou."""
-    return MORNING + timedelta(minutes=minutes)
 
 
 def campaign_body(minute: int = 0, **changes: object) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from donation_stories import ORG, at
+from harness.stories import given
 
 from services.donation.domain import Campaign, VolunteerLink, distribution_id_for_delivery
 from shared.contracts.donation import (
@@ -17,13 +18,11 @@ from shared.contracts.donation import (
     GoodsReceived,
     StockShortfallRecorded,
 )
-from shared.contracts.envelope import Event
 from shared.contracts.types import AidItem, Item
 from shared.service.aggregate import Aggregate
 from shared.service.errors import InvalidInput, NotFound, RuleBroken
 
 CAMPAIGN = "campaign:lunch"
-A = TypeVar("A", bound=Aggregate)
 TAGS: dict[str, Any] = {"campaign": CAMPAIGN, "campaign_kind": "charity", "organisation": ORG}
 
 LAUNCHED = CampaignLaunched(
@@ -55,15 +54,6 @@ def aid_item(kind: str, quantity: str, unit: str, value: str | None = None) -> A
 
 LUNCHES = item("meals", "500", "meal", "12500.00")
 RECEIVED = GoodsReceived(**TAGS, receipt="receipt:1", donor_kind="company", items=(LUNCHES,))
-
-
-def given(kind: type[A], id: str, *events: tuple[Event, int]) -> A:
-    """An aggregate rebuilt from (event, minutes after 09:00) pairs, as the store would."""
-    aggregate = kind(id)
-    for version, (data, minute) in enumerate(events, start=1):
-        aggregate.apply(data, at(minute))
-        aggregate.version = version
-    return aggregate
 
 
 def then(aggregate: Aggregate) -> list[tuple[str, dict[str, Any]]]:
