@@ -223,8 +223,7 @@ def report(
         (f"POST …/deliveries, {args.clients} clients, p50 ms", single["p50_ms"], ".1f"),
         (f"POST …/deliveries, {args.clients} clients, p99 ms", single["p99_ms"], ".1f"),
     ]
-    for label, value, spec in rows:
-        print(f"{label:<50} {format(value, spec):>12}")
+    load.rows(rows, 50)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,8 +165,7 @@ def report(
         (f"POST …/receipts, {n} clients, one campaign, p99 ms", contended["p99_ms"], ".1f"),
         ("  of which refused 409 (concurrency conflict)", contended["refused"], ",.0f"),
     ]
-    for label, value, spec in rows:
-        print(f"{label:<56} {format(value, spec):>12}")
+    load.rows(rows, 56)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,3 +160,9 @@ def header(name: str, args: argparse.Namespace) -> None:
     database = "PostgreSQL" if args.database_url else "SQLite"
     sync = "after every write" if args.nats_sync == "always" else "every 2 minutes"
     print(f"{name} benchmark: {os.cpu_count()} cores, {database}, nats-server fsync {sync}")
+
+
+def rows(rows: list[tuple[str, float, str]], width: int) -> None:
+    """The report's rows: each label left in ``width``, its value formatted by its spec."""
+    for label, value, spec in rows:
+        print(f"{label:<{width}} {format(value, spec):>12}")
