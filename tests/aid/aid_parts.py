@@ -16,6 +16,7 @@ from shared.settings import Settings
 
 class Aid(Running):
     name = "aid"
+    commands = COMMANDS
 
 
 def start_aid(settings: Settings, database_url: str) -> AsyncIterator[Aid]:
@@ -25,6 +26,5 @@ def start_aid(settings: Settings, database_url: str) -> AsyncIterator[Aid]:
         database_url,
         service=aid_service,
         app=build_aid_app,
-        commands=COMMANDS,
         streams=["hotline", "aid"],
     )

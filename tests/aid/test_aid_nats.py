@@ -11,9 +11,6 @@ import pytest
 from aid_parts import Aid
 from aid_stories import WORKER, at, delivery_body, place, request_body
 
-from services.aid.application.commands import COMMANDS
-from shared.service.nats import build_broker, start
-
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -123,14 +120,10 @@ async def test_one_key_space_for_both_transports(aid: Aid) -> None:
 
 async def test_replicas_share_the_commands_in_a_queue_group(aid: Aid) -> None:
     """A second replica on the same database: each request is handled once, by one of them."""
-    replica = build_broker(aid.nc.connected_url.geturl(), aid.service, aid.naming, COMMANDS)
-    await start(replica)
-    try:
+    async with aid.replica():
         replies = await asyncio.gather(
             *(aid.request("RequestAid", request_body(i)) for i in range(40))
         )
-    finally:
-        await replica.stop()
     assert [r["status"] for r in replies] == [201] * 40
     assert len({r["result"]["request"] for r in replies}) == 40
     assert await aid.stored() == 40

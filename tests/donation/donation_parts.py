@@ -17,6 +17,7 @@ from shared.settings import Settings
 
 class Donation(Running):
     name = "donation"
+    commands = COMMANDS
 
     async def launch(self, body: dict[str, Any]) -> str:
         response = await self.post("/campaigns", body)
@@ -36,6 +37,5 @@ def start_donation(settings: Settings, database_url: str) -> AsyncIterator[Donat
         database_url,
         service=donation_service,
         app=build_donation_app,
-        commands=COMMANDS,
         streams=["aid", "donation"],
     )

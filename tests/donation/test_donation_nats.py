@@ -19,9 +19,6 @@ from donation_stories import (
     receipt_body,
 )
 
-from services.donation.application.commands import COMMANDS
-from shared.service.nats import build_broker, start
-
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -142,16 +139,10 @@ async def test_one_key_space_for_both_transports_and_a_batch(donation: Donation)
 
 async def test_replicas_share_the_commands_in_a_queue_group(donation: Donation) -> None:
     """A second replica on the same database: each request is handled once, by one of them."""
-    replica = build_broker(
-        donation.nc.connected_url.geturl(), donation.service, donation.naming, COMMANDS
-    )
-    await start(replica)
-    try:
+    async with donation.replica():
         replies = await asyncio.gather(
             *(donation.request("LaunchCampaign", campaign_body(i)) for i in range(30))
         )
-    finally:
-        await replica.stop()
     assert [r["status"] for r in replies] == [201] * 30
     assert len({r["result"]["campaign"] for r in replies}) == 30
     assert await donation.stored() == 30

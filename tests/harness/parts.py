@@ -5,6 +5,7 @@ of its own) and start it with ``run``."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from shared.settings import Settings
 @dataclass
 class Running:
     name: ClassVar[str]  # the service's: its commands' subjects, its events' stream
+    commands: ClassVar[Mapping[str, type[Command]]]  # what its NATS handlers take
 
     service: CommandService
     http: httpx.AsyncClient
@@ -58,6 +60,18 @@ class Running:
         )
         return orjson.loads(reply.data)  # type: ignore[no-any-return]
 
+    @contextlib.asynccontextmanager
+    async def replica(self) -> AsyncIterator[None]:
+        """A second replica's NATS handlers, on the same service and database, until exit."""
+        broker = build_broker(
+            self.nc.connected_url.geturl(), self.service, self.naming, self.commands
+        )
+        await start(broker)
+        try:
+            yield
+        finally:
+            await broker.stop()
+
     async def stored(self) -> int:
         return await self.service.store.head()
 
@@ -80,7 +94,6 @@ async def run(
     *,
     service: Callable[[EventStore], CommandService],
     app: Callable[[CommandService], FastAPI],
-    commands: Mapping[str, type[Command]],
     streams: Sequence[str],
 ) -> AsyncIterator[R]:
     """``kind``'s service on a fresh store in ``database_url``, event ``streams`` ensured
@@ -91,7 +104,7 @@ async def run(
     await running.setup()
     nc = await nats.connect(settings.nats_url)
     await ensure_streams(nc, event_stream_specs(naming, list(streams), 1, 120.0))
-    broker = build_broker(settings.nats_url, running, naming, commands)
+    broker = build_broker(settings.nats_url, running, naming, kind.commands)
     await start(broker)
     transport = httpx.ASGITransport(app=app(running))
     try:
