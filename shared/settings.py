@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     duplicate_window_s: float = Field(default=120.0, gt=0)
     # The embedded server's fsync. "default" (every 2 minutes) is Kapok's choice: the event
     # store is the record and the relay republishes whatever tail the bus loses; "always"
-    # cost 94% of the publish rate when measured (README, "Durability").
+    # cost over 90% of the publish rate when measured (README, "Durability").
     nats_sync: Literal["always", "default"] = "default"
 
     def database_url_for(self, service: str) -> str:
