@@ -152,6 +152,10 @@ def build_app(reporting: Reporting) -> FastAPI:
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
+    # Here, not at the top: the dashboard module reads this one's Reporting and parse_day.
+    from services.reporting.entrypoints.dashboard import register
+
+    register(app, reporting)
     return app
 
 

@@ -1,0 +1,157 @@
+// The four nets dashboard: draws /api/dashboard, redraws on each event of /api/stream.
+// Hand-written SVG, no libraries: the machine that serves this has no internet.
+"use strict";
+
+const DISTRICTS = {
+  yuexiu: "越秀 Yuexiu", haizhu: "海珠 Haizhu", liwan: "荔湾 Liwan", tianhe: "天河 Tianhe",
+  baiyun: "白云 Baiyun", huangpu: "黄埔 Huangpu", panyu: "番禺 Panyu", huadu: "花都 Huadu",
+  nansha: "南沙 Nansha", conghua: "从化 Conghua", zengcheng: "增城 Zengcheng",
+};
+const GROUPS = {
+  elderly_alone: "独居长者 Elderly living alone", disabled: "残障人士 Disabled",
+  low_income: "低收入 Low income", child: "困境儿童 Children", general: "一般市民 General public",
+};
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+let asOf = ""; // "" = live: today, updated as events arrive
+
+function shown(value) {
+  if (typeof value === "number") return value.toLocaleString("en");
+  const [whole, cents] = String(value).split(".");  // money: exact decimal strings
+  return BigInt(whole).toLocaleString("en") + (cents ? "." + cents : "");
+}
+
+function el(name, attrs, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function drawNets(report) {
+  const nets = $("nets");
+  nets.replaceChildren();
+  for (const net of report.nets) {
+    const box = document.createElement("section");
+    box.className = "net";
+    box.innerHTML = `<h2>${net.zh} <small>${net.en}</small></h2>`;
+    for (const line of net.lines) {
+      const row = document.createElement("div");
+      row.className = "line";
+      row.innerHTML = `<span>${line.zh}<br><small>${line.en}</small></span>`;
+      const n = document.createElement("span");
+      n.className = "n";
+      n.id = "fig-" + line.figure;
+      row.append(n);
+      box.append(row);
+    }
+    nets.append(box);
+  }
+  setFigures(report.figures);
+}
+
+function setFigures(figures) {
+  for (const [name, value] of Object.entries(figures)) {
+    const n = $("fig-" + name);
+    if (!n) continue;
+    const text = shown(value);
+    if (n.dataset.value !== undefined && n.dataset.value !== String(value)) {
+      n.classList.add("changed");
+      setTimeout(() => n.classList.remove("changed"), 1500);
+    }
+    n.dataset.value = String(value);
+    n.textContent = text;
+  }
+}
+
+function everyDay(perDay) {
+  // The days between the first and the last with services, the quiet ones as 0.
+  if (!perDay.length) return [];
+  const value = new Map(perDay);
+  const days = [];
+  const end = new Date(perDay[perDay.length - 1][0] + "T00:00:00Z");
+  for (let d = new Date(perDay[0][0] + "T00:00:00Z"); d <= end; d.setUTCDate(d.getUTCDate() + 1)) {
+    const key = d.toISOString().slice(0, 10);
+    days.push([key, value.get(key) || 0]);
+  }
+  return days;
+}
+
+function timeChart(target, days, kind) {
+  const box = $(target);
+  box.replaceChildren();
+  if (!days.length) { box.innerHTML = '<p class="empty">暂无数据 No data yet</p>'; return; }
+  const W = 900, H = 220, L = 50, B = 24, T = 10;
+  const max = Math.max(...days.map((d) => d[1]), 1);
+  const x = (i) => L + (i + 0.5) * (W - L - 10) / days.length;
+  const y = (v) => H - B - v * (H - B - T) / max;
+  const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
+  for (const f of [0, 0.5, 1]) {
+    svg.append(el("line", { x1: L, x2: W - 10, y1: y(max * f), y2: y(max * f), stroke: "#ddd" }));
+    svg.append(el("text", { x: L - 6, y: y(max * f) + 4, "text-anchor": "end" }, shown(Math.round(max * f))));
+  }
+  const step = Math.ceil(days.length / 10);
+  days.forEach(([day, v], i) => {
+    if (kind === "bars") {
+      const w = Math.max(1, (W - L - 10) / days.length - 2);
+      const bar = el("rect", { x: x(i) - w / 2, y: y(v), width: w, height: H - B - y(v), fill: "#b22222" });
+      bar.append(el("title", {}, `${day}: ${shown(v)}`));
+      svg.append(bar);
+    }
+    if (i % step === 0) svg.append(el("text", { x: x(i), y: H - 6, "text-anchor": "middle" }, day.slice(5)));
+  });
+  if (kind === "line") {
+    const points = days.map(([, v], i) => `${x(i)},${y(v)}`).join(" ");
+    svg.append(el("polyline", { points, fill: "none", stroke: "#1565c0", "stroke-width": 2.5 }));
+    const [day, v] = days[days.length - 1];
+    svg.append(el("text", { x: x(days.length - 1), y: y(v) - 6, "text-anchor": "end" }, `${day}: ${shown(v)}`));
+  }
+  box.append(svg);
+}
+
+function splitChart(target, rows, names) {
+  const box = $(target);
+  box.replaceChildren();
+  rows = rows.filter((r) => r[1]).sort((a, b) => b[1] - a[1]);
+  if (!rows.length) { box.innerHTML = '<p class="empty">暂无数据 No data yet</p>'; return; }
+  const W = 500, R = 24, L = 190;
+  const max = Math.max(...rows.map((r) => r[1]));
+  const svg = el("svg", { viewBox: `0 0 ${W} ${rows.length * R + 6}`, role: "img" });
+  rows.forEach(([key, v], i) => {
+    const yy = i * R + 4;
+    svg.append(el("text", { x: L - 8, y: yy + 14, "text-anchor": "end" }, names[key] || key || "未注明 Not given"));
+    svg.append(el("rect", { x: L, y: yy, height: R - 6, width: Math.max(1, (W - L - 60) * v / max), fill: "#c0504d" }));
+    svg.append(el("text", { x: L + (W - L - 60) * v / max + 4, y: yy + 14 }, shown(v)));
+  });
+  box.append(svg);
+}
+
+async function load() {
+  const query = asOf ? "?as_of=" + encodeURIComponent(asOf) : "";
+  const response = await fetch("/api/dashboard" + query);
+  if (!response.ok) { $("status").textContent = "出错 error " + response.status; return; }
+  const data = await response.json();
+  $("shown-as-of").textContent = data.report.as_of + (asOf ? "" : " (实时 live)");
+  drawNets(data.report);
+  const days = everyDay(data.per_day);
+  let sum = 0;
+  timeChart("per-day", days, "bars");
+  timeChart("cumulative", days.map(([d, v]) => [d, (sum += v)]), "line");
+  splitChart("by-district", data.by_district, DISTRICTS);
+  splitChart("by-group", data.by_group, GROUPS);
+}
+
+function listen() {
+  const source = new EventSource("/api/stream");
+  source.onopen = () => { $("status").textContent = "实时 Live"; $("status").classList.add("live"); };
+  source.onerror = () => { $("status").textContent = "重新连接 reconnecting…"; $("status").classList.remove("live"); };
+  source.addEventListener("figures", (event) => {
+    if (!asOf) setFigures(JSON.parse(event.data));  // at once; the charts follow
+    load();
+  });
+}
+
+$("as-of").addEventListener("change", (event) => { asOf = event.target.value; load(); });
+$("live").addEventListener("click", () => { asOf = ""; $("as-of").value = ""; load(); });
+load();
+listen();

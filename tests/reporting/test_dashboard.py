@@ -1,0 +1,198 @@
+"""The staff dashboard at ``GET /``, in a real headless Chromium: it shows the four nets'
+figures and charts, follows the as-of picker, and a call recorded on the bus appears on the
+open page without a reload (server-sent events from ``/api/stream``).
+
+Needs the Debian packages chromium and chromium-driver (./test.sh installs them as root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from reporting_parts import caught_up, producers
+from reporting_stories import HUALIN, at, call, follow_up_done
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from services.reporting.entrypoints.http import build_app
+from services.reporting.main import Running, running
+from shared.settings import Settings
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1600",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: pytest keeps Ctrl-C."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def served(parts: Running) -> AsyncIterator[str]:
+    """The reporting HTTP API on a free loopback port, in this event loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        build_app(parts.reporting), host="127.0.0.1", port=port, log_level="warning",
+        lifespan="off", timeout_graceful_shutdown=1,
+    )  # fmt: skip
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert not task.done(), "uvicorn stopped before it started"
+            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait({task}, timeout=10)
+        task.cancel()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[WebDriver]:
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.fail(
+            "the dashboard test needs Chromium and its driver: apt-get install -y chromium "
+            "chromium-driver (./test.sh does this where it runs as root)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    with tempfile.TemporaryDirectory(prefix="kapok-chromium-") as profile:
+        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+            options.add_argument(flag)
+        browser_driver = webdriver.Chrome(options=options, service=Service(driver))
+        try:
+            yield browser_driver
+        finally:
+            browser_driver.quit()
+
+
+async def until(what: str, check: Callable[[], Any], within: float = 15.0) -> Any:
+    """``check`` (blocking: run in a thread, the service runs in this loop) until truthy."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(check)
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {within} s: {what} (last seen: {last!r})")
+
+
+def text(page: WebDriver, element_id: str) -> str:
+    return str(page.execute_script(f"return document.getElementById('{element_id}')?.textContent"))
+
+
+async def test_a_call_recorded_on_the_bus_appears_on_the_open_dashboard(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with producers(settings, tmp_path) as bus:
+        await bus.record("hotline", [call(i, at(1 + i)) for i in range(3)])
+        await bus.record("hotline", [call(3, at(2), group="child", place=HUALIN)])
+        await bus.record("hotline", [follow_up_done(1, at(3))])
+        async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
+            await caught_up(parts, await bus.heads())
+            async with served(parts) as base:
+                with chromium() as page:
+                    await asyncio.to_thread(page.get, base + "/")
+                    # 3 + 1 calls and a follow-up: five services, one of them tracked
+                    await until("services given 5", lambda: text(page, "fig-services_given") == "5")
+                    assert text(page, "fig-tracked_services") == "1"
+                    await until("live", lambda: "Live" in text(page, "status"))
+                    district = await until("district chart", lambda: text(page, "by-district"))
+                    assert "海珠 Haizhu" in district and "荔湾 Liwan" in district
+                    group = text(page, "by-group")
+                    assert "独居长者" in group and "困境儿童 Children" in group
+                    # three days of services drawn as bars: 1, 2+1 and 1+1 on 1-3 March
+                    bars = page.execute_script(
+                        "return [...document.querySelectorAll('#per-day rect title')]"
+                        ".map(t => t.textContent)"
+                    )
+                    assert bars == ["2020-03-01: 1", "2020-03-02: 2", "2020-03-03: 2"]
+                    assert "2020-03-03: 5" in text(page, "cumulative")
+
+                    # A mark that a reload would wipe out.
+                    await asyncio.to_thread(page.execute_script, "window.kapokMark = 42")
+                    await bus.record("hotline", [call(10, at(4)), call(11, at(4))])
+                    await until("services given 7", lambda: text(page, "fig-services_given") == "7")
+                    assert page.execute_script("return window.kapokMark") == 42, "page reloaded"
+                    await until(
+                        "the new day in the chart",
+                        lambda: "2020-03-04: 7" in text(page, "cumulative"),
+                    )
+
+                    # The as-of picker: the figures as of 2 March.
+                    await asyncio.to_thread(
+                        page.execute_script,
+                        "const i = document.getElementById('as-of'); i.value = '2020-03-02';"
+                        "i.dispatchEvent(new Event('change'));",
+                    )
+                    await until("as of 2 March", lambda: text(page, "fig-services_given") == "3")
+                    assert text(page, "shown-as-of") == "2020-03-02"
+                    # A call of 5 March moves nothing as of 2 March …
+                    await bus.record("hotline", [call(12, at(5))])
+                    await caught_up(parts, await bus.heads())
+                    await asyncio.sleep(1.0)
+                    assert text(page, "fig-services_given") == "3"
+                    # … and back to live it counts.
+                    await asyncio.to_thread(page.find_element("id", "live").click)
+                    await until("live again", lambda: text(page, "fig-services_given") == "8")
+
+
+async def test_the_dashboard_is_served_whole_by_kapok_with_no_outside_asset(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """No CDN: every script, style and link the page names is on the service itself."""
+    async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
+        transport = httpx.ASGITransport(app=build_app(parts.reporting))
+        async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as http:
+            page = await http.get("/")
+            assert page.status_code == 200
+            assert page.headers["content-type"].startswith("text/html")
+            refs = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+            assert "/static/dashboard.js" in refs and "/static/dashboard.css" in refs
+            for ref in refs:
+                assert ref.startswith("/"), f"{ref}: not served by Kapok"
+                assert (await http.get(ref)).status_code == 200, ref
+            script = (await http.get("/static/dashboard.js")).text
+            outside = set(re.findall(r"https?://[^\s\"'`]+", script))
+            assert outside <= {"http://www.w3.org/2000/svg"}, outside
+            data = (await http.get("/api/dashboard", params={"as_of": "2020-03-02"})).json()
+            assert data["report"]["as_of"] == "2020-03-02"
+            assert data["per_day"] == [] and data["by_district"] == []
+            assert (await http.get("/api/dashboard", params={"as_of": "nope"})).status_code == 422
