@@ -81,7 +81,7 @@ function timeChart(target, days, kind) {
   const box = $(target);
   box.replaceChildren();
   if (!days.length) { box.innerHTML = '<p class="empty">暂无数据 No data yet</p>'; return; }
-  const W = 900, H = 220, L = 50, B = 24, T = 10;
+  const W = 900, H = 230, L = 50, B = 24, T = 24;
   const max = Math.max(...days.map((d) => d[1]), 1);
   const x = (i) => L + (i + 0.5) * (W - L - 10) / days.length;
   const y = (v) => H - B - v * (H - B - T) / max;
