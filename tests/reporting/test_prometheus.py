@@ -1,0 +1,111 @@
+"""A real Prometheus (Debian package prometheus) scrapes the reporting service's /metrics:
+the target is up, and a call recorded on the bus shows in its query API on a later scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from reporting_parts import caught_up, producers
+from reporting_stories import at, call
+from test_dashboard import free_port, served
+
+from services.reporting.main import running
+from shared.settings import Settings
+
+JOB = "kapok_reporting"
+CONFIG = """\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: {job}
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    static_configs:
+      - targets: ["{target}"]
+"""
+
+
+@contextlib.asynccontextmanager
+async def prometheus(target: str, directory: Path) -> AsyncIterator[str]:
+    """A Prometheus scraping ``target`` (host:port) every second; yields its base URL."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail(
+            "prometheus not found: install the Debian package prometheus "
+            "(apt-get install -y prometheus; ./test.sh does this as root)"
+        )
+    config = directory / "prometheus.yml"
+    config.write_text(CONFIG.format(job=JOB, target=target))
+    listen = f"127.0.0.1:{free_port()}"
+    log = (directory / "prometheus.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        f"--config.file={config}",
+        f"--web.listen-address={listen}",
+        f"--storage.tsdb.path={directory / 'tsdb'}",
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        yield f"http://{listen}"
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
+
+
+async def query_until(base: str, query: str, want: float, directory: Path) -> None:
+    """Ask Prometheus's query API until ``query`` has the value ``want`` (30 s at most)."""
+    deadline = time.monotonic() + 30
+    seen: object = None
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                response = await client.get(f"{base}/api/v1/query", params={"query": query})
+                if response.status_code == 200:  # 503 while it starts
+                    answer = response.json()
+                    assert answer["status"] == "success", answer
+                    seen = answer["data"]["result"]
+                    if seen and float(seen[0]["value"][1]) == want:  # type: ignore[index]
+                        return
+            await asyncio.sleep(0.25)
+    log = (directory / "prometheus.log").read_text(errors="replace")[-2000:]
+    raise AssertionError(f"{query}: not {want} within 30 s; last seen {seen!r}\n{log}")
+
+
+async def test_a_real_prometheus_scrapes_the_reporting_metrics(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with producers(settings, tmp_path) as bus:
+        await bus.record("hotline", [call(i, at(1), group="child") for i in range(3)])
+        async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
+            await caught_up(parts, await bus.heads())
+            async with served(parts) as base, prometheus(base[len("http://") :], tmp_path) as p:
+                await query_until(p, f'up{{job="{JOB}"}}', 1, tmp_path)
+                calls = f'sum(kapok_reporting_calls_received_total{{job="{JOB}"}})'
+                await query_until(p, calls, 3, tmp_path)
+                await query_until(
+                    p, f'kapok_reporting_consumer_lag{{job="{JOB}",stream="hotline"}}', 0, tmp_path
+                )
+                # Counted after Prometheus started: a later scrape sees the new total.
+                await bus.record("hotline", [call(10, at(2)), call(11, at(2))])
+                await query_until(p, calls, 5, tmp_path)
+                await query_until(
+                    p,
+                    f'kapok_reporting_calls_received_total{{job="{JOB}",group="child"}}',
+                    3,
+                    tmp_path,
+                )
