@@ -106,9 +106,24 @@ ensure_promtool() {
     fi
 }
 
+# Chromium and its driver (Debian packages chromium, chromium-driver) run the dashboard test
+# in a headless browser; it fails with a clear message where they are missing.
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium and chromium-driver (log: $LOGS/kapok-apt-chromium.log)"
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            chromium chromium-driver; } >"$LOGS/kapok-apt-chromium.log" 2>&1 ||
+            say "could not install chromium (see the log): the dashboard test will say so"
+    else
+        say "no chromium, and no way to install it: the dashboard test will say so"
+    fi
+}
+
 start_docker
 ensure_postgres
 ensure_promtool
+ensure_chromium
 
 export PYTHONUNBUFFERED=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
