@@ -51,6 +51,15 @@ class StoredEvent:
     body: str
 
 
+@dataclass(slots=True)
+class OpenLog:
+    """The source's head as a transaction holding its lock has moved it so far."""
+
+    position: int
+    hash: str
+    locked_at: int
+
+
 _IN_CHUNK = 500
 
 
@@ -86,9 +95,16 @@ class EventStore:
         self, conn: AsyncConnection, appends: Sequence[Append], ctx: Context
     ) -> int:
         """Append inside the caller's transaction (a handler committing its checkpoint too)."""
-        appends = [a for a in appends if a.events]
-        if not appends:
+        if not any(a.events for a in appends):
             return await self.head(conn)
+        log = await self.lock_in(conn)
+        await self.add_in(conn, log, appends, ctx)
+        await self.release_in(conn, log)
+        return log.position
+
+    async def lock_in(self, conn: AsyncConnection) -> OpenLog:
+        """Lock the source's head row in the caller's transaction: the log as it stands, for
+        `add_in` (several appends in one transaction take the head once)."""
         head = (
             await conn.execute(
                 select(log_head.c.position, log_head.c.hash)
@@ -96,6 +112,38 @@ class EventStore:
                 .with_for_update()
             )
         ).one()
+        position = int(head.position)
+        return OpenLog(position, str(head.hash), position)
+
+    async def release_in(self, conn: AsyncConnection, log: OpenLog) -> None:
+        """Write the head `add_in` moved ``log`` to (nothing if nothing was added)."""
+        if log.position != log.locked_at:
+            await conn.execute(
+                log_head.update()
+                .where(log_head.c.source == self.source)
+                .values(position=log.position, hash=log.hash)
+            )
+
+    async def add_in(
+        self, conn: AsyncConnection, log: OpenLog, appends: Sequence[Append], ctx: Context
+    ) -> None:
+        """Append after ``log`` (locked by `lock_in` in this transaction) and move it on; the
+        head row is written by `release_in`. Raises as `append_in` does (the caller's
+        transaction must then roll back)."""
+        await self.add_all_in(conn, log, [(appends, ctx)])
+
+    async def add_all_in(
+        self,
+        conn: AsyncConnection,
+        log: OpenLog,
+        decisions: Sequence[tuple[Sequence[Append], Context]],
+    ) -> None:
+        """`add_in` for several decisions' appends, each with its own context, in order and
+        in one insert."""
+        every = [(a, ctx) for appends, ctx in decisions for a in appends if a.events]
+        if not every:
+            return
+        appends = [a for a, _ in every]
         # A new aggregate (expected version 0) needs no look-up: if its stream exists, the
         # insert of its version 1 conflicts on (stream_id, version), which is checked below.
         # Looking up thousands of new ids per batch was the slow part of a batch on PostgreSQL.
@@ -103,12 +151,15 @@ class EventStore:
             raise ValueError("an aggregate is appended twice in one transaction")
         await self._check_versions(conn, [a for a in appends if a.expected_version > 0])
 
-        position, prev_hash = int(head.position), str(head.hash)
+        position, prev_hash = log.position, log.hash
         recorded_at = datetime.now(UTC).isoformat()
-        correlation = str(ctx.correlation_id)
-        causation = str(ctx.causation_id) if ctx.causation_id else None
         rows: list[dict[str, Any]] = []
-        for append in appends:
+        last: Context | None = None
+        for append, ctx in every:
+            if ctx is not last:
+                last = ctx
+                correlation = str(ctx.correlation_id)
+                causation = str(ctx.causation_id) if ctx.causation_id else None
             version = append.expected_version
             for new in append.events:
                 event_type = type(new.data)
@@ -153,12 +204,7 @@ class EventStore:
                 select(func.max(events.c.version)).where(events.c.stream_id == clash["stream_id"])
             )
             raise ConcurrencyError(clash["stream_id"], clash["version"] - 1, actual)
-        await conn.execute(
-            log_head.update()
-            .where(log_head.c.source == self.source)
-            .values(position=position, hash=prev_hash)
-        )
-        return position
+        log.position, log.hash = position, prev_hash
 
     @staticmethod
     def _insert(conn: AsyncConnection) -> Any:

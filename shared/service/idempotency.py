@@ -59,6 +59,23 @@ async def save_reply(
     )
 
 
+def row(key: str, fingerprint: str, reply: Reply) -> dict[str, object]:
+    return {
+        "key": key,
+        "fingerprint": fingerprint,
+        "status": reply.status,
+        "body": reply.body.decode(),
+    }
+
+
+async def save_replies(
+    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, object]]
+) -> None:
+    """`save_reply` for many keys at once (executemany)."""
+    if rows:
+        await conn.execute(table.insert(), list(rows))
+
+
 def replay(key: str, fingerprint: str, stored: Stored) -> Reply:
     """The first response for ``key``, if it was given to this same request."""
     first_fingerprint, status, body = stored
