@@ -5,8 +5,8 @@ the commit's transaction, under the store's lock (`Decision.in_transaction`).
   so closure is read from the store's events.
 - One open shift per worker: the open-shift table is read, then written with the shift.
 
-Each decision's guard runs in its own savepoint (`shared.service.commit`), after the
-decisions committed before it in the same transaction: it sees their closures and claims.
+Each decision's guard runs after the decisions committed before it in the same transaction
+(`shared.service.commit`): it sees their closures and claims.
 """
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.hotline.adapters import tables
-from shared.service.commit import Guard
+from shared.service.commit import EventCheck, Guard
 from shared.service.errors import RuleBroken
 
 Work = Literal["shifts", "calls", "follow_ups"]
 
 
-def open_points(points: Iterable[str], work: Work) -> Guard:
-    """The points must still be open."""
+CLOSURE = frozenset({"HotlinePointClosed"})
+
+
+def open_points(points: Iterable[str], work: Work) -> EventCheck:
+    """The points must still be open. It reads only closures, so concurrent calls at a point
+    share one check per group commit (`EventCheck`)."""
     wanted = sorted(set(points))
 
     async def guard(conn: AsyncConnection) -> None:
@@ -34,7 +38,7 @@ def open_points(points: Iterable[str], work: Work) -> Guard:
                 f"closed_point_takes_no_{work}", f"{shut[0]} is closed: it takes no {work}"
             )
 
-    return guard
+    return EventCheck(CLOSURE, ("open_points", tuple(wanted), work), guard)
 
 
 def start_shifts(points: Iterable[str], claims: Mapping[str, str]) -> Guard:
