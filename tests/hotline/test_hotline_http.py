@@ -431,3 +431,26 @@ async def test_bad_headers_are_refused_naming_the_header(
     response = await hotline.post("/calls", call_body(point), **headers)
     assert (response.status_code, response.json()["field"]) == (422, field)
     assert await hotline.stored() == 1
+
+
+async def test_calls_racing_a_closure_land_before_it_or_are_refused(hotline: Hotline) -> None:
+    """A closure and calls at the same point, sent together, share group commits: whatever
+    the order the group decides in, no call is stored after the point closed."""
+    import asyncio
+
+    point = await open_point(hotline)
+    close = hotline.post(
+        f"/points/{point}/close", {"reason": "service_ended", "closed_at": at(600).isoformat()}
+    )
+    calls = [hotline.post("/calls", call_body(point, minute=5 + i)) for i in range(12)]
+    responses = await asyncio.gather(*calls[:6], close, *calls[6:])
+
+    closed, answered = responses[6], responses[:6] + responses[7:]
+    assert closed.status_code == 200, closed.text
+    assert {r.status_code for r in answered} <= {201, 409}
+    refused = [r.json()["rule"] for r in answered if r.status_code == 409]
+    assert set(refused) <= {"closed_point_takes_no_calls"}
+    events = types(await hotline.published())
+    closure = events.index("HotlinePointClosed")
+    assert "CallReceived" not in events[closure:]
+    assert events.count("CallReceived") == sum(r.status_code == 201 for r in answered)
