@@ -16,9 +16,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,12 +210,16 @@ async def wait_http(port: int, path: str, within_s: float) -> bool:
     return False
 
 
-def start_nats(data_dir: Path, port: int, say: Callable[[str], None]) -> EmbeddedNats | None:
-    """The embedded server: ``port`` when free, else any free port, saying which."""
+def start_nats(
+    data_dir: Path, port: int, say: Callable[[str], None], avoid: Collection[int] = ()
+) -> EmbeddedNats | None:
+    """The embedded server: ``port`` when free, else a free port that none of ``avoid`` (the
+    services' HTTP ports, free but not yet bound) is, saying which."""
     chosen = port
-    if port and not port_is_free(port):
-        say(f"port {port} is taken (another nats-server?): the embedded one takes a free port")
-        chosen = 0
+    if not port or not port_is_free(port):
+        if port:
+            say(f"port {port} is taken (another nats-server?): the embedded one takes a free port")
+        chosen = _free_port_outside(avoid)
     # A terminal's Ctrl-C goes to the whole foreground process group. nats-server must not
     # get it: it would vanish while the services drain their connections to it (neither
     # ignoring nor blocking SIGINT helps, Go takes it back). In a group of its own it stops
@@ -230,6 +235,16 @@ def start_nats(data_dir: Path, port: int, say: Callable[[str], None]) -> Embedde
         return None
     say(f"nats-server {server.url} (pid {server.pid}), JetStream in {server.nats_dir}")
     return server
+
+
+def _free_port_outside(avoid: Collection[int]) -> int:
+    # nats-server's own choice (port 0) could land on a service's port chosen moments ago.
+    while True:
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 async def up(
@@ -260,7 +275,7 @@ async def up(
     server: EmbeddedNats | None = None
     if nats_url is None:
         # Blocking on purpose (about a second, nothing else runs yet): see start_nats.
-        server = start_nats(data_dir, nats_port, say)
+        server = start_nats(data_dir, nats_port, say, avoid=set(ports.values()))
         if server is None:
             return 2
         nats_url = server.url
