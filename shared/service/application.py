@@ -10,7 +10,8 @@ the transaction rolled back, nothing was stored.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -19,14 +20,34 @@ import orjson
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import IntegrityError
 
-from shared.contracts.envelope import Context
+from shared.contracts.envelope import Context, uuid7
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.service import idempotency
 from shared.service.aggregate import Aggregate
 from shared.service.commands import Command
 from shared.service.commit import GroupCommit, Guard
-from shared.service.errors import DomainError, NotFound
+from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
 from shared.service.replies import Refused, Reply, refusal_from
+
+
+def new_id(kind: str) -> str:
+    """An aggregate's id: its kind and a UUIDv7, e.g. ``call:01a2…``."""
+    return f"{kind}:{uuid7()}"
+
+
+@contextmanager
+def batch_item(index: int) -> Iterator[None]:
+    """Name the batch item in whatever the domain refuses, so the client can find it."""
+    try:
+        yield
+    except InvalidInput as error:
+        error.field = f"items.{index}.{error.field}"
+        raise
+    except (RuleBroken, NotFound) as error:
+        error.message = f"items.{index}: {error.message}"
+        error.args = (error.message,)
+        raise
+
 
 A = TypeVar("A", bound=Aggregate)
 

@@ -12,15 +12,9 @@ from services.aid.application.commands import (
     RequestAid,
 )
 from services.aid.domain import AidRequest, EmergencyCase
-from shared.contracts.envelope import uuid7
 from shared.service.aggregate import Aggregate
-from shared.service.application import Decision, Handler, Loader
+from shared.service.application import Decision, Handler, Loader, batch_item, new_id
 from shared.service.commands import Command
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
-
-
-def new_id(kind: str) -> str:
-    return f"{kind}:{uuid7()}"
 
 
 def in_flow(decision: Decision, request: AidRequest) -> Decision:
@@ -86,18 +80,10 @@ async def record_deliveries(cmd: RecordDeliveries, load: Loader) -> Decision:
     deliveries: list[str] = []
     for index, logged in enumerate(cmd.items):
         delivery = new_id("delivery")
-        try:
+        with batch_item(index):
             requests[logged.request].deliver(
                 delivery, logged.items, logged.persons_served, logged.delivered_at
             )
-        except InvalidInput as error:
-            error.field = f"items.{index}.{error.field}"
-            raise
-        except (RuleBroken, NotFound) as error:
-            # Name the batch item, so the client can find it.
-            error.message = f"items.{index}: {error.message}"
-            error.args = (error.message,)
-            raise
         deliveries.append(delivery)
     changed: list[Aggregate] = [r for r in requests.values() if r.pending]
     return Decision(changed, 201, {"count": len(deliveries), "deliveries": deliveries})

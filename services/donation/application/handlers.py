@@ -18,15 +18,10 @@ from services.donation.application.commands import (
     RecordProjectOutput,
 )
 from services.donation.domain import Campaign, VolunteerLink
-from shared.contracts.envelope import uuid7
 from shared.contracts.types import Item
-from shared.service.application import Decision, Handler, Loader
+from shared.service.application import Decision, Handler, Loader, batch_item, new_id
 from shared.service.commands import Command
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
-
-
-def new_id(kind: str) -> str:
-    return f"{kind}:{uuid7()}"
+from shared.service.errors import InvalidInput
 
 
 def additive(changed: Sequence[Campaign], status: int, body: dict[str, Any]) -> Additive:
@@ -73,7 +68,7 @@ async def receive_goods_batch(cmd: ReceiveGoodsBatch, load: Loader) -> Decision:
     receipts: list[str] = []
     for index, logged in enumerate(cmd.items):
         receipt = new_id("receipt")
-        try:
+        with batch_item(index):
             campaigns[logged.campaign].receive_goods(
                 receipt,
                 logged.donor_kind,
@@ -82,14 +77,6 @@ async def receive_goods_batch(cmd: ReceiveGoodsBatch, load: Loader) -> Decision:
                 logged.pledge,
                 logged.received_at,
             )
-        except InvalidInput as error:
-            error.field = f"items.{index}.{error.field}"
-            raise
-        except (RuleBroken, NotFound) as error:
-            # Name the batch item, so the client can find it.
-            error.message = f"items.{index}: {error.message}"
-            error.args = (error.message,)
-            raise
         receipts.append(receipt)
     changed = [c for c in campaigns.values() if c.pending]
     return additive(changed, 201, {"count": len(receipts), "receipts": receipts})

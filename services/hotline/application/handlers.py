@@ -4,8 +4,6 @@ what to append and which cross-aggregate rules the commit re-checks (`guards`). 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from services.hotline.application import guards
@@ -25,30 +23,10 @@ from services.hotline.application.commands import (
 )
 from services.hotline.application.loader import HotlineLoader
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
-from shared.contracts.envelope import uuid7
 from shared.service.aggregate import Aggregate
-from shared.service.application import Decision, Handler
+from shared.service.application import Decision, Handler, batch_item, new_id
 from shared.service.commands import Command, gc_paused
 from shared.service.commit import Guard
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
-
-
-def new_id(kind: str) -> str:
-    return f"{kind}:{uuid7()}"
-
-
-@contextmanager
-def item(index: int) -> Iterator[None]:
-    """Name the batch item in whatever the domain refuses, so the client can find it."""
-    try:
-        yield
-    except InvalidInput as error:
-        error.field = f"items.{index}.{error.field}"
-        raise
-    except (RuleBroken, NotFound) as error:
-        error.message = f"items.{index}: {error.message}"
-        error.args = (error.message,)
-        raise
 
 
 async def open_point(cmd: OpenHotlinePoint, load: HotlineLoader) -> Decision:
@@ -81,7 +59,7 @@ async def start_shifts(cmd: StartShifts, load: HotlineLoader) -> Decision:
     claims: dict[str, str] = {}
     with gc_paused():
         for index, logged in enumerate(cmd.items):
-            with item(index):
+            with batch_item(index):
                 still_open = logged.ended_at is None
                 busy = (
                     (open_now.get(logged.worker) or claims.get(logged.worker))
@@ -118,7 +96,7 @@ async def receive_calls(cmd: ReceiveCalls, load: HotlineLoader) -> Decision:
     calls: list[Aggregate] = []
     with gc_paused():
         for index, logged in enumerate(cmd.items):
-            with item(index):
+            with batch_item(index):
                 call = Call.receive(
                     new_id("call"),
                     points[logged.point],
@@ -178,7 +156,7 @@ async def schedule_follow_ups(cmd: ScheduleFollowUps, load: HotlineLoader) -> De
     follow_ups: list[Aggregate] = []
     with gc_paused():
         for index, logged in enumerate(cmd.items):
-            with item(index):
+            with batch_item(index):
                 follow_up = FollowUp.schedule(
                     new_id("follow-up"),
                     logged.person,
