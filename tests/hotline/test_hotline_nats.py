@@ -11,9 +11,6 @@ import pytest
 from hotline_parts import Hotline
 from hotline_stories import NANZHOU, WEI_YI, at, call_body, place
 
-from services.hotline.application.commands import COMMANDS
-from shared.service.nats import build_broker, start
-
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -113,16 +110,10 @@ async def test_a_bad_item_refuses_the_whole_batch_over_nats(hotline: Hotline) ->
 
 async def test_replicas_share_the_commands_in_a_queue_group(hotline: Hotline) -> None:
     """A second replica on the same database: each request is handled once, by one of them."""
-    replica = build_broker(
-        hotline.nc.connected_url.geturl(), hotline.service, hotline.naming, COMMANDS
-    )
-    await start(replica)
-    try:
+    async with hotline.replica():
         point = await open_point(hotline)
         replies = await asyncio.gather(
             *(hotline.request("ReceiveCall", call_body(point, i)) for i in range(40))
         )
-    finally:
-        await replica.stop()
     assert {r["status"] for r in replies} == {201}
     assert await hotline.stream_count() == 41
