@@ -1,21 +1,18 @@
-"""What every producing service starts with: its database and store, a NATS connection that
-never gives up, its streams provisioned, and its outbox relay running in the background."""
+"""What every Kapok process does with NATS and its own interpreter: a connection that never
+gives up, the streams provisioned, a shutdown that never fails on the bus being away, and a
+garbage collector tuned for batches of events. `shared.service.process.serve` composes them
+with the store and the relay."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
-from dataclasses import dataclass, field
 
 import nats
 from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
-from shared.eventstore import Database, EventStore
-from shared.relay import OutboxRelay
 from shared.settings import PRODUCERS, Settings
 
 log = logging.getLogger("kapok.runtime")
@@ -68,53 +65,3 @@ async def provision(nc: NATS, settings: Settings) -> None:
         naming, PRODUCERS, settings.stream_replicas, settings.duplicate_window_s
     )
     await ensure_streams(nc, specs)
-
-
-@dataclass
-class Producer:
-    """A running producer's foundation. ``async with Producer.start(...)`` in a service."""
-
-    settings: Settings
-    source: str
-    db: Database
-    store: EventStore
-    nc: NATS
-    relay: OutboxRelay
-    _relay_task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    @classmethod
-    async def start(cls, settings: Settings, source: str) -> Producer:
-        db = Database(settings.database_url_for(source))
-        store = EventStore(db, source)
-        await store.setup()
-        nc = await connect(settings, source)
-        await provision(nc, settings)
-        relay = OutboxRelay(store, nc, Naming.of(settings))
-        producer = cls(settings, source, db, store, nc, relay)
-        producer._relay_task = asyncio.create_task(relay.run(), name=f"{source}-relay")
-        producer._relay_task.add_done_callback(producer._relay_ended)
-        return producer
-
-    def _relay_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # Only StreamDiverged ends the relay: commands still land in the store, but
-            # nothing reaches the bus until someone looks. Say it as loudly as we can.
-            log.critical("%s relay stopped: %s", self.source, task.exception())
-
-    @property
-    def relay_running(self) -> bool:
-        return self._relay_task is not None and not self._relay_task.done()
-
-    async def stop(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
-        await disconnect(self.nc)
-        await self.db.dispose()
-
-    async def __aenter__(self) -> Producer:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()

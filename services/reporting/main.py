@@ -24,7 +24,7 @@ from services.reporting.entrypoints.http import Reporting, build_app
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.eventstore.database import Database
-from shared.runtime import connect, disconnect, provision
+from shared.runtime import connect, disconnect, provision, tune_gc
 from shared.settings import PRODUCERS, Settings
 
 SERVICE = "reporting"
@@ -116,6 +116,7 @@ class _HttpServer(uvicorn.Server):
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     async with running(settings) as parts:
+        tune_gc()  # as every Kapok service does once started (shared/runtime.py)
         config = uvicorn.Config(
             build_app(parts.reporting), host=host, port=port, log_level="info", lifespan="off"
         )
