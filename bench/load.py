@@ -156,10 +156,17 @@ def rates(latencies: list[float], elapsed: float) -> dict[str, float]:
 
 
 def header(name: str, args: argparse.Namespace) -> None:
-    """The first line of a service benchmark's report: cores, database, nats-server fsync."""
+    """The first line of a service benchmark's report: cores, database, nats-server fsync
+    (and which ``--nats-sync`` chose it), the services' HTTP access log."""
+    from shared.service.process import ACCESS_LOG, access_log
+
     database = "PostgreSQL" if args.database_url else "SQLite"
     sync = "after every write" if args.nats_sync == "always" else "every 2 minutes"
-    print(f"{name} benchmark: {os.cpu_count()} cores, {database}, nats-server fsync {sync}")
+    logged = "on" if access_log() else "off"
+    print(
+        f"{name} benchmark: {os.cpu_count()} cores, {database}, nats-server fsync {sync} "
+        f"(--nats-sync {args.nats_sync}), HTTP access log {logged} ({ACCESS_LOG})"
+    )
 
 
 def rows(rows: list[tuple[str, float, str]], width: int) -> None:

@@ -7,6 +7,11 @@ the duplicate window is acknowledged as a duplicate instead of stored twice. Pub
 pipelined (up to `window` chunks in flight, acks gathered on one inbox); progress is written
 only after the acks, and only up to the last one of an unbroken run of acks.
 
+A running relay (`run`) keeps its progress in memory and writes it down at most every
+`save_every` seconds: a write per publish took the store's one writer (and a flush to disk)
+once per group commit, as often as the commands themselves. Progress written late is the
+case of acks lost before progress was written, which `reconcile` handles at start.
+
 The invariant also makes the bus checkable against the store at any time (`reconcile`):
 - stream behind the recorded progress: the bus lost a tail (a crash inside nats-server's
   fsync interval); the relay moves back and publishes the tail again, with the same ids and
@@ -78,6 +83,7 @@ class OutboxRelay:
         ack_timeout: float = 10.0,
         poll_interval: float = 0.5,
         reconcile_every: float = 30.0,
+        save_every: float = 1.0,
     ) -> None:
         self.store = store
         self.nc = nc
@@ -89,7 +95,10 @@ class OutboxRelay:
         self.ack_timeout = ack_timeout
         self.poll_interval = poll_interval
         self.reconcile_every = reconcile_every
+        self.save_every = save_every
         self.stats = RelayStats()
+        self._saved = -1  # the progress last written down (-1: not known)
+        self._save_due = 0.0  # loop time when `run` writes its progress down next
         self._inbox = nc.new_inbox()
         self._generation = 0
         self._results: dict[int, str | None] = {}
@@ -104,13 +113,17 @@ class OutboxRelay:
         backoff = 0.2
         while True:
             try:
+                await self._save_unsaved()
                 await self.reconcile()
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.reconcile_every
                 while True:
-                    if await self.publish_pending() == 0:
+                    if await self._publish(self.stats.progress, save=False) == 0:
+                        if loop.time() >= self._save_due:
+                            await self._save_unsaved()
                         await self.store.db.wait_for_change(self.poll_interval)
                     if loop.time() >= next_check:
+                        await self._save_unsaved()
                         await self.reconcile()
                         next_check = loop.time() + self.reconcile_every
                     backoff = 0.2
@@ -137,8 +150,12 @@ class OutboxRelay:
         the relay. The order holds all the same: each publish expects the previous sequence,
         so once one is refused or lost, every later one is refused too.
         """
+        return await self._publish(await self._load_progress(), save=True)
+
+    async def _publish(self, progress: int, *, save: bool) -> int:
+        """`publish_pending` from ``progress``; the progress is written after each chunk if
+        ``save``, else when due (`run`)."""
         await self._subscribe()
-        progress = await self._load_progress()
         self._generation += 1
         prefix = f"{self._inbox}.{self._generation}."
         self._results = {}
@@ -157,7 +174,9 @@ class OutboxRelay:
             last = in_flight.popleft()
             acked = await self._acked_through(progress, last)
             if acked > progress:
-                await self._save_progress(acked)
+                self.stats.progress = acked
+                if save or asyncio.get_running_loop().time() >= self._save_due:
+                    await self._save_progress(acked)
                 total += acked - progress
                 for position in range(progress + 1, acked + 1):
                     del self._results[position]
@@ -277,8 +296,12 @@ class OutboxRelay:
             value = await conn.scalar(
                 select(outbox_progress.c.position).where(outbox_progress.c.source == self.source)
             )
-        self.stats.progress = int(value or 0)
+        self.stats.progress = self._saved = int(value or 0)
         return self.stats.progress
+
+    async def _save_unsaved(self) -> None:
+        if self._saved >= 0 and self._saved != self.stats.progress:
+            await self._save_progress(self.stats.progress)
 
     async def _save_progress(self, position: int, republished: int = 0) -> None:
         async with self.store.db.write() as conn:
@@ -296,4 +319,5 @@ class OutboxRelay:
                         source=self.source, position=position, republished=republished
                     )
                 )
-        self.stats.progress = position
+        self.stats.progress = self._saved = position
+        self._save_due = asyncio.get_running_loop().time() + self.save_every

@@ -195,3 +195,64 @@ async def test_a_tail_the_bus_lost_in_a_crash_is_published_again(
     finally:
         await nc.close()
         server.stop()
+
+
+async def _saved_progress(store: EventStore) -> int:
+    from sqlalchemy import select
+
+    from shared.eventstore.schema import outbox_progress
+
+    async with store.db.read() as conn:
+        return int(
+            await conn.scalar(
+                select(outbox_progress.c.position).where(outbox_progress.c.source == "hotline")
+            )
+            or 0
+        )
+
+
+async def test_a_running_relay_writes_its_progress_down_seldom_and_a_successor_sends_nothing_twice(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    """A write per publish would take the store's one writer once per group commit; a
+    running relay writes its progress when `save_every` has passed. Progress written late is
+    acks lost before the write: the next relay finds the stream ahead and goes on from there."""
+    relay = OutboxRelay(store, nc, naming, save_every=3600)
+    running = asyncio.create_task(relay.run())
+    try:
+        for first in range(0, 30, 10):  # three commits, each waking the relay
+            await store.append_all(calls(first, 10), Context())
+            await _wait_for(lambda first=first: _progress_is(relay, first + 10))
+        assert await _saved_progress(store) < 30  # the first publish wrote, the later not
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    successor = OutboxRelay(store, nc, naming)
+    await successor.reconcile()
+    assert await _saved_progress(store) == 30
+    await store.append_all(calls(30, 5), Context())
+    assert await successor.publish_pending() == 5
+    assert [m.seq for m in await stream_messages()] == list(range(1, 36))
+    assert successor.stats.duplicates == 0
+
+
+async def test_a_running_relay_writes_its_progress_down_when_it_is_due(
+    store: EventStore, nc: nats.NATS, naming: Naming
+) -> None:
+    relay = OutboxRelay(store, nc, naming, save_every=0.2, poll_interval=0.05)
+    running = asyncio.create_task(relay.run())
+    try:
+        await store.append_all(calls(0, 10), Context())
+        await _wait_for(lambda: _progress_is(relay, 10))
+        await store.append_all(calls(10, 10), Context())
+
+        async def saved() -> bool:
+            return await _saved_progress(store) == 20
+
+        await _wait_for(saved, seconds=5)
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
