@@ -1,0 +1,70 @@
+"""The audit replay as a process of its own, so that its peak memory is its own.
+
+    python -m bench.reporting_replay OUT.json     (NATS and naming from the KAPOK_* settings)
+
+Runs `services.reporting.audit.replay` (what `kapok audit replay` runs) over HOTLINE, AID and
+DONATION with the service's naming, and writes to OUT.json: seconds, events, whether every
+chain held, the report's figures, the resident memory sampled along the way (events read so
+far, KiB) and the process's peak (VmHWM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import orjson
+
+from services.reporting.audit import replay
+from services.reporting.entrypoints.http import today
+from shared.bus.naming import Naming
+from shared.runtime import connect
+from shared.settings import PRODUCERS, Settings
+
+
+def status_kib(field: str, pid: str = "self") -> int:
+    """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM) in KiB; 0 if unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+async def run() -> dict[str, object]:
+    settings = Settings()
+    nc = await connect(settings, "audit")
+    samples: list[tuple[int, int]] = []
+    finished: dict[str, int] = {}
+
+    def progress(source: str, done: int, total: int) -> None:
+        if done >= total:
+            finished[source] = total
+        read = sum(finished.values()) + (0 if done >= total else done)
+        samples.append((read, status_kib("VmRSS")))
+
+    try:
+        result = await replay(nc, Naming.of(settings), PRODUCERS, progress=progress)
+    finally:
+        await nc.close()
+    return {
+        "seconds": result.seconds,
+        "events": sum(s.events for s in result.sources.values()),
+        "folded": sum(s.folded for s in result.sources.values()),
+        "broken": result.broken,
+        "figures": result.report(None, today())["figures"],
+        "rss_samples": samples,
+        "peak_kib": status_kib("VmHWM"),
+    }
+
+
+def main() -> int:
+    Path(sys.argv[1]).write_bytes(orjson.dumps(asyncio.run(run())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
