@@ -9,6 +9,7 @@ import pytest
 from hotline_stories import NANZHOU, WEI_YI, WORKER, at
 
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
+from services.hotline.domain.shift import ShiftsOverlap
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import (
     CallCompleted,
@@ -142,6 +143,66 @@ def test_a_shift_cannot_end_before_it_started() -> None:
     with pytest.raises(InvalidInput) as refused:
         shift.end(at(30))
     assert refused.value.field == "ended_at"
+
+
+
+# -- a day's shifts: one worker, one shift at a time -----------------------------------------
+
+
+def logged_shift(id: str, worker: str, start: int, end: int | None) -> Shift:
+    """A shift as a day's log has it: started and, if over, ended (minutes after 09:00)."""
+    shift = Shift.start(id, worker, open_point(), at(start), open_shift=None)
+    if end is not None:
+        shift.end(at(end))
+    return shift
+
+
+def test_a_workers_shifts_back_to_back_do_not_overlap() -> None:
+    shifts = [
+        logged_shift("shift:1", WORKER, 0, 240),
+        logged_shift("shift:2", "worker:w18", 60, 300),
+        logged_shift("shift:3", WORKER, 240, 480),  # starts as the first ends
+        logged_shift("shift:4", WORKER, 600, None),  # and on duty again in the evening
+    ]
+    Shift.refuse_overlaps(shifts)  # nothing refused
+
+
+def test_two_shifts_of_a_worker_that_overlap_are_refused_naming_the_later_listed() -> None:
+    shifts = [
+        logged_shift("shift:1", WORKER, 120, 360),
+        logged_shift("shift:2", "worker:w18", 0, 480),
+        logged_shift("shift:3", WORKER, 0, 180),  # listed later, started earlier
+    ]
+    with pytest.raises(ShiftsOverlap) as refused:
+        Shift.refuse_overlaps(shifts)
+    assert refused.value.rule == "shifts_of_a_worker_do_not_overlap"
+    assert (refused.value.earlier, refused.value.later) == (0, 2)
+    assert WORKER in refused.value.message and "listed at 0" in refused.value.message
+
+
+def test_a_shift_still_open_overlaps_every_later_shift_of_its_worker() -> None:
+    shifts = [
+        logged_shift("shift:1", WORKER, 0, None),
+        logged_shift("shift:2", WORKER, 600, 660),
+    ]
+    with pytest.raises(ShiftsOverlap) as refused:
+        Shift.refuse_overlaps(shifts)
+    assert (refused.value.earlier, refused.value.later) == (0, 1)
+
+
+def test_a_logged_shift_overlapping_the_shift_the_worker_is_on_now_is_refused() -> None:
+    on_duty = given(
+        Shift,
+        "shift:9",
+        (ShiftStarted(shift="shift:9", worker=WORKER, point=POINT, place=NANZHOU), 300),
+    )
+    before = logged_shift("shift:1", WORKER, 0, 300)  # ends as the open one starts: fine
+    Shift.refuse_overlaps([before], on_duty=[on_duty])
+    during = logged_shift("shift:2", WORKER, 320, 360)
+    with pytest.raises(ShiftsOverlap) as refused:
+        Shift.refuse_overlaps([before, during], on_duty=[on_duty])
+    assert refused.value.later == 1 and refused.value.earlier is None
+    assert "shift:9" in refused.value.message
 
 
 # -- Call and Referral: 卫姨's story --------------------------------------------------------

@@ -288,6 +288,48 @@ async def test_a_days_shifts_in_one_request(hotline: Hotline) -> None:
     ]
 
 
+
+async def test_a_days_shifts_with_two_overlapping_shifts_of_a_worker_store_nothing(
+    hotline: Hotline,
+) -> None:
+    point = await open_point(hotline)
+
+    def shift(worker: str, start: int, end: int | None) -> dict[str, object]:
+        item: dict[str, object] = {
+            "point": point,
+            "worker": worker,
+            "started_at": at(start).isoformat(),
+        }
+        if end is not None:
+            item["ended_at"] = at(end).isoformat()
+        return item
+
+    items = [shift(WORKER, 0, 240), shift("worker:w18", 0, 480), shift(WORKER, 180, 420)]
+    refused = await hotline.post("/shifts:batch", {"items": items})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["rule"] == "shifts_of_a_worker_do_not_overlap"
+    assert refused.json()["error"].startswith("items.2: ")
+    assert await hotline.stored() == 1  # the point's opening only
+
+    items[2] = shift(WORKER, 240, 420)  # back to back is a worker's long day, not an overlap
+    assert (await hotline.post("/shifts:batch", {"items": items})).status_code == 201
+
+
+async def test_a_logged_shift_overlapping_the_one_the_worker_is_on_is_refused(
+    hotline: Hotline,
+) -> None:
+    point = await open_point(hotline)
+    start = {"point": point, "worker": WORKER, "started_at": at(300).isoformat()}
+    assert (await hotline.post("/shifts", start)).status_code == 201
+    during = {**start, "started_at": at(200).isoformat(), "ended_at": at(360).isoformat()}
+    refused = await hotline.post("/shifts:batch", {"items": [during]})
+    assert (refused.status_code, refused.json()["rule"]) == (
+        409,
+        "shifts_of_a_worker_do_not_overlap",
+    )
+    assert await hotline.stored() == 2
+
+
 async def test_a_days_follow_ups_in_one_request_for_vulnerable_groups_only(
     hotline: Hotline,
 ) -> None:

@@ -23,6 +23,7 @@ from services.hotline.application.commands import (
 )
 from services.hotline.application.loader import HotlineLoader
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
+from services.hotline.domain.shift import ShiftsOverlap
 from shared.service.aggregate import Aggregate
 from shared.service.application import Decision, Handler, batch_item, new_id
 from shared.service.commands import Command, gc_paused
@@ -54,8 +55,11 @@ async def end_shift(cmd: EndShift, load: HotlineLoader) -> Decision:
 
 async def start_shifts(cmd: StartShifts, load: HotlineLoader) -> Decision:
     points = await load.many(HotlinePoint, {i.point for i in cmd.items})
-    open_now = await load.open_shifts(sorted({i.worker for i in cmd.items if i.ended_at is None}))
-    shifts: list[Aggregate] = []
+    open_now = await load.open_shifts(sorted({i.worker for i in cmd.items}))
+    # The shifts the log's workers are on now, which its ended shifts must not overlap.
+    ended = {i.worker for i in cmd.items if i.ended_at is not None}
+    on_duty = await load.many(Shift, [s for w, s in open_now.items() if w in ended])
+    shifts: list[Shift] = []
     claims: dict[str, str] = {}
     with gc_paused():
         for index, logged in enumerate(cmd.items):
@@ -74,7 +78,12 @@ async def start_shifts(cmd: StartShifts, load: HotlineLoader) -> Decision:
                 else:
                     claims[logged.worker] = shift.id
             shifts.append(shift)
-    return batch("shifts", shifts, guards.start_shifts(points, claims))
+        try:
+            Shift.refuse_overlaps(shifts, on_duty.values())
+        except ShiftsOverlap as overlap:
+            with batch_item(overlap.later):
+                raise
+    return batch("shifts", list(shifts), guards.start_shifts(points, claims))
 
 
 async def receive_call(cmd: ReceiveCall, load: HotlineLoader) -> Decision:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,19 @@ from shared.contracts.hotline import ShiftEnded, ShiftStarted
 from shared.contracts.types import Place
 from shared.service.aggregate import Aggregate, iso
 from shared.service.errors import InvalidInput, RuleBroken
+
+
+OVERLAP = "shifts_of_a_worker_do_not_overlap"
+
+
+class ShiftsOverlap(RuleBroken):
+    """Two shifts of one worker overlap in time. ``later`` is the listed shift refused (its
+    place in the list given), ``earlier`` the listed one it overlaps, or None for the shift the
+    worker is on now."""
+
+    def __init__(self, message: str, later: int, earlier: int | None) -> None:
+        super().__init__(OVERLAP, message)
+        self.later, self.earlier = later, earlier
 
 
 class Shift(Aggregate):
@@ -39,6 +53,34 @@ class Shift(Aggregate):
         shift = cls(id)
         shift.record(ShiftStarted(shift=id, worker=worker, point=point.id, place=place), at)
         return shift
+
+    @staticmethod
+    def refuse_overlaps(listed: Sequence[Shift], on_duty: Iterable[Shift] = ()) -> None:
+        """A worker is on one shift at a time: ``listed`` (a day's log of started and perhaps
+        ended shifts) may hold several shifts of a worker only one after another (one may
+        start as the other ends), and none of them may overlap the shift ``on_duty`` (a shift
+        still open, of a worker the log names) since its start. A shift not ended runs on.
+        Raises `ShiftsOverlap` for the first overlap in the order listed."""
+        by_worker: dict[str, list[tuple[int | None, Shift]]] = {}
+        for shift in on_duty:
+            by_worker.setdefault(shift.worker, []).append((None, shift))
+        for index, shift in enumerate(listed):
+            by_worker.setdefault(shift.worker, []).append((index, shift))
+        found: list[tuple[int, int | None]] = []
+        for shifts in by_worker.values():
+            if len(shifts) > 1:
+                found.extend(_overlaps(shifts))
+        if found:
+            later, earlier = min(found, key=lambda pair: pair[0])
+            a, b = listed[later], (listed[earlier] if earlier is not None else None)
+            other = f"listed at {earlier}" if earlier is not None else "the shift on duty now"
+            other_shift = b if b is not None else next(s for s in on_duty if s.worker == a.worker)
+            raise ShiftsOverlap(
+                f"{a.worker}'s shift {_span(a)} overlaps {other} ({other_shift.id}, "
+                f"{_span(other_shift)}): a worker is on one shift at a time",
+                later,
+                earlier,
+            )
 
     @property
     def is_open(self) -> bool:
@@ -83,3 +125,37 @@ class Shift(Aggregate):
             "minutes_on_duty": self.minutes_on_duty,
             "version": self.latest_version,
         }
+
+
+def _overlaps(shifts: list[tuple[int | None, Shift]]) -> list[tuple[int, int | None]]:
+    """(listed, overlapped) pairs among one worker's shifts: by start, each against the one
+    that ends last of those started before it. Only a listed shift is ever the one refused."""
+    assert all(s.started_at is not None for _, s in shifts)
+    ordered = sorted(shifts, key=lambda pair: (pair[1].started_at, pair[0] is not None))
+    found: list[tuple[int, int | None]] = []
+    reach: tuple[int | None, Shift] | None = None  # the shift running latest so far
+    for index, shift in ordered:
+        if reach is not None and _runs_past(reach[1], shift.started_at):
+            first, second = reach[0], index
+            if second is None or (first is not None and first > second):
+                first, second = second, first  # refuse the one listed later
+            assert second is not None
+            found.append((second, first))
+        if reach is None or _ends_after(shift, reach[1]):
+            reach = (index, shift)
+    return found
+
+
+def _runs_past(shift: Shift, at: datetime | None) -> bool:
+    assert at is not None
+    return shift.ended_at is None or shift.ended_at > at
+
+
+def _ends_after(shift: Shift, other: Shift) -> bool:
+    if shift.ended_at is None:
+        return True
+    return other.ended_at is not None and shift.ended_at > other.ended_at
+
+
+def _span(shift: Shift) -> str:
+    return f"from {iso(shift.started_at)} to {iso(shift.ended_at) or 'now'}"
