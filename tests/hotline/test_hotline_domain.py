@@ -145,7 +145,6 @@ def test_a_shift_cannot_end_before_it_started() -> None:
     assert refused.value.field == "ended_at"
 
 
-
 # -- a day's shifts: one worker, one shift at a time -----------------------------------------
 
 

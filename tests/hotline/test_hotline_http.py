@@ -288,7 +288,6 @@ async def test_a_days_shifts_in_one_request(hotline: Hotline) -> None:
     ]
 
 
-
 async def test_a_days_shifts_with_two_overlapping_shifts_of_a_worker_store_nothing(
     hotline: Hotline,
 ) -> None:

@@ -13,7 +13,6 @@ from shared.contracts.types import Place
 from shared.service.aggregate import Aggregate, iso
 from shared.service.errors import InvalidInput, RuleBroken
 
-
 OVERLAP = "shifts_of_a_worker_do_not_overlap"
 
 
