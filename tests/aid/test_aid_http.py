@@ -247,11 +247,50 @@ async def test_a_days_deliveries_in_one_batch_all_or_nothing(aid: Aid) -> None:
     assert (empty.status_code, empty.json()["field"]) == (422, "items")
 
 
+async def test_a_days_requests_and_their_assignments_in_batches_all_or_nothing(
+    aid: Aid,
+) -> None:
+    stored = await aid.stored()
+    asked = [body(minute=m, person=f"person:p{m}") for m in range(3)]
+    refused = await aid.post("/requests:batch", {"items": [*asked, body(needs=["gold"])]})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"].startswith("items.3.needs")
+    assert await aid.stored() == stored
+
+    opened = await aid.post("/requests:batch", {"items": asked})
+    assert (opened.status_code, opened.json()["count"]) == (201, 3), opened.text
+    first, second, third = opened.json()["requests"]
+    assert (await aid.http.get(f"/requests/{second}")).json()["person"] == "person:p1"
+
+    def assignment(request: str, who: str = WORKER, minute: int = 10) -> dict[str, str]:
+        return {"request": request, "assignee": who, "assigned_at": at(minute).isoformat()}
+
+    # The same request twice in one batch: the second is decided on the first's state.
+    twice = [assignment(first), assignment(second), assignment(first)]
+    broken = await aid.post("/assignments:batch", {"items": twice})
+    assert broken.status_code == 409 and "items.2" in broken.json()["error"], broken.text
+    assert await aid.stored() == stored + 3
+
+    handed_on = [assignment(first), assignment(second), assignment(first, "volunteer:v3", 20)]
+    done = await aid.post("/assignments:batch", {"items": [*handed_on, assignment(third)]})
+    assert (done.status_code, done.json()["count"]) == (200, 4), done.text
+    assert (await aid.http.get(f"/requests/{first}")).json()["assignee"] == "volunteer:v3"
+    assert (await aid.http.get(f"/requests/{third}")).json()["status"] == "assigned"
+    events = (await aid.published())[-7:]
+    assert [e["type"] for e in events] == ["AidRequested"] * 3 + ["AidAssigned"] * 4
+    assert len({e["correlation_id"] for e in events[3:]}) == 1  # one decision
+
+    unknown = await aid.post("/assignments:batch", {"items": [assignment("request:nowhere")]})
+    assert unknown.status_code == 404 and "items.0" in unknown.json()["error"]
+
+
 async def test_the_openapi_document_names_every_route_and_the_error_shape(aid: Aid) -> None:
     document = (await aid.http.get("/openapi.json")).json()
     assert set(document["paths"]) == {
         "/requests",
+        "/requests:batch",
         "/requests/{request}/assign",
+        "/assignments:batch",
         "/requests/{request}/deliveries",
         "/requests/{request}/cancel",
         "/deliveries:batch",

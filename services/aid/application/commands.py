@@ -73,7 +73,28 @@ class RecordDeliveries(Command):
     items: Annotated[list[RecordDelivery], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+class RequestAids(Command):
+    """Open a day's aid requests (a station's visits, a committee's list): all or nothing."""
+
+    items: Annotated[list[RequestAid], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class AssignAids(Command):
+    """Hand a day's requests to workers or volunteers: all or nothing."""
+
+    items: Annotated[list[AssignAid], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.name(): c
-    for c in (RequestAid, AssignAid, RecordDelivery, CancelAid, OpenEmergency, RecordDeliveries)
+    for c in (
+        RequestAid,
+        RequestAids,
+        AssignAid,
+        AssignAids,
+        RecordDelivery,
+        CancelAid,
+        OpenEmergency,
+        RecordDeliveries,
+    )
 }

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from services.aid.application.commands import (
     AssignAid,
+    AssignAids,
     CancelAid,
     OpenEmergency,
     RecordDeliveries,
     RecordDelivery,
     RequestAid,
+    RequestAids,
 )
 from services.aid.domain import AidRequest, EmergencyCase
 from shared.service.aggregate import Aggregate
@@ -38,10 +40,28 @@ async def request_aid(cmd: RequestAid, load: Loader) -> Decision:
     return Decision.created(request)
 
 
+async def request_aids(cmd: RequestAids, load: Loader) -> Decision:
+    requests: list[Aggregate] = []
+    for index, asked in enumerate(cmd.items):
+        with batch_item(index):
+            requests.append((await request_aid(asked, load)).changed[0])
+    return Decision(requests, 201, {"count": len(requests), "requests": [r.id for r in requests]})
+
+
 async def assign_aid(cmd: AssignAid, load: Loader) -> Decision:
     request = await load.one(AidRequest, cmd.request)
     request.assign(cmd.assignee, cmd.assigned_at)
     return in_flow(Decision.changed_one(request), request)
+
+
+async def assign_aids(cmd: AssignAids, load: Loader) -> Decision:
+    # As with deliveries: a request named twice is decided on the state the first left.
+    requests = await load.many(AidRequest, {i.request for i in cmd.items})
+    for index, assigned in enumerate(cmd.items):
+        with batch_item(index):
+            requests[assigned.request].assign(assigned.assignee, assigned.assigned_at)
+    changed: list[Aggregate] = [r for r in requests.values() if r.pending]
+    return Decision(changed, 200, {"count": len(cmd.items)})
 
 
 async def record_delivery(cmd: RecordDelivery, load: Loader) -> Decision:
@@ -91,7 +111,9 @@ async def record_deliveries(cmd: RecordDeliveries, load: Loader) -> Decision:
 
 HANDLERS: dict[type[Command], Handler] = {
     RequestAid: request_aid,
+    RequestAids: request_aids,
     AssignAid: assign_aid,
+    AssignAids: assign_aids,
     RecordDelivery: record_delivery,
     CancelAid: cancel_aid,
     OpenEmergency: open_emergency,

@@ -11,9 +11,11 @@ from shared.service.http import CommandRoute, ViewRoute, build_app
 
 COMMAND_ROUTES = [
     CommandRoute("/requests", c.RequestAid, "Open an aid request for a person in hardship"),
+    CommandRoute("/requests:batch", c.RequestAids, "Open a day's aid requests: all or none"),
     CommandRoute(
         "/requests/{request}/assign", c.AssignAid, "Assign it to a worker or volunteer", "request"
     ),
+    CommandRoute("/assignments:batch", c.AssignAids, "Assign a day's requests: all or none"),
     CommandRoute(
         "/requests/{request}/deliveries", c.RecordDelivery, "Record one aid action", "request"
     ),
