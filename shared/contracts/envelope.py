@@ -91,10 +91,32 @@ def chain_hash(body: dict[str, Any]) -> str:
 
 
 def seal(body: dict[str, Any]) -> bytes:
-    """Set ``body["hash"]`` and return the canonical bytes that go into the store and on the bus."""
+    """Set ``body["hash"]`` and return the canonical bytes that go into the store and on the bus.
+
+    The same bytes as ``canonical(body)`` once the hash is set, made by writing the hash into
+    the canonical bytes without it instead of serialising the body twice (a tenth of a
+    recorded call's cost)."""
     body.pop("hash", None)
-    body["hash"] = hashlib.sha256(canonical(body)).hexdigest()
-    return canonical(body)
+    unhashed = canonical(body)
+    digest = hashlib.sha256(unhashed).hexdigest()
+    body["hash"] = digest
+    return _with_hash(unhashed, body, digest)
+
+
+def _with_hash(unhashed: bytes, body: dict[str, Any], digest: str) -> bytes:
+    field = b'"hash":"' + digest.encode() + b'"'
+    after = [k for k in body if k > "hash"]
+    first = not any(k < "hash" for k in body)
+    if not after:
+        return unhashed[:-1] + (b"" if first else b",") + field + b"}"
+    if first:
+        return b"{" + field + b"," + unhashed[1:]
+    if any(isinstance(body[k], dict | list) for k in after):
+        return canonical(body)
+    # Found from the end: only scalars follow the key after "hash", and a quote inside a JSON
+    # string is escaped, so `,"key":` cannot occur after it except as that key.
+    at = unhashed.rfind(b',"' + min(after).encode() + b'":')
+    return unhashed[:at] + b"," + field + unhashed[at:]
 
 
 class BrokenChain(Exception):
@@ -124,7 +146,7 @@ os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
 _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 
 
-def uuid7() -> UUID:
+def _uuid7_int() -> int:
     global _last_ms, _counter
     with _uuid_lock:
         ms = time.time_ns() // 1_000_000
@@ -137,5 +159,15 @@ def uuid7() -> UUID:
         else:
             _last_ms = ms
             _counter = 0
-        value = (ms << 80) | _VERSION_AND_VARIANT | (_counter << 64) | _random.getrandbits(62)
-    return UUID(int=value)
+        return (ms << 80) | _VERSION_AND_VARIANT | (_counter << 64) | _random.getrandbits(62)
+
+
+def uuid7() -> UUID:
+    return UUID(int=_uuid7_int())
+
+
+def uuid7_str() -> str:
+    """``str(uuid7())`` without the UUID object, which cost about half of it: every recorded
+    call takes two (its aggregate's id and its event's)."""
+    h = f"{_uuid7_int():032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, seal, uuid7
+from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, seal, uuid7_str
 from shared.contracts.registry import REGISTRY, EventRegistry
 from shared.eventstore.database import Database
 from shared.eventstore.schema import events, log_head
@@ -61,6 +61,14 @@ class OpenLog:
 
 
 _IN_CHUNK = 500
+
+Row = tuple[int, str, int, str, str, str]
+"""An event's row: position, stream_id, version, event_id, type, body."""
+_COLUMNS = ("position", "stream_id", "version", "event_id", "type", "body")
+_SQLITE_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (stream_id, version) DO NOTHING"
+)
 
 
 class EventStore:
@@ -153,7 +161,8 @@ class EventStore:
 
         position, prev_hash = log.position, log.hash
         recorded_at = datetime.now(UTC).isoformat()
-        rows: list[dict[str, Any]] = []
+        source = self.source
+        rows: list[Row] = []
         last: Context | None = None
         for append, ctx in every:
             if ctx is not last:
@@ -161,19 +170,21 @@ class EventStore:
                 correlation = str(ctx.correlation_id)
                 causation = str(ctx.causation_id) if ctx.causation_id else None
             version = append.expected_version
+            stream_id = append.stream_id
             for new in append.events:
                 event_type = type(new.data)
-                if event_type.source != self.source:
+                if event_type.source != source:
                     raise ValueError(f"{event_type.type_name()} belongs to {event_type.source}")
                 position += 1
                 version += 1
-                event_id = str(uuid7())
+                event_id = uuid7_str()
+                type_name = event_type.type_name()
                 body = {
                     "event_id": event_id,
-                    "type": event_type.type_name(),
+                    "type": type_name,
                     "schema_version": event_type.schema_version,
-                    "source": self.source,
-                    "stream_id": append.stream_id,
+                    "source": source,
+                    "stream_id": stream_id,
                     "version": version,
                     "position": position,
                     "occurred_at": new.occurred_at.isoformat(),
@@ -186,35 +197,49 @@ class EventStore:
                 }
                 raw = seal(body).decode()
                 prev_hash = body["hash"]
-                rows.append(
-                    {
-                        "position": position,
-                        "stream_id": append.stream_id,
-                        "version": version,
-                        "event_id": event_id,
-                        "type": body["type"],
-                        "body": raw,
-                    }
-                )
-        inserted = await conn.execute(self._insert(conn), rows)
-        if inserted.rowcount != len(rows) and len(kept := set(inserted.scalars())) != len(rows):
+                rows.append((position, stream_id, version, event_id, type_name, raw))
+        if await self._insert(conn, rows) != len(rows):
             # Raising rolls the caller's transaction back: nothing of the batch is written.
-            clash = next(r for r in rows if r["position"] not in kept)
-            actual = await conn.scalar(
-                select(func.max(events.c.version)).where(events.c.stream_id == clash["stream_id"])
-            )
-            raise ConcurrencyError(clash["stream_id"], clash["version"] - 1, actual)
+            raise await self._clash(conn, rows)
         log.position, log.hash = position, prev_hash
 
     @staticmethod
-    def _insert(conn: AsyncConnection) -> Any:
-        dialect = conn.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        return (
-            insert(events)
+    async def _insert(conn: AsyncConnection, rows: list[Row]) -> int:
+        """Insert the rows, skipping any whose (stream_id, version) is taken; return how many
+        were inserted."""
+        if conn.dialect.name == "sqlite":
+            # The driver's own executemany: SQLAlchemy's insert of many rows with RETURNING
+            # cost more than the rest of recording a call (parameters processed per row in
+            # Python, and a row handed back across aiosqlite's thread for each insert).
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            cursor = await driver.executemany(_SQLITE_INSERT, rows)
+            return int(cursor.rowcount)
+        result = await conn.execute(
+            postgresql.insert(events)
             .on_conflict_do_nothing(index_elements=["stream_id", "version"])
-            .returning(events.c.position)
+            .returning(events.c.position),
+            [dict(zip(_COLUMNS, row, strict=True)) for row in rows],
         )
+        return len(result.all())
+
+    async def _clash(self, conn: AsyncConnection, rows: list[Row]) -> ConcurrencyError:
+        """The first row whose version another writer took first, as the error to raise."""
+        ours = {(row[1], row[2]): row[3] for row in rows}
+        streams = sorted({row[1] for row in rows})
+        taken: dict[tuple[str, int], str] = {}
+        latest: dict[str, int] = {}
+        for start in range(0, len(streams), _IN_CHUNK):
+            result = await conn.execute(
+                select(events.c.stream_id, events.c.version, events.c.event_id).where(
+                    events.c.stream_id.in_(streams[start : start + _IN_CHUNK])
+                )
+            )
+            for stream_id, version, event_id in result:
+                taken[(stream_id, version)] = event_id
+                latest[stream_id] = max(latest.get(stream_id, 0), int(version))
+        clash = next(key for key in ours if taken.get(key) != ours[key])
+        return ConcurrencyError(clash[0], clash[1] - 1, latest.get(clash[0]))
 
     async def _check_versions(self, conn: AsyncConnection, appends: Sequence[Append]) -> None:
         expected = {append.stream_id: append.expected_version for append in appends}

@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import IntegrityError
 
-from shared.contracts.envelope import Context, uuid7
+from shared.contracts.envelope import Context, uuid7_str
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.service import idempotency
 from shared.service.aggregate import Aggregate
@@ -32,7 +32,7 @@ from shared.service.replies import Refused, Reply, refusal_from
 
 def new_id(kind: str) -> str:
     """An aggregate's id: its kind and a UUIDv7, e.g. ``call:01a2…``."""
-    return f"{kind}:{uuid7()}"
+    return f"{kind}:{uuid7_str()}"
 
 
 @contextmanager

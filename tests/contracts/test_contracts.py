@@ -3,6 +3,7 @@ can prove."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -281,3 +282,39 @@ def test_event_ids_are_unique_and_sort_in_the_order_they_were_made() -> None:
     assert sorted(ids) == ids
     assert {i.version for i in ids} == {7}
     assert before_ms <= ids[0].int >> 80 <= ids[-1].int >> 80 <= after_ms + 5
+
+
+def test_event_ids_as_text_are_uuid7s_in_the_order_they_were_made() -> None:
+    from uuid import UUID
+
+    from shared.contracts.envelope import uuid7_str
+
+    texts = [uuid7_str() for _ in range(20_000)]
+    ids = [UUID(t) for t in texts]
+
+    assert [str(i) for i in ids] == texts  # the canonical 8-4-4-4-12 lower-case form
+    assert len(set(texts)) == len(texts) and sorted(texts) == texts
+    assert {i.version for i in ids} == {7} and uuid7() > ids[-1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"a": 1},
+        {"zeta": 1},
+        {"a": 1, "z": "x"},
+        {"a": {"hash": "no", "occurred_at": 1}, "hash": "stale", "occurred_at": "t", "z": None},
+        {"data": {"k": ',"occurred_at":'}, "occurred_at": ',"occurred_at":"', "type": "T\\"},
+        {"a": 1, "m": [1, {"z": 2}], "n": {"y": "x"}},  # containers after "hash"
+        {"émoji": "😀", "hash_": 1, "has": 2, "a": "\u2028"},
+    ],
+)
+def test_sealed_bytes_are_the_canonical_form_with_the_hash(body: Body) -> None:
+    from shared.contracts.envelope import canonical
+
+    expected_hash = hashlib.sha256(canonical({k: v for k, v in body.items() if k != "hash"}))
+    sealed = seal(body)
+    assert body["hash"] == expected_hash.hexdigest()
+    assert sealed == canonical(body)
+    assert orjson.loads(sealed) == body
