@@ -28,6 +28,27 @@ def run_service(name: str, host: str, port: int | None) -> int:
     return 0
 
 
+def audit_target(args: argparse.Namespace) -> str:
+    """Point the audit at the bus and the reporting service of the `kapok up` running on
+    the data directory, unless told otherwise; returns the reporting URL to compare with."""
+    import os
+
+    from kapok.up import running
+    from shared.settings import Settings
+
+    up = running(args.data_dir or Settings().data_dir)
+    if args.nats:
+        os.environ["KAPOK_NATS_URL"] = args.nats
+    elif "KAPOK_NATS_URL" not in os.environ and up.get("nats_url"):
+        os.environ["KAPOK_NATS_URL"] = str(up["nats_url"])
+    ports = up.get("ports")
+    if args.url:
+        return str(args.url)
+    if isinstance(ports, dict) and "reporting" in ports:
+        return f"http://127.0.0.1:{ports['reporting']}"
+    return "http://127.0.0.1:8000"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kapok", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -80,8 +101,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--known-at", default=None, help="only what the bus held at this instant (ISO 8601)"
     )
     replay.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the live reporting service to compare"
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="the bus to replay (default: $KAPOK_NATS_URL, else that of the `kapok up` "
+        "running on --data-dir, else nats://127.0.0.1:4222)",
     )
+    replay.add_argument(
+        "--url",
+        default=None,
+        help="the live reporting service to compare (default: that of the `kapok up` running "
+        "on --data-dir, else http://127.0.0.1:8000)",
+    )
+    replay.add_argument("--data-dir", type=Path, default=None, help="default: $KAPOK_DATA_DIR")
     replay.add_argument("--no-compare", action="store_true", help="do not ask the live service")
 
     args = parser.parse_args(argv)
@@ -108,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         from services.reporting.cli import run_audit_replay
 
-        return run_audit_replay(args.as_of, args.known_at, None if args.no_compare else args.url)
+        url = audit_target(args)
+        return run_audit_replay(args.as_of, args.known_at, None if args.no_compare else url)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -92,6 +92,7 @@ class Supervisor:
     data_dir: Path
     write: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     extra_pids: dict[str, int] = field(default_factory=dict)
+    nats_url: str = ""
     # `kapok demo` sends thousands of requests: one access-log line each would bury the rest.
     quiet_access: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -187,7 +188,14 @@ class Supervisor:
             for name, c in self.children.items()
             if c.proc is not None and c.proc.returncode is None and not self.stopping.is_set()
         }
-        body = {"up": os.getpid(), **self.extra_pids, "services": alive}
+        body = {
+            "up": os.getpid(),
+            **self.extra_pids,
+            "services": alive,
+            # Where to reach what runs, for `kapok audit replay` and scripts.
+            "nats_url": self.nats_url,
+            "ports": self.ports,
+        }
         if self.stopping.is_set():
             body = {}
         path = self.data_dir / PIDS_FILE
@@ -293,6 +301,7 @@ async def up(
         env,
         data_dir,
         extra_pids={"nats": server.pid} if server and server.pid else {},
+        nats_url=nats_url,
         quiet_access=quiet_access,
     )
     loop = asyncio.get_running_loop()
@@ -366,6 +375,16 @@ def add_arguments(parser: object, services: Sequence[str]) -> None:
         parser.add_argument(
             f"--{name}-port", type=int, default=None, metavar="N", help=f"{name}'s HTTP port"
         )
+
+
+def running(data_dir: Path) -> dict[str, object]:
+    """What the `kapok up` on ``data_dir`` wrote of itself (``{}`` if none runs there)."""
+    try:
+        body = json.loads((data_dir / PIDS_FILE).read_text())
+        os.kill(int(body["up"]), 0)  # left behind by a `kapok up` killed outright?
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def ports_from(args: object, services: Sequence[str]) -> dict[str, int]:

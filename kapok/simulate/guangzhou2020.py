@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import itertools
-import json
 import random
 import sys
 import time
@@ -29,10 +29,12 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 
 from kapok.simulate import figures as f
 from services.aid.domain.request import request_id_for_referral
 
+MAX_BATCH = 5000  # items in one batch request, the services' limit
 CST = timezone(timedelta(hours=8))  # Guangzhou: every time below is local
 FIRST, LAST = date(2020, 1, 23), date(2020, 3, 7)
 AID_FROM = date(2020, 1, 26)  # "since 26 January"
@@ -52,14 +54,15 @@ DISTRICTS = [
     ("conghua", "城郊街"),
     ("zengcheng", "仙村镇"),
 ]
-CATEGORIES = [
+CATEGORIES = (
     ("epidemic_consultation", 5),
     ("emotional_support", 3),
     ("psychological_counselling", 2),
     ("help_request", 1),
-]
-GROUPS = [("general", 5), ("elderly_alone", 3), ("disabled", 1), ("low_income", 2), ("child", 1)]
-VULNERABLE = [("elderly_alone", 4), ("disabled", 2), ("low_income", 3), ("child", 1)]
+)
+GROUPS = (("general", 5), ("elderly_alone", 3), ("disabled", 1), ("low_income", 2), ("child", 1))
+VULNERABLE = (("elderly_alone", 4), ("disabled", 2), ("low_income", 3), ("child", 1))
+FOLLOW_UP_CHANNELS = (("phone", 6), ("online", 2), ("home_visit", 1))
 AID_ITEMS: list[tuple[str, str, list[str]]] = [
     # (need, item kind, unit) → what a delivery for that need carries
     ("medicine", "medicine", ["box"]),
@@ -70,7 +73,9 @@ AID_ITEMS: list[tuple[str, str, list[str]]] = [
 ]
 
 
+@functools.cache
 def at(day: date, hour: int, minute: int = 0) -> str:
+    # Cached: a day has few distinct minutes, and 300,000 items ask for them.
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CST).isoformat()
 
 
@@ -109,8 +114,14 @@ def spread_fen(total: Decimal, parts: int, rng: random.Random) -> list[Decimal]:
     return [(Decimal(b - a) / 100).quantize(Decimal("0.01")) for a, b in itertools.pairwise(edges)]
 
 
-def pick(rng: random.Random, table: Sequence[tuple[str, int]]) -> str:
-    return rng.choices([k for k, _ in table], [w for _, w in table])[0]
+@functools.cache
+def _cumulative(table: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
+    return [k for k, _ in table], list(itertools.accumulate(w for _, w in table))
+
+
+def pick(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
+    keys, cumulative = _cumulative(table)
+    return rng.choices(keys, cum_weights=cumulative)[0]
 
 
 @dataclass
@@ -133,23 +144,49 @@ class Station:
 
 
 @dataclass
+class Sheet:
+    """A station's log of a day: the items of its three batches, and each call's caller."""
+
+    shifts: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    callers: list[tuple[Station, str, str, str]] = field(default_factory=list)
+    follow_ups: list[dict[str, Any]] = field(default_factory=list)
+
+
+Referable = tuple[str, Station, str, str]  # (call, station, person, group) of a help request
+Opened = tuple[str, Station, tuple[str, ...], str]  # (request, station, needs, person)
+
+# Days of station logs sent ahead of the aid line (flat out; at a pace, days come in turn).
+LOOKAHEAD_DAYS = 2
+# Requests in flight to one service: enough for its group commit to merge them into one
+# transaction, few enough that none waits long behind the others.
+IN_FLIGHT = 8
+
+
+@dataclass
 class Client:
-    """The services' HTTP APIs, with idempotency keys and bounded retries."""
+    """The services' HTTP APIs, with idempotency keys, bounded retries and a bound on the
+    requests in flight to each service."""
 
     urls: dict[str, str]
     key_prefix: str
     http: httpx.AsyncClient
     requests: int = 0
+    gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
     async def post(self, service: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        # From the request's content, not its order: stations' days run concurrently, so
+        content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        # From the request's content, not its order: districts' days run concurrently, so
         # the order varies between runs while every request's content does not.
-        digest = hashlib.sha256(f"{service} {path} {json.dumps(body, sort_keys=True)}".encode())
-        key = f"{self.key_prefix}-{digest.hexdigest()[:40]}"
+        digest = hashlib.sha256(f"{service} {path} ".encode() + content)
+        headers = {"Idempotency-Key": f"{self.key_prefix}-{digest.hexdigest()[:40]}"}
+        headers["Content-Type"] = "application/json"
         url = self.urls[service] + path
+        gate = self.gates.setdefault(service, asyncio.Semaphore(IN_FLIGHT))
         for attempt in range(8):
             try:
-                response = await self.http.post(url, json=body, headers={"Idempotency-Key": key})
+                async with gate:
+                    response = await self.http.post(url, content=content, headers=headers)
             except httpx.TransportError:
                 # A service restarting under `kapok up`: the same key makes the retry safe.
                 await asyncio.sleep(0.5 * (attempt + 1))
@@ -160,12 +197,28 @@ class Client:
                 continue
             if response.status_code >= 300:
                 raise RuntimeError(f"POST {url} → {response.status_code}: {response.text}")
-            result: dict[str, Any] = response.json()
+            result: dict[str, Any] = orjson.loads(response.content)
             return result
         raise RuntimeError(f"POST {url}: no answer after 8 attempts")
 
+    async def post_items(
+        self, service: str, path: str, items: list[dict[str, Any]], answer: str | None = None
+    ) -> list[Any]:
+        """A batch endpoint, in chunks of its limit; the ``answer`` lists, joined in order."""
+        chunks = [items[k : k + MAX_BATCH] for k in range(0, len(items), MAX_BATCH)]
+        bodies = await asyncio.gather(*(self.post(service, path, {"items": c}) for c in chunks))
+        return [x for body in bodies for x in body[answer]] if answer else []
+
     async def get(self, service: str, path: str) -> httpx.Response:
         return await self.http.get(self.urls[service] + path)
+
+
+def http_client() -> httpx.AsyncClient:
+    """Kept-alive connections enough for every gate: httpx's pool checks each of its
+    connections whenever it hands one out, so more than are used only costs CPU."""
+    return httpx.AsyncClient(
+        timeout=120, limits=httpx.Limits(max_connections=4 * IN_FLIGHT + 4, keepalive_expiry=30)
+    )
 
 
 @dataclass
@@ -245,24 +298,23 @@ class Scenario:
         client: Client,
         speed: float = 0.0,
         progress: Callable[[int, date, Client], None] | None = None,
-        concurrency: int = 8,
     ) -> None:
         self.plan()
         self.client = client
-        self.delivered: list[tuple[str, Station, tuple[str, ...], str]] = []
-        self.gate = asyncio.Semaphore(concurrency)
+        self.delivered: list[Opened] = []
         await self.launch_campaigns()
         value_parts = spread_fen(self.value, max(1, len(DAYS)), self.rng) if self.value else []
         fund_parts = spread_fen(self.funds, max(1, len(DAYS) // 2), self.rng) if self.funds else []
         self.value_by_day = self._deal(value_parts, self.items)
         self.funds_by_day = {DAYS[2 + 2 * i]: amount for i, amount in enumerate(fund_parts)}
-        started = time.monotonic()
-        for i, day in enumerate(DAYS):
-            await self.play_day(i, day)
-            if progress is not None:
-                progress(i + 1, day, client)
-            if speed > 0:  # `speed` days per second
-                await asyncio.sleep(max(0.0, started + (i + 1) / speed - time.monotonic()))
+        # Two lines of work, as in the city: the stations' day logs on the hotline, and the
+        # aid teams and charity desks. A day's aid needs that day's logs (its referrals come
+        # from their help requests); the next days' logs need not wait for it.
+        loop = asyncio.get_running_loop()
+        logs: dict[date, asyncio.Future[list[Referable]]] = {d: loop.create_future() for d in DAYS}
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.hotline_days(logs, speed, tasks))
+            tasks.create_task(self.aid_days(logs, progress))
         await self.named_outputs()
 
     def _deal(self, amounts: list[Decimal], items: list[int]) -> dict[date, list[Decimal]]:
@@ -273,129 +325,169 @@ class Scenario:
             out.setdefault(days[k % len(days)], []).append(amount)
         return out
 
-    async def gather(self, *coroutines: Any) -> list[Any]:
-        async def gated(coroutine: Any) -> Any:
-            async with self.gate:
-                return await coroutine
+    async def hotline_days(
+        self,
+        logs: dict[date, asyncio.Future[list[Referable]]],
+        speed: float,
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        started = time.monotonic()
+        ahead = asyncio.Semaphore(LOOKAHEAD_DAYS)
+        for i, day in enumerate(DAYS):
+            if speed > 0:  # `speed` days per second
+                await asyncio.sleep(max(0.0, started + i / speed - time.monotonic()))
+            await ahead.acquire()
+            await self.open_points(day)
+            tasks.create_task(self.log_day(i, day, logs[day], ahead))
 
-        return list(await asyncio.gather(*(gated(c) for c in coroutines)))
+    async def log_day(
+        self,
+        i: int,
+        day: date,
+        logged: asyncio.Future[list[Referable]],
+        ahead: asyncio.Semaphore,
+    ) -> None:
+        try:
+            logged.set_result(await self.hotline_day(i, day))
+        except asyncio.CancelledError:
+            logged.cancel()
+            raise
+        except Exception as error:  # the aid line awaits it, and fails the play with it
+            logged.set_exception(error)
+        finally:
+            ahead.release()
 
-    async def play_day(self, i: int, day: date) -> None:
-        rng, c = self.rng_for("day", day), self.client
+    async def aid_days(
+        self,
+        logs: dict[date, asyncio.Future[list[Referable]]],
+        progress: Callable[[int, date, Client], None] | None,
+    ) -> None:
+        for i, day in enumerate(DAYS):
+            referable = await logs[day]
+            wei_yi_today = self.wei_yi and day == WEI_YI_DAY
+            take = self.requests_per_day[i] - (1 if wei_yi_today else 0)  # hers is on top
+            kinds = self.request_kinds[:take]
+            del self.request_kinds[:take]
+            requests = await self.open_requests(day, kinds, referable, wei_yi_today)
+            await asyncio.gather(
+                self.deliver(day, requests, last_day=(day == DAYS[-1])), self.donations(i, day)
+            )
+            if progress is not None:
+                progress(i + 1, day, self.client)
+
+    async def open_points(self, day: date) -> None:
         opening = [s for s in self.stations if s.opens == day]
-        opened = await self.gather(
+        opened = await asyncio.gather(
             *(
-                c.post("hotline", "/points", {"place": s.place, "opened_at": at(day, 8)})
+                self.client.post("hotline", "/points", {"place": s.place, "opened_at": at(day, 8)})
                 for s in opening
             )
         )
         for station, body in zip(opening, opened, strict=True):
             station.point = body["point"]
+
+    async def hotline_day(self, i: int, day: date) -> list[Referable]:
+        """Every open station's log of the day; the calls a referral can come from (help
+        requests with a caller) are returned, 卫姨's first."""
+        rng = self.rng_for("day", day)
         open_now = [s for s in self.stations if s.opens <= day]
         shares = [rng.uniform(0.5, 1.5) for _ in open_now]
         calls = spread(self.calls[i], shares)
         shifts = spread(self.shifts[i], shares)
         follow_ups = spread(self.follow_ups[i], shares)
         wei_yi_today = self.wei_yi and day == WEI_YI_DAY
-
-        work = []
+        districts: dict[str, list[Sheet]] = {}
         for station, n_calls, n_shifts, n_fu in zip(
             open_now, calls, shifts, follow_ups, strict=True
         ):
-            work.append(self.station_day(station, day, n_calls, n_shifts, n_fu, wei_yi_today))
-        logged = await self.gather(*work)
-        referable = [call for station_calls in logged for call in station_calls]
-
-        # Aid: today's requests, then their deliveries.
-        take = self.requests_per_day[i] - (1 if wei_yi_today else 0)  # hers is on top
-        kinds = self.request_kinds[:take]
-        del self.request_kinds[:take]
-        requests = await self.open_requests(day, kinds, referable, wei_yi_today)
-        await self.deliver(day, requests, last_day=(day == DAYS[-1]))
-        await self.donations(i, day)
-
-    async def station_day(
-        self, s: Station, day: date, n_calls: int, n_shifts: int, n_fu: int, wei_yi: bool
-    ) -> list[tuple[str, Station, str, str]]:
-        """One station's log of the day: shifts, calls and follow-ups, a batch each. The
-        calls a referral can come from (help requests with a caller) are returned."""
-        rng, c = self.rng_for("station", s.index, day), self.client
-        if n_shifts:
-            items = [
-                {
-                    "point": s.point,
-                    "worker": f"worker:s{s.index:03d}-{k}",
-                    "started_at": at(day, 8 + k % 4),
-                    "ended_at": at(day, 12 + k % 4),
-                }
-                for k in range(n_shifts)
-            ]
-            await c.post("hotline", "/shifts:batch", {"items": items})
-        referable: list[tuple[str, Station, str, str]] = []
-        if n_calls:
-            items, people = [], []
-            for k in range(n_calls):
-                category, group = pick(rng, CATEGORIES), pick(rng, GROUPS)
-                person = f"person:s{s.index:03d}-{day:%m%d}-{k}"
-                if wei_yi and s.index == 0 and k == 0:
-                    category, group, person = "help_request", "disabled", "person:weiyi"
-                items.append(
-                    {
-                        "point": s.point,
-                        "category": category,
-                        "group": group,
-                        "channel": "phone" if rng.random() < 0.85 else "online",
-                        "caller": person,
-                        "received_at": at(day, 8 + k * 11 // max(1, n_calls), k % 60),
-                        "outcome": "referred_to_aid"
-                        if category == "help_request"
-                        else "advice_given",
-                        "duration_seconds": rng.randint(120, 1500),
-                    }
-                )
-                people.append((person, category, group))
-            body = await c.post("hotline", "/calls:batch", {"items": items})
-            for call, (person, category, group) in zip(body["calls"], people, strict=True):
-                if category == "help_request":
-                    referable.append((call, s, person, group))
-        if n_fu:
-            items = []
-            for k in range(n_fu):
-                group = pick(rng, VULNERABLE)
-                items.append(
-                    {
-                        "person": f"person:f{s.index:03d}-{day:%m%d}-{k}",
-                        "group": group,
-                        "point": s.point,
-                        "category": "emotional_support" if k % 3 else "psychological_counselling",
-                        "scheduled_at": at(day, 9, k % 60),
-                        "due_at": at(day, 17),
-                        "completed_at": at(day, 14 + k % 3, k % 60),
-                        "channel": pick(rng, [("phone", 6), ("online", 2), ("home_visit", 1)]),
-                    }
-                )
-            await c.post("hotline", "/follow-ups:batch", {"items": items})
-        # 卫姨 first, so her referral is always possible on her day.
+            sheet = self.station_day(station, day, n_calls, n_shifts, n_fu, wei_yi_today)
+            districts.setdefault(station.district, []).append(sheet)
+        logged = await asyncio.gather(*(self.district_day(d) for d in districts.values()))
+        referable = [call for district in logged for call in district]
         referable.sort(key=lambda r: r[2] != "person:weiyi")
         return referable
 
+    async def district_day(self, sheets: list[Sheet]) -> list[Referable]:
+        """A district's stations' logs of a day, sent together by its social-work centre:
+        shifts, calls and follow-ups, a batch each (a station's alone is a few dozen lines,
+        and 30,000 requests of a few dozen lines would measure HTTP, not Kapok)."""
+        c = self.client
+        _, calls, _ = await asyncio.gather(
+            c.post_items("hotline", "/shifts:batch", [x for s in sheets for x in s.shifts]),
+            c.post_items("hotline", "/calls:batch", [x for s in sheets for x in s.calls], "calls"),
+            c.post_items("hotline", "/follow-ups:batch", [x for s in sheets for x in s.follow_ups]),
+        )
+        callers = [caller for s in sheets for caller in s.callers]
+        return [
+            (call, station, person, group)
+            for call, (station, person, category, group) in zip(calls, callers, strict=True)
+            if category == "help_request"
+        ]
+
+    def station_day(
+        self, s: Station, day: date, n_calls: int, n_shifts: int, n_fu: int, wei_yi: bool
+    ) -> Sheet:
+        """One station's log of the day: its shifts, calls and follow-ups."""
+        rng = self.rng_for("station", s.index, day)
+        sheet = Sheet()
+        sheet.shifts = [
+            {
+                "point": s.point,
+                "worker": f"worker:s{s.index:03d}-{k}",
+                "started_at": at(day, 8 + k % 4),
+                "ended_at": at(day, 12 + k % 4),
+            }
+            for k in range(n_shifts)
+        ]
+        for k in range(n_calls):
+            category, group = pick(rng, CATEGORIES), pick(rng, GROUPS)
+            person = f"person:s{s.index:03d}-{day:%m%d}-{k}"
+            if wei_yi and s.index == 0 and k == 0:
+                category, group, person = "help_request", "disabled", "person:weiyi"
+            sheet.calls.append(
+                {
+                    "point": s.point,
+                    "category": category,
+                    "group": group,
+                    "channel": "phone" if rng.random() < 0.85 else "online",
+                    "caller": person,
+                    "received_at": at(day, 8 + k * 11 // max(1, n_calls), k % 60),
+                    "outcome": "referred_to_aid" if category == "help_request" else "advice_given",
+                    "duration_seconds": rng.randint(120, 1500),
+                }
+            )
+            sheet.callers.append((s, person, category, group))
+        for k in range(n_fu):
+            sheet.follow_ups.append(
+                {
+                    "person": f"person:f{s.index:03d}-{day:%m%d}-{k}",
+                    "group": pick(rng, VULNERABLE),
+                    "point": s.point,
+                    "category": "emotional_support" if k % 3 else "psychological_counselling",
+                    "scheduled_at": at(day, 9, k % 60),
+                    "due_at": at(day, 17),
+                    "completed_at": at(day, 14 + k % 3, k % 60),
+                    "channel": pick(rng, FOLLOW_UP_CHANNELS),
+                }
+            )
+        return sheet
+
     async def open_requests(
-        self,
-        day: date,
-        kinds: list[str],
-        referable: list[tuple[str, Station, str, str]],
-        wei_yi: bool,
-    ) -> list[tuple[str, Station, tuple[str, ...], str]]:
-        """Today's aid requests: (request id, station, needs, person)."""
+        self, day: date, kinds: list[str], referable: list[Referable], wei_yi: bool
+    ) -> list[Opened]:
+        """Today's aid requests: direct ones in one batch, emergencies one by one (each opens
+        a case), referrals on the hotline (the aid service opens their requests); then all
+        of them assigned in one batch."""
         rng, c = self.rng_for("aid", day), self.client
-        referable.sort(key=lambda r: r[2] != "person:weiyi")
-        out: list[tuple[str, Station, tuple[str, ...], str]] = []
-        referrals: list[Any] = []
+        referrals: list[tuple[str, Station, tuple[str, ...], str, str]] = []
         if wei_yi:
             call, s, person, _ = referable.pop(0)
-            needs = ("medicine", "food")  # what she cannot fetch, and fresh vegetables
+            needs: tuple[str, ...] = ("medicine", "food")  # her medicine, fresh vegetables
             referrals.append((call, s, needs, person, "today"))
-        direct = []
+        direct: list[dict[str, Any]] = []
+        direct_for: list[Opened] = []
+        emergencies: list[dict[str, Any]] = []
+        emergency_for: list[Opened] = []
         for kind in kinds:
             needs = tuple(
                 sorted(rng.sample(["medicine", "food", "masks", "relief"], 1 + rng.randrange(2)))
@@ -403,75 +495,91 @@ class Scenario:
             if kind == "referral" and referable:
                 call, s, person, _ = referable.pop(rng.randrange(len(referable)))
                 referrals.append((call, s, needs, person, rng.choice(["today", "within_days"])))
-            else:
-                s = rng.choice([x for x in self.stations if x.opens <= day])
-                person = f"person:a{s.index:03d}-{day:%m%d}-{len(direct)}"
-                group = pick(rng, VULNERABLE)
-                if kind == "emergency":
-                    body = {
+                continue
+            s = rng.choice([x for x in self.stations if x.opens <= day])
+            n = len(direct) + len(emergencies)
+            person, group = f"person:a{s.index:03d}-{day:%m%d}-{n}", pick(rng, VULNERABLE)
+            if kind == "emergency":
+                emergencies.append(
+                    {
                         "kind": rng.choice(["sudden_illness", "fall"]),
                         "person": person,
                         "group": group,
                         "place": s.place,
-                        "opened_at": at(day, 10, len(direct) % 60),
+                        "opened_at": at(day, 10, n % 60),
                     }
-                    direct.append(
-                        (c.post("aid", "/emergencies", body), s, ("escort_to_hospital",), person)
-                    )
-                else:
-                    body = {
+                )
+                emergency_for.append(("", s, ("escort_to_hospital",), person))
+            else:
+                direct.append(
+                    {
                         "person": person,
                         "group": group,
                         "place": s.place,
                         "needs": list(needs),
                         "urgency": "today",
                         "origin": rng.choice(["station_visit", "residents_committee"]),
-                        "requested_at": at(day, 10, len(direct) % 60),
+                        "requested_at": at(day, 10, n % 60),
                     }
-                    direct.append((c.post("aid", "/requests", body), s, needs, person))
-        made = await self.gather(*(post for post, *_ in direct))
-        for body, (_, s, needs, person) in zip(made, direct, strict=True):
-            out.append((body["request"], s, needs, person))
-        referred = await self.gather(
-            *(
-                c.post(
-                    "hotline",
-                    f"/calls/{call}/referrals",
-                    {
-                        "needs": list(needs),
-                        "urgency": urgency,
+                )
+                direct_for.append(("", s, needs, person))
+        made, cases, referred = await asyncio.gather(
+            c.post_items("aid", "/requests:batch", direct, "requests"),
+            asyncio.gather(*(c.post("aid", "/emergencies", body) for body in emergencies)),
+            asyncio.gather(
+                *(
+                    c.post(
+                        "hotline",
+                        f"/calls/{call}/referrals",
                         # after the call's end (18:59 + 25 min at the latest)
-                        "referred_at": at(day, 19, 30 + k % 30),
-                    },
+                        {
+                            "needs": list(needs),
+                            "urgency": urgency,
+                            "referred_at": at(day, 19, 30 + k % 30),
+                        },
+                    )
+                    for k, (call, _, needs, _, urgency) in enumerate(referrals)
                 )
-                for k, (call, _, needs, _, urgency) in enumerate(referrals)
-            )
+            ),
         )
-        for body, (_, s, needs, person, _) in zip(referred, referrals, strict=True):
-            out.append((request_id_for_referral(body["referral"]), s, needs, person))
+        out = [
+            (r, s, needs, person) for r, (_, s, needs, person) in zip(made, direct_for, strict=True)
+        ]
+        out += [
+            (case["request"], s, needs, person)
+            for case, (_, s, needs, person) in zip(cases, emergency_for, strict=True)
+        ]
+        from_referrals = [
+            (request_id_for_referral(body["referral"]), s, needs, person)
+            for body, (_, s, needs, person, _) in zip(referred, referrals, strict=True)
+        ]
         # Referrals become requests in the aid service's consumer: wait until each exists.
-        await self.gather(*(self.wait_request(r[0]) for r in out[len(made) :]))
+        await self.wait_requests([r for r, *_ in from_referrals])
+        out += from_referrals
         # Every request is handed to a worker before its delivery.
-        await self.gather(
-            *(
-                c.post(
-                    "aid",
-                    f"/requests/{request}/assign",
-                    {"assignee": f"worker:s{s.index:03d}-0", "assigned_at": at(day, 20, 30)},
-                )
-                for request, s, _, _ in out
-            )
-        )
+        assignments = [
+            {"request": r, "assignee": f"worker:s{s.index:03d}-0", "assigned_at": at(day, 20, 30)}
+            for r, s, _, _ in out
+        ]
+        await c.post_items("aid", "/assignments:batch", assignments)
         return out
 
-    async def wait_request(self, request: str) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+    async def wait_requests(self, requests: list[str], within_s: float = 120) -> None:
+        """Until each request exists. The consumer opens them in the stream's order, so one
+        missing request is watched until it appears, and only then are the rest asked
+        again (most are there by then): a few GETs per day, not one per request per poll."""
+        deadline = time.monotonic() + within_s
+        missing = list(requests)
+        while missing:
             with contextlib.suppress(httpx.HTTPError):
-                if (await self.client.get("aid", f"/requests/{request}")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"{request}: the referral did not become an aid request in 120 s")
+                if (await self.client.get("aid", f"/requests/{missing[0]}")).status_code == 200:
+                    missing.pop(0)
+                    continue
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{missing[0]}: the referral did not become an aid request in {within_s:g}s"
+                )
+            await asyncio.sleep(0.02)
 
     async def deliver(
         self, day: date, requests: list[tuple[str, Station, tuple[str, ...], str]], last_day: bool
@@ -522,9 +630,7 @@ class Scenario:
         if last_day and self.persons_extra and items:
             items[-1]["persons_served"] += self.persons_extra  # even if the last was hers
             self.persons_extra = 0
-        for start in range(0, len(items), 1000):
-            chunk = {"items": items[start : start + 1000]}
-            await self.client.post("aid", "/deliveries:batch", chunk)
+        await self.client.post_items("aid", "/deliveries:batch", items)
 
     # -- donation: the charity net and the self-help net -----------------------------------
 
@@ -795,7 +901,7 @@ async def simulate(
     urls: dict[str, str], seed: int, scale: Decimal, speed: float, show_progress: bool
 ) -> int:
     scenario = Scenario(seed, scale)
-    async with httpx.AsyncClient(timeout=120) as http:
+    async with http_client() as http:
         client = Client(urls, f"gz2020-{seed}-{scale}", http)
         started = time.monotonic()
         await scenario.play(client, speed, progress_bar(len(DAYS)) if show_progress else None)
