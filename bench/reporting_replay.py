@@ -19,7 +19,7 @@ import orjson
 from services.reporting.audit import replay
 from services.reporting.entrypoints.http import today
 from shared.bus.naming import Naming
-from shared.runtime import connect
+from shared.runtime import connect, tune_gc
 from shared.settings import PRODUCERS, Settings
 
 
@@ -37,6 +37,7 @@ def status_kib(field: str, pid: str = "self") -> int:
 async def run() -> dict[str, object]:
     settings = Settings()
     nc = await connect(settings, "audit")
+    tune_gc()  # as `kapok audit replay` does
     samples: list[tuple[int, int]] = []
     finished: dict[str, int] = {}
 

@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from services.reporting.domain.fold import Fold, totals
+from services.reporting.domain.fold import Fold, Key, totals
 from services.reporting.domain.report import differences, report
 from shared.bus.naming import Naming
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
+from shared.contracts.envelope import Envelope
 
 Progress = Callable[[str, int, int], None]
 
@@ -46,18 +49,42 @@ class SourceAudit:
     head: str = GENESIS  # the last verified hash
 
 
+class DayKey(NamedTuple):
+    """A counter without its dimensions: what the report sums (`totals` reads these too)."""
+
+    metric: str
+    day: date
+
+
 @dataclass
 class Replay:
+    """``days``: every metric's increments per business day, all the report needs, so the
+    replay's memory is bounded by metrics × days however many events it reads. The fold's
+    full-dimension increments are kept in ``increments`` only when asked for (``detail``:
+    the tests compare them with the live counters row by row)."""
+
     fold: Fold = field(default_factory=Fold)
     sources: dict[str, SourceAudit] = field(default_factory=dict)
     seconds: float = 0.0
+    days: defaultdict[DayKey, int] = field(default_factory=lambda: defaultdict(int))
+    detail: bool = False
+    increments: defaultdict[Key, int] = field(default_factory=lambda: defaultdict(int))
 
     @property
     def broken(self) -> list[str]:
         return [s.broken for s in self.sources.values() if s.broken]
 
     def report(self, as_of: date | None, label: date) -> dict[str, object]:
-        return report(label, totals(self.fold.increments, as_of))
+        return report(label, totals(self.days, as_of))
+
+    def merge(self) -> None:
+        """Move the fold's increments so far into ``days`` (and ``increments``)."""
+        days = self.days
+        for key, value in self.fold.increments.items():
+            days[DayKey(key.metric, key.day)] += value
+            if self.detail:
+                self.increments[key] += value
+        self.fold.increments.clear()
 
 
 async def replay(
@@ -68,13 +95,14 @@ async def replay(
     known_at: datetime | None = None,
     progress: Progress | None = None,
     batch: int = 2000,
+    detail: bool = False,
 ) -> Replay:
-    result = Replay()
+    result = Replay(detail=detail)
     started = time.perf_counter()
     for source in sources:
         audit = SourceAudit(source)
         result.sources[source] = audit
-        await _replay_source(nc, naming, audit, result.fold, known_at, progress, batch)
+        await _replay_source(nc, naming, audit, result, known_at, progress, batch)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -83,11 +111,14 @@ async def _replay_source(
     nc: NATS,
     naming: Naming,
     audit: SourceAudit,
-    fold: Fold,
+    result: Replay,
     known_at: datetime | None,
     progress: Progress | None,
     batch: int,
 ) -> None:
+    """Batched pull requests on one inbox, as the runner pulls: the callback only collects
+    (reply, bytes) and wakes the loop when a request is over; the next request goes out
+    before a batch is checked and folded, so the server streams while Python works."""
     js = nc.jetstream()
     stream = naming.stream(audit.source)
     last = int((await js.stream_info(stream)).state.last_seq)
@@ -105,36 +136,53 @@ async def _replay_source(
     )
     name = consumer.name
     inbox = nc.new_inbox()
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
+    buffer: list[tuple[str, bytes]] = []
+    over = asyncio.Event()  # the request in flight is done: its batch, or a status
+    state = {"in_request": 0}
 
     async def on_message(msg: Msg) -> None:
-        queue.put_nowait(msg)
+        if msg.reply:
+            buffer.append((msg.reply, msg.data))
+            state["in_request"] += 1
+            if state["in_request"] < batch:
+                return
+        over.set()
 
     sub = await nc.subscribe(inbox, cb=on_message)
     request = orjson.dumps({"batch": batch, "expires": int(5e9)})
     subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
     expected = 1
     reported = time.monotonic()
+
+    async def ask() -> None:
+        state["in_request"] = 0
+        over.clear()
+        await nc.publish(subject, request, reply=inbox)
+
     try:
+        await ask()
         while expected <= last:
-            await nc.publish(subject, request, reply=inbox)
-            got = 0
-            while got < batch and expected <= last:
-                msg = await asyncio.wait_for(queue.get(), 10.0)
-                if not msg.reply:  # a status: this request is over, ask again
-                    break
-                got += 1
-                seq, stamp = _seq_and_time(msg.reply)
+            await asyncio.wait_for(over.wait(), 10.0)
+            taken = buffer[:]
+            buffer.clear()
+            if expected + len(taken) <= last:
+                await ask()
+            for reply, data in taken:
+                seq, stamp = _seq_and_time(reply)
                 if cutoff_ns is not None and stamp > cutoff_ns:
                     return  # published after known_at, and so is all that follows
                 expected = seq + 1
                 audit.events += 1
                 if audit.broken is None:
-                    _check_and_fold(audit, fold, seq, msg.data)
-                if progress and time.monotonic() - reported > 1.0:
-                    reported = time.monotonic()
-                    progress(audit.source, seq, last)
+                    _check_and_fold(audit, result.fold, seq, data)
+                if expected > last:
+                    break
+            result.merge()
+            if progress and time.monotonic() - reported > 1.0:
+                reported = time.monotonic()
+                progress(audit.source, expected - 1, last)
     finally:
+        result.merge()
         await sub.unsubscribe()
         # Should this fail, the consumer expires on its own after inactive_threshold.
         with contextlib.suppress(Exception):
@@ -143,7 +191,49 @@ async def _replay_source(
             progress(audit.source, min(expected - 1, last), last)
 
 
+_HASH_KEY = b',"hash":"'
+
+
 def _check_and_fold(audit: SourceAudit, fold: Fold, seq: int, data: bytes) -> None:
+    """The fast way first: decode once, and re-hash the bytes as they are minus their
+    ``"hash"`` member (what the producer hashed, when the bytes are canonical). Anything
+    else, a broken link or bytes that are not canonical, goes the exact way, which also
+    words the finding."""
+    try:
+        envelope = REGISTRY.decode(data)
+    except UndecodableEvent:
+        envelope = None
+    if (
+        envelope is not None
+        and envelope.prev_hash == audit.head
+        and envelope.position == seq
+        and _hash_of_canonical(data, envelope.hash)
+    ):
+        audit.head = envelope.hash
+        fold.apply(envelope)
+        audit.folded += 1
+        return
+    _check_and_fold_exactly(audit, fold, seq, data, envelope)
+
+
+def _hash_of_canonical(data: bytes, expected: str) -> bool:
+    """Whether ``data`` without its top-level ``"hash"`` member hashes to ``expected``. In
+    canonical bytes (sorted keys) that member is the last `,"hash":"` (only scalars follow
+    it). False is not a finding: the exact check decides."""
+    at = data.rfind(_HASH_KEY)
+    end = at + len(_HASH_KEY) + 64
+    if (
+        at < 0
+        or data[at + len(_HASH_KEY) : end] != expected.encode()
+        or data[end : end + 1] != b'"'
+    ):
+        return False
+    return hashlib.sha256(data[:at] + data[end + 1 :]).hexdigest() == expected
+
+
+def _check_and_fold_exactly(
+    audit: SourceAudit, fold: Fold, seq: int, data: bytes, envelope: Envelope[Any] | None
+) -> None:
     try:
         body = orjson.loads(data)
         if not isinstance(body, dict):
@@ -157,9 +247,7 @@ def _check_and_fold(audit: SourceAudit, fold: Fold, seq: int, data: bytes) -> No
     except (BrokenChain, orjson.JSONDecodeError) as error:
         audit.broken = str(error)
         return
-    try:
-        envelope = REGISTRY.decode(data)
-    except UndecodableEvent:
+    if envelope is None:
         audit.undecodable += 1
         return
     fold.apply(envelope)

@@ -124,11 +124,11 @@ async def live_equals_replay(
                 live_then = (await http.get("/api/report", params={"as_of": str(as_of)})).json()
             finally:
                 await live.__aexit__(None, None, None)
-            replayed = await replay(bus.nc, naming, PRODUCERS)
+            replayed = await replay(bus.nc, naming, PRODUCERS, detail=True)
 
     assert replayed.broken == []
     replay_counters = {
-        (k.metric, k.day.isoformat(), *k[2:]): v for k, v in replayed.fold.increments.items() if v
+        (k.metric, k.day.isoformat(), *k[2:]): v for k, v in replayed.increments.items() if v
     }
     assert live_counters == replay_counters
     assert replayed.report(as_of, as_of) == live_then
