@@ -4,8 +4,9 @@ Invariant: the stream's sequence number IS the store's position. Each publish ca
 ``Nats-Expected-Last-Sequence: position - 1``, so the server refuses anything that would
 leave a gap or land out of order, and ``Nats-Msg-Id: event_id``, so a retried publish within
 the duplicate window is acknowledged as a duplicate instead of stored twice. Publishes are
-pipelined (up to `window` chunks in flight, acks gathered on one inbox); progress is written
-only after the acks, and only up to the last one of an unbroken run of acks.
+pipelined (up to `window` chunks in flight, acks gathered on one inbox), a chunk's messages
+written at once with an ack asked for its last (which the stream can only hold at its
+position if it holds every one before it); progress is written only after that ack.
 
 A running relay (`run`) keeps its progress in memory and writes it down at most every
 `save_every` seconds: a write per publish took the store's one writer (and a flush to disk)
@@ -101,7 +102,8 @@ class OutboxRelay:
         self._save_due = 0.0  # loop time when `run` writes its progress down next
         self._inbox = nc.new_inbox()
         self._generation = 0
-        self._results: dict[int, str | None] = {}
+        # A chunk's last position -> its ack: a refusal, or 1 (duplicate) or 0 (stored now).
+        self._results: dict[int, str | int] = {}
         self._awaited = 0  # the position whose ack (or any refusal) ends the wait
         self._acked = asyncio.Event()
         self._sub_ready = False
@@ -178,8 +180,7 @@ class OutboxRelay:
                 if save or asyncio.get_running_loop().time() >= self._save_due:
                     await self._save_progress(acked)
                 total += acked - progress
-                for position in range(progress + 1, acked + 1):
-                    del self._results[position]
+                self.stats.published += acked - progress - int(self._results.pop(acked, 0))
                 progress = acked
             if acked < last:
                 raise _ChunkFailed(self._first_failure(acked))
@@ -187,13 +188,49 @@ class OutboxRelay:
     # -- pipelined publishing ---------------------------------------------------------------
 
     async def _send(self, rows: list[StoredEvent], prefix: str) -> None:
+        """The chunk as one write of protocol frames, an ack asked for its last message only.
+
+        nats-py's `publish` per message and an ack (a message through nats-py's subscription
+        machinery) per message were most of the relay's cost, which the relay takes from the
+        commands of its process. One ack per chunk says as much: each message expects the
+        sequence before it, so the last one is stored at its position only if every one
+        before it is there, and after a refusal every later one is refused too.
+        """
+        nc = self.nc
+        bodies = [row.body.encode() for row in rows]
+        if not nc.is_connected or max(map(len, bodies)) > nc.max_payload:
+            await self._send_each(rows, prefix)  # nats-py buffers while reconnecting, or refuses
+            return
+        subject_prefix = self._subject_prefix
+        frames: list[bytes] = []
+        for row, body in zip(rows, bodies, strict=True):
+            headers = (
+                f"NATS/1.0\r\nNats-Msg-Id: {row.event_id}\r\n"
+                f"Nats-Expected-Last-Sequence: {row.position - 1}\r\n\r\n"
+            ).encode()
+            frames.append(
+                f"HPUB {subject_prefix}{row.type} {len(headers)} {len(headers) + len(body)}\r\n".encode()
+            )
+            frames += (headers, body, b"\r\n")
+        last = rows[-1]
+        frames[-4] = (
+            f"HPUB {subject_prefix}{last.type} {prefix}{last.position} "
+            f"{len(frames[-3])} {len(frames[-3]) + len(frames[-2])}\r\n"
+        ).encode()
+        # nats-py's own buffer and flusher, as its `publish` uses them (no public API takes
+        # ready-made frames).
+        await nc._send_command(b"".join(frames))
+        await nc._flush_pending()
+
+    async def _send_each(self, rows: list[StoredEvent], prefix: str) -> None:
         publish = self.nc.publish
         subject_prefix = self._subject_prefix
+        last = rows[-1].position
         for row in rows:
             await publish(
                 subject_prefix + row.type,
                 row.body.encode(),
-                reply=prefix + str(row.position),
+                reply=prefix + str(row.position) if row.position == last else "",
                 headers={
                     "Nats-Msg-Id": row.event_id,
                     "Nats-Expected-Last-Sequence": str(row.position - 1),
@@ -201,23 +238,21 @@ class OutboxRelay:
             )
 
     async def _acked_through(self, progress: int, last: int) -> int:
-        """Wait for the acks up to `last`; return the end of the unbroken run of successful
-        acks after `progress`. PubAcks of one stream come back in order, so the ack of
-        `last`, or any refusal (after which nothing later can succeed), ends the wait."""
+        """Wait for the ack of `last` (a chunk's last message); return `last` if the stream
+        holds it at its position, else ``progress``."""
         self._awaited = last
         self._acked.clear()
         if last not in self._results:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.ack_timeout):
                     await self._acked.wait()
-        acked = progress
-        while acked < last and self._results.get(acked + 1, "no ack") is None:
-            acked += 1
-        return acked
+        result = self._results.get(last, "no ack")
+        return last if not isinstance(result, str) else progress
 
     def _first_failure(self, acked: int) -> str:
-        reason = self._results.get(acked + 1, "no acknowledgement in time")
-        return f"publish of position {acked + 1} to {self.stream} failed: {reason}"
+        failed = sorted(p for p, r in self._results.items() if p > acked and isinstance(r, str))
+        reason = self._results[failed[0]] if failed else "no acknowledgement in time"
+        return f"publish after position {acked} to {self.stream} failed: {reason}"
 
     async def _on_ack(self, msg: Msg) -> None:
         _, generation, position_text = msg.subject.rsplit(".", 2)
@@ -226,11 +261,12 @@ class OutboxRelay:
         position = int(position_text)
         if position in self._results:
             return
-        error = self._results[position] = self._ack_error(msg, position)
-        if position >= self._awaited or error is not None:
+        self._results[position] = self._ack_error(msg, position)
+        if position >= self._awaited:
             self._acked.set()
 
-    def _ack_error(self, msg: Msg, position: int) -> str | None:
+    def _ack_error(self, msg: Msg, position: int) -> str | int:
+        """The refusal, or 1 for a duplicate and 0 for a message stored now."""
         if not msg.data:
             status = msg.headers.get("Status", "?") if msg.headers else "?"
             return f"status {status} (is the stream {self.stream} there?)"
@@ -242,9 +278,8 @@ class OutboxRelay:
             return f"stored at sequence {ack.get('seq')}, not {position}"
         if ack.get("duplicate"):
             self.stats.duplicates += 1
-        else:
-            self.stats.published += 1
-        return None
+            return 1
+        return 0
 
     async def _subscribe(self) -> None:
         if not self._sub_ready:

@@ -256,3 +256,24 @@ async def test_a_running_relay_writes_its_progress_down_when_it_is_due(
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
+
+
+async def test_a_chunk_the_stream_refuses_moves_no_progress(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    """One ack is asked per chunk, for its last message: its refusal fails the chunk."""
+    from shared.relay import _ChunkFailed
+
+    await store.append_all(calls(0, 10), Context())
+    relay = OutboxRelay(store, nc, naming, chunk=4, ack_timeout=2.0)
+    assert await relay.publish_pending() == 10
+    await nc.jetstream().publish(naming.event_subject("hotline", "CallReceived"), b"{}")
+    await store.append_all(calls(10, 1), Context())
+
+    with pytest.raises(_ChunkFailed, match="after position 10.*wrong last sequence"):
+        await relay.publish_pending()
+
+    assert relay.stats.progress == 10
+    assert [m.seq for m in await stream_messages()] == list(range(1, 12))
+    with pytest.raises(StreamDiverged):
+        await relay.reconcile()
