@@ -181,6 +181,9 @@ async def check_live(base: str, figures: dict[str, Any]) -> tuple[bool, int]:
         live = (await client.get("/api/report")).json()["figures"]
         health = (await client.get("/api/health")).json()
     dead = sum(s["dead_letters"] for s in health["streams"].values())
+    for name in sorted(set(live) | set(figures)):
+        if live.get(name) != figures.get(name):
+            say(f"DIFFERENT {name}: live {live.get(name)}, replay {figures.get(name)}")
     return live == figures, dead
 
 

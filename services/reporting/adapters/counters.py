@@ -158,11 +158,15 @@ def _totals_insert(dialect: Dialect) -> Any:
 
 
 async def add_totals(conn: AsyncConnection, increments: Mapping[Key, int]) -> None:
-    """Add a batch's increments to the running totals per metric (a few dozen rows)."""
+    """Add a batch's increments to the running totals per metric (a few dozen rows). A
+    metric gets its row exactly when `upsert` writes one of its buckets (a non-zero
+    increment), even if its batch sums to zero (a request opened and closed), so the totals
+    name the same metrics as the sum over the buckets."""
     by_metric: dict[str, int] = {}
     for key, value in increments.items():
-        by_metric[key.metric] = by_metric.get(key.metric, 0) + value
-    rows = [{"metric": m, "value": v} for m, v in by_metric.items() if v]
+        if value:
+            by_metric[key.metric] = by_metric.get(key.metric, 0) + value
+    rows = [{"metric": m, "value": v} for m, v in by_metric.items()]
     if rows:
         await conn.execute(_totals_insert(conn.dialect), rows)
 
