@@ -208,9 +208,8 @@ class OutboxRelay:
                 f"NATS/1.0\r\nNats-Msg-Id: {row.event_id}\r\n"
                 f"Nats-Expected-Last-Sequence: {row.position - 1}\r\n\r\n"
             ).encode()
-            frames.append(
-                f"HPUB {subject_prefix}{row.type} {len(headers)} {len(headers) + len(body)}\r\n".encode()
-            )
+            size = len(headers)
+            frames.append(f"HPUB {subject_prefix}{row.type} {size} {size + len(body)}\r\n".encode())
             frames += (headers, body, b"\r\n")
         last = rows[-1]
         frames[-4] = (

@@ -270,7 +270,7 @@ async def test_a_chunk_the_stream_refuses_moves_no_progress(
     await nc.jetstream().publish(naming.event_subject("hotline", "CallReceived"), b"{}")
     await store.append_all(calls(10, 1), Context())
 
-    with pytest.raises(_ChunkFailed, match="after position 10.*wrong last sequence"):
+    with pytest.raises(_ChunkFailed, match=r"after position 10.*wrong last sequence"):
         await relay.publish_pending()
 
     assert relay.stats.progress == 10
