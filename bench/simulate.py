@@ -29,7 +29,7 @@ import httpx
 import nats
 
 from bench.load import free_port
-from kapok.simulate.guangzhou2020 import Client, Scenario, http_client, wait_for_report
+from kapok.simulate.guangzhou2020 import Client, Scenario, wait_for_report
 from kapok.up import PIDS_FILE
 
 TARGET_S = 60.0
@@ -105,8 +105,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         scenario = Scenario(args.seed, scale)
         say(f"playing guangzhou-2020 at scale {scale}, seed {args.seed}")
         started = time.perf_counter()
-        async with http_client() as http:
-            client = Client(urls, f"bench-{args.seed}-{scale}", http)
+        async with Client.open(urls, f"bench-{args.seed}-{scale}") as client:
             await scenario.play(client)
         played = time.perf_counter() - started
         say(f"{client.requests:,} requests answered in {played:.1f}s; waiting for reporting")

@@ -22,7 +22,7 @@ import itertools
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -32,6 +32,7 @@ import httpx
 import orjson
 
 from kapok.simulate import figures as f
+from kapok.simulate.wire import Pool, TransportError
 from services.aid.domain.request import request_id_for_referral
 
 MAX_BATCH = 5000  # items in one batch request, the services' limit
@@ -158,9 +159,10 @@ Opened = tuple[str, Station, tuple[str, ...], str]  # (request, station, needs, 
 
 # Days of station logs sent ahead of the aid line (flat out; at a pace, days come in turn).
 LOOKAHEAD_DAYS = 2
-# Requests in flight to one service: enough for its group commit to merge them into one
-# transaction, few enough that none waits long behind the others.
-IN_FLIGHT = 8
+# Requests in flight to one service (per lane, below): enough for its group commit to merge
+# them into one transaction while the next ones are read and decided, few enough that none
+# waits long behind the others.
+IN_FLIGHT = 16
 
 
 @dataclass
@@ -170,36 +172,53 @@ class Client:
 
     urls: dict[str, str]
     key_prefix: str
-    http: httpx.AsyncClient
     requests: int = 0
-    gates: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    pools: dict[str, Pool] = field(default_factory=dict)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, urls: dict[str, str], key_prefix: str) -> AsyncIterator[Client]:
+        client = cls(urls, key_prefix)
+        try:
+            yield client
+        finally:
+            await asyncio.gather(*(pool.close() for pool in client.pools.values()))
+
+    def _pool(self, service: str, lane: str) -> Pool:
+        key = f"{service} {lane}"
+        if key not in self.pools:
+            self.pools[key] = Pool(self.urls[service], IN_FLIGHT)
+        return self.pools[key]
 
     async def post(self, service: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         # From the request's content, not its order: districts' days run concurrently, so
         # the order varies between runs while every request's content does not.
         digest = hashlib.sha256(f"{service} {path} ".encode() + content)
-        headers = {"Idempotency-Key": f"{self.key_prefix}-{digest.hexdigest()[:40]}"}
-        headers["Content-Type"] = "application/json"
-        url = self.urls[service] + path
-        gate = self.gates.setdefault(service, asyncio.Semaphore(IN_FLIGHT))
+        headers = {
+            "Idempotency-Key": f"{self.key_prefix}-{digest.hexdigest()[:40]}",
+            "Content-Type": "application/json",
+        }
+        # Day logs and single commands queue apart: a referral waits on the service, not
+        # behind every day's log sent ahead of it.
+        pool = self._pool(service, "logs" if path.endswith(":batch") else "single")
         for attempt in range(8):
             try:
-                async with gate:
-                    response = await self.http.post(url, content=content, headers=headers)
-            except httpx.TransportError:
+                answer = await pool.request("POST", path, content, headers)
+            except TransportError:
                 # A service restarting under `kapok up`: the same key makes the retry safe.
                 await asyncio.sleep(0.5 * (attempt + 1))
                 continue
             self.requests += 1
-            if response.status_code >= 500:
+            if answer.status >= 500:
                 await asyncio.sleep(0.5 * (attempt + 1))
                 continue
-            if response.status_code >= 300:
-                raise RuntimeError(f"POST {url} → {response.status_code}: {response.text}")
-            result: dict[str, Any] = orjson.loads(response.content)
+            if answer.status >= 300:
+                url = self.urls[service] + path
+                raise RuntimeError(f"POST {url} → {answer.status}: {answer.text}")
+            result: dict[str, Any] = orjson.loads(answer.body)
             return result
-        raise RuntimeError(f"POST {url}: no answer after 8 attempts")
+        raise RuntimeError(f"POST {self.urls[service]}{path}: no answer after 8 attempts")
 
     async def post_items(
         self, service: str, path: str, items: list[dict[str, Any]], answer: str | None = None
@@ -209,16 +228,12 @@ class Client:
         bodies = await asyncio.gather(*(self.post(service, path, {"items": c}) for c in chunks))
         return [x for body in bodies for x in body[answer]] if answer else []
 
-    async def get(self, service: str, path: str) -> httpx.Response:
-        return await self.http.get(self.urls[service] + path)
-
-
-def http_client() -> httpx.AsyncClient:
-    """Kept-alive connections enough for every gate: httpx's pool checks each of its
-    connections whenever it hands one out, so more than are used only costs CPU."""
-    return httpx.AsyncClient(
-        timeout=120, limits=httpx.Limits(max_connections=4 * IN_FLIGHT + 4, keepalive_expiry=30)
-    )
+    async def found(self, service: str, path: str) -> bool:
+        """Whether ``GET path`` answers 200 (a transport error counts as not yet)."""
+        try:
+            return (await self._pool(service, "single").request("GET", path)).status == 200
+        except TransportError:
+            return False
 
 
 @dataclass
@@ -571,10 +586,9 @@ class Scenario:
         deadline = time.monotonic() + within_s
         missing = list(requests)
         while missing:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await self.client.get("aid", f"/requests/{missing[0]}")).status_code == 200:
-                    missing.pop(0)
-                    continue
+            if await self.client.found("aid", f"/requests/{missing[0]}"):
+                missing.pop(0)
+                continue
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"{missing[0]}: the referral did not become an aid request in {within_s:g}s"
@@ -893,7 +907,7 @@ async def wait_for_report(
                 figures = got.json()["figures"]
                 if all(figures.get(k) == v for k, v in target.items()):
                     return True, figures
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.1)
     return False, figures
 
 
@@ -901,8 +915,7 @@ async def simulate(
     urls: dict[str, str], seed: int, scale: Decimal, speed: float, show_progress: bool
 ) -> int:
     scenario = Scenario(seed, scale)
-    async with http_client() as http:
-        client = Client(urls, f"gz2020-{seed}-{scale}", http)
+    async with Client.open(urls, f"gz2020-{seed}-{scale}") as client:
         started = time.monotonic()
         await scenario.play(client, speed, progress_bar(len(DAYS)) if show_progress else None)
         played = time.monotonic() - started
