@@ -15,7 +15,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,19 @@ async def keep_alive(
 def created(head: bytes, answer: bytes) -> None:
     """``answered`` for ``keep_alive`` when every request must be answered 201."""
     assert head.startswith(b"HTTP/1.1 201"), (head + answer)[:300]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process (all its threads) has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def with_cpu(pid: int, run: Awaitable[dict[str, float]]) -> dict[str, float]:
+    """``run``'s result plus ``cpu_s``: the CPU process ``pid`` used meanwhile."""
+    before = cpu_seconds(pid)
+    result = await run
+    return {**result, "cpu_s": cpu_seconds(pid) - before}
 
 
 def rates(latencies: list[float], elapsed: float) -> dict[str, float]:

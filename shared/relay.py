@@ -85,6 +85,7 @@ class OutboxRelay:
         poll_interval: float = 0.5,
         reconcile_every: float = 30.0,
         save_every: float = 1.0,
+        linger: float = 0.005,
     ) -> None:
         self.store = store
         self.nc = nc
@@ -97,6 +98,8 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.reconcile_every = reconcile_every
         self.save_every = save_every
+        self.linger = linger
+        self._at_head = False  # the last read of `_publish` reached the store's head
         self.stats = RelayStats()
         self._saved = -1  # the progress last written down (-1: not known)
         self._save_due = 0.0  # loop time when `run` writes its progress down next
@@ -120,10 +123,15 @@ class OutboxRelay:
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.reconcile_every
                 while True:
-                    if await self._publish(self.stats.progress, save=False) == 0:
+                    seen = self.store.db.commits
+                    await self._publish(self.stats.progress, save=False)
+                    if self._at_head:
                         if loop.time() >= self._save_due:
                             await self._save_unsaved()
-                        await self.store.db.wait_for_change(self.poll_interval)
+                        await self.store.db.wait_for_commit(seen, self.poll_interval)
+                        # Commits of single commands come hundreds a second: a moment's
+                        # wait lets them share one read and one ack.
+                        await asyncio.sleep(self.linger)
                     if loop.time() >= next_check:
                         await self._save_unsaved()
                         await self.reconcile()
@@ -162,9 +170,13 @@ class OutboxRelay:
         prefix = f"{self._inbox}.{self._generation}."
         self._results = {}
         sent, in_flight, total = progress, collections.deque[int](), 0
+        self._at_head = False
         while True:
-            while len(in_flight) < self.window:
+            while len(in_flight) < self.window and not self._at_head:
                 rows = await self.store.read_from(sent, self.chunk)
+                # Short of a chunk: the store's head (as of the read; `run` reads again when
+                # a commit follows).
+                self._at_head = len(rows) < self.chunk
                 if not rows:
                     break
                 await self._send(rows, prefix)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+import functools
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+from aiosqlite.context import Result
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,16 +31,30 @@ class Database:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._changed = asyncio.Event()
+        self.commits = 0  # write transactions committed in this process
+        self._commit_waiters: list[asyncio.Future[None]] = []
         if self.is_sqlite:
             database = self.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # URL options (a URI, a timeout…) are SQLAlchemy's to apply: its own connection.
+            connect = _one_trip_connector(database or ":memory:") if not self.url.query else None
             self.writer = create_async_engine(
-                self.url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120
+                self.url,
+                echo=echo,
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=120,
+                async_creator=connect,
+                # `write` ends every transaction itself (shielded), so the pool's rollback on
+                # return would be one more trip to aiosqlite's thread for nothing.
+                pool_reset_on_return=None,
             )
             # Pooled: opening a SQLite connection (and aiosqlite's thread) costs ~2 ms, more
             # than most reads. WAL lets these readers run beside the one writer.
-            self.reader = create_async_engine(self.url, echo=echo, pool_size=4, max_overflow=4)
+            self.reader = create_async_engine(
+                self.url, echo=echo, pool_size=4, max_overflow=4, async_creator=connect
+            )
             _sqlite_pragmas(self.writer, immediate=True)
             _sqlite_pragmas(self.reader, immediate=False)
         else:
@@ -69,7 +87,12 @@ class Database:
             await _shielded(_end(conn, commit=False))
             raise
         await _shielded(_end(conn, commit=True))
+        self.commits += 1
         self._changed.set()
+        waiters, self._commit_waiters = self._commit_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -85,6 +108,23 @@ class Database:
             async with asyncio.timeout(seconds):
                 await self._changed.wait()
         self._changed.clear()
+
+    async def wait_for_commit(self, seen: int, seconds: float) -> None:
+        """Wake once a write in this process committed after ``seen`` (a value of `commits`),
+        at once if one has, or after ``seconds``. Unlike `wait_for_change`, waiters never
+        take a wake-up from one another, and none is lost between reading `commits` and
+        waiting."""
+        if self.commits != seen:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._commit_waiters.append(waiter)
+        try:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(seconds):  # not wait_for: see wait_for_change
+                    await waiter
+        finally:
+            with suppress(ValueError):  # gone if a commit woke it
+                self._commit_waiters.remove(waiter)
 
     async def dispose(self) -> None:
         await self.writer.dispose()
@@ -134,3 +174,93 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# -- aiosqlite in fewer trips ---------------------------------------------------------------
+#
+# aiosqlite runs every call on the connection's own thread, and SQLAlchemy's adapter makes
+# four calls a statement (open a cursor, execute, fetch, close): a group commit took 17 trips
+# to that thread and back, the relay's read 8, each a wake-up of the thread and of the event
+# loop. `_OneTripCursor` opens, executes, fetches and closes in one.
+
+
+def _one_trip_connector(database: str) -> Callable[[], Awaitable[aiosqlite.Connection]]:
+    async def connect() -> aiosqlite.Connection:
+        # As SQLAlchemy's aiosqlite dialect connects (its thread a daemon), with our cursor.
+        connection = _OneTripConnection(
+            functools.partial(sqlite3.connect, database, check_same_thread=False), 64
+        )
+        connection._thread.daemon = True
+        return await connection
+
+    return connect
+
+
+class _OneTripConnection(aiosqlite.Connection):
+    def cursor(self) -> Any:  # aiosqlite's Result: awaitable, and an async context manager
+        return Result(self._one_trip_cursor())
+
+    async def _one_trip_cursor(self) -> _OneTripCursor:
+        return _OneTripCursor(self)
+
+
+class _OneTripCursor:
+    """What SQLAlchemy's adapter uses of an aiosqlite cursor."""
+
+    def __init__(self, connection: _OneTripConnection) -> None:
+        self._connection = connection
+        self._rows: list[Any] = []
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: int | None = None
+        self.arraysize = 1
+
+    async def execute(self, sql: str, parameters: Any = ()) -> _OneTripCursor:
+        return await self._run(False, sql, parameters)
+
+    async def executemany(self, sql: str, parameters: Any) -> _OneTripCursor:
+        return await self._run(True, sql, parameters)
+
+    async def _run(self, many: bool, sql: str, parameters: Any) -> _OneTripCursor:
+        connection = self._connection
+        self.description, self.rowcount, self.lastrowid, self._rows = await connection._execute(
+            _statement, connection, many, sql, parameters
+        )
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self.arraysize if size is None else size
+        rows, self._rows = self._rows[:count], self._rows[count:]
+        return rows
+
+    async def close(self) -> None:
+        self._rows = []
+
+    async def __aenter__(self) -> _OneTripCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._rows = []
+
+
+def _statement(
+    connection: aiosqlite.Connection, many: bool, sql: str, parameters: Any
+) -> tuple[Any, int, int | None, list[Any]]:
+    """On the connection's thread: one statement, all its rows, its cursor closed."""
+    cursor = connection._conn.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
