@@ -16,6 +16,7 @@ teams and charity desks, which need a day's logs (their referrals) before its ai
 request carries an Idempotency-Key derived from its content, so a second run with the same
 seed on the same data appends nothing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,7 +38,6 @@ import orjson
 
 from kapok.simulate import figures as f
 from kapok.simulate.wire import Pool, TransportError
-from services.aid.domain.request import request_id_for_referral
 
 MAX_BATCH = 5000  # items in one batch request, the services' limit
 CST = timezone(timedelta(hours=8))  # Guangzhou: every time below is local
@@ -232,12 +232,14 @@ class Client:
         bodies = await asyncio.gather(*(self.post(service, path, {"items": c}) for c in chunks))
         return [x for body in bodies for x in body[answer]] if answer else []
 
-    async def found(self, service: str, path: str) -> bool:
-        """Whether ``GET path`` answers 200 (a transport error counts as not yet)."""
+    async def get(self, service: str, path: str) -> dict[str, Any] | None:
+        """``GET path``'s JSON if it answers 200, else None (not there yet, or the service
+        restarting)."""
         try:
-            return (await self._pool(service, "single").request("GET", path)).status == 200
+            answer = await self._pool(service, "single").request("GET", path)
         except TransportError:
-            return False
+            return None
+        return orjson.loads(answer.body) if answer.status == 200 else None  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -568,13 +570,12 @@ class Scenario:
             (case["request"], s, needs, person)
             for case, (_, s, needs, person) in zip(cases, emergency_for, strict=True)
         ]
-        from_referrals = [
-            (request_id_for_referral(body["referral"]), s, needs, person)
-            for body, (_, s, needs, person, _) in zip(referred, referrals, strict=True)
-        ]
         # Referrals become requests in the aid service's consumer: wait until each exists.
-        await self.wait_requests([r for r, *_ in from_referrals])
-        out += from_referrals
+        opened = await self.requests_of([body["referral"] for body in referred])
+        out += [
+            (request, s, needs, person)
+            for request, (_, s, needs, person, _) in zip(opened, referrals, strict=True)
+        ]
         # Every request is handed to a worker before its delivery.
         assignments = [
             {"request": r, "assignee": f"worker:s{s.index:03d}-0", "assigned_at": at(day, 20, 30)}
@@ -583,21 +584,19 @@ class Scenario:
         await c.post_items("aid", "/assignments:batch", assignments)
         return out
 
-    async def wait_requests(self, requests: list[str], within_s: float = 120) -> None:
-        """Until each request exists. The consumer opens them in the stream's order, so one
-        missing request is watched until it appears, and only then are the rest asked
-        again (most are there by then): a few GETs per day, not one per request per poll."""
+    async def requests_of(self, referrals: list[str], within_s: float = 120) -> list[str]:
+        """The aid request each referral opened, once it has. The consumer opens them in the
+        stream's order, so the first one missing is watched until it appears, and the rest
+        are mostly there by then: about one GET per referral, not one per referral per poll."""
         deadline = time.monotonic() + within_s
-        missing = list(requests)
-        while missing:
-            if await self.client.found("aid", f"/requests/{missing[0]}"):
-                missing.pop(0)
-                continue
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{missing[0]}: the referral did not become an aid request in {within_s:g}s"
-                )
-            await asyncio.sleep(0.02)
+        requests: list[str] = []
+        for referral in referrals:
+            while (found := await self.client.get("aid", f"/referrals/{referral}/request")) is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{referral} did not become an aid request in {within_s:g}s")
+                await asyncio.sleep(0.02)
+            requests.append(str(found["request"]))
+        return requests
 
     async def deliver(
         self, day: date, requests: list[tuple[str, Station, tuple[str, ...], str]], last_day: bool

@@ -95,8 +95,11 @@ async def test_a_referral_made_on_the_hotline_shows_up_as_an_open_aid_request(
     await runner.setup()
     assert await runner.drain("hotline") == 1
 
+    missing = await aid.http.get("/referrals/referral:1/request")
+    assert missing.status_code == 404 and missing.json()["resource"] == "referral:1"
     request = request_id_for_referral("referral:0")
     state = (await aid.http.get(f"/requests/{request}")).json()
+    assert (await aid.http.get("/referrals/referral:0/request")).json() == state
     assert state["status"] == "requested"
     assert (state["origin"], state["referral"], state["person"]) == (
         "hotline_referral",

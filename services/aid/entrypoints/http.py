@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from services.aid.application import commands as c
-from services.aid.domain import AidRequest, EmergencyCase
+from services.aid.domain import AidRequest, EmergencyCase, request_id_for_referral
 from shared.service.application import CommandService
-from shared.service.http import CommandRoute, ViewRoute, build_app
+from shared.service.http import CommandRoute, ViewRoute, build_app, respond
+from shared.service.replies import Refused
 
 COMMAND_ROUTES = [
     CommandRoute("/requests", c.RequestAid, "Open an aid request for a person in hardship"),
@@ -31,10 +33,32 @@ VIEW_ROUTES = [
 
 
 def build_aid_app(service: CommandService) -> FastAPI:
-    return build_app(
+    app = build_app(
         service,
         COMMAND_ROUTES,
         VIEW_ROUTES,
         title="Kapok aid",
         description="抗疫救援服务网: aid requests, assignments, deliveries and emergency cases.",
     )
+
+    async def request_of_referral(request: Request) -> Response:
+        referral = request.path_params["referral"]
+        reply = await service.view(AidRequest, request_id_for_referral(referral))
+        if reply.status == 404:
+            reply = Refused(
+                404,
+                f"no aid request from {referral} (yet: the aid service opens it once the "
+                "hotline's ReferredToAid reaches it)",
+                resource=referral,
+            ).reply
+        return respond(reply)
+
+    app.add_api_route(
+        "/referrals/{referral}/request",
+        request_of_referral,
+        methods=["GET"],
+        summary="The aid request a hotline referral opened (404 until it is opened)",
+        operation_id="get_request_of_referral",
+        response_class=Response,
+    )
+    return app
