@@ -136,15 +136,18 @@ async def _replay_source(
     )
     name = consumer.name
     inbox = nc.new_inbox()
-    buffer: list[tuple[str, bytes]] = []
-    over = asyncio.Event()  # the request in flight is done: its batch, or a status
+    buffer: list[tuple[int, int, bytes]] = []  # (stream sequence, server timestamp, bytes)
+    over = asyncio.Event()  # the request in flight is done: its batch, a status, or the end
     state = {"in_request": 0}
 
     async def on_message(msg: Msg) -> None:
         if msg.reply:
-            buffer.append((msg.reply, msg.data))
+            seq, stamp = _seq_and_time(msg.reply)
+            buffer.append((seq, stamp, msg.data))
             state["in_request"] += 1
-            if state["in_request"] < batch:
+            # The stream's last message ends the wait too: a request for more than remain
+            # would otherwise only end when it expires.
+            if state["in_request"] < batch and seq < last:
                 return
         over.set()
 
@@ -167,8 +170,10 @@ async def _replay_source(
             buffer.clear()
             if expected + len(taken) <= last:
                 await ask()
-            for reply, data in taken:
-                seq, stamp = _seq_and_time(reply)
+                # Out on the wire now, not when the loop next idles: checking the batch
+                # below never yields, and the server would wait for the whole of it.
+                await nc.flush()
+            for seq, stamp, data in taken:
                 if cutoff_ns is not None and stamp > cutoff_ns:
                     return  # published after known_at, and so is all that follows
                 expected = seq + 1

@@ -221,3 +221,32 @@ async def test_the_headline_totals_are_in_a_kv_bucket_any_nats_client_can_watch(
                 break
             await asyncio.sleep(0.05)
         assert funds.value == b"0.30"
+
+
+async def test_the_kv_bucket_follows_many_small_commits_at_a_bounded_rate(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Sixty batches of one call, committed one by one as fast as they come: the bucket
+    ends on the right figure, and took far fewer puts than commits (at most one round per
+    ``every``), so a steady stream of commands does not have the folding process put a
+    figure per commit."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/reporting.db"
+    async with (
+        producers(settings, tmp_path) as bus,
+        reporting(settings, database_url, batch=1) as (parts, _),
+    ):
+        for i in range(60):
+            await bus.record("hotline", [call(i, at(1))])
+        await caught_up(parts, await bus.heads())
+        commits = parts.db.commits
+        js = bus.nc.jetstream()
+        kv = await js.key_value(f"{settings.stream_prefix}REPORTING_TOTALS")
+        for _ in range(100):
+            if (await kv.get("services_given")).value == b"60":
+                break
+            await asyncio.sleep(0.05)
+        assert (await kv.get("services_given")).value == b"60"
+        info = await js.stream_info(f"KV_{settings.stream_prefix}REPORTING_TOTALS")
+        puts = info.state.last_seq  # every put of every figure, counted
+    assert commits >= 60
+    assert puts < commits

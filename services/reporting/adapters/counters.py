@@ -12,8 +12,9 @@ dialect's own insert, the same statement on SQLite and PostgreSQL).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -95,15 +96,26 @@ def _insert(dialect: Dialect) -> Any:
 NATURAL_ORDER = (*Key._fields, "value")
 
 
-@dataclass(frozen=True, slots=True)
+ROWS_PER_STATEMENT = 2000  # 26,000 placeholders: SQLite's limit is 32,766 or more
+
+
+@dataclass(slots=True)
 class _Upsert:
-    """The upsert compiled once per dialect and run as the driver's own executemany, each
-    row a plain list in `Key` order plus the value, through the column types' bind
-    processors where there are any (the date, on SQLite). SQLAlchemy's per-row parameter
-    handling was most of the live fold's write time when measured."""
+    """The upsert compiled once per dialect and run without SQLAlchemy's per-row parameter
+    handling (most of the live fold's write time when measured): each row a plain tuple in
+    `Key` order plus the value, through the column types' bind processors where there are
+    any (the date, on SQLite).
+
+    On SQLite (``?`` placeholders) a batch goes as one multi-row ``VALUES`` statement per
+    `ROWS_PER_STATEMENT` rows, not as an executemany: sqlite3 releases and takes back the
+    GIL around every row it steps, and while the consumer's thread decodes the next batch
+    each take-back can wait out the interpreter's switch interval. Elsewhere (asyncpg's
+    ``$n``), the driver's executemany, which pipelines."""
 
     sql: str
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column, processor)
+    multirow: bool
+    _statements: dict[int, str] = field(default_factory=dict)  # rows -> multi-row SQL
 
     @classmethod
     def compile(cls, dialect: Dialect) -> _Upsert | None:
@@ -117,7 +129,7 @@ class _Upsert:
             processor = counter_days.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 processors.append((at, processor))
-        return cls(compiled.string, tuple(processors))
+        return cls(compiled.string, tuple(processors), dialect.paramstyle == "qmark")
 
     def rows(self, increments: Mapping[Key, int]) -> list[tuple[Any, ...]]:
         if not self.processors:
@@ -127,6 +139,26 @@ class _Upsert:
             for row in rows:
                 row[at] = processor(row[at])
         return [tuple(row) for row in rows]
+
+    def statement(self, rows: int) -> str:
+        """The upsert of ``rows`` rows in one ``VALUES`` list (``?`` placeholders only)."""
+        sql = self._statements.get(rows)
+        if sql is None:
+            head, rest = self.sql.split(" VALUES ", 1)
+            one, tail = rest.split(" ON CONFLICT ", 1)
+            sql = f"{head} VALUES {', '.join([one] * rows)} ON CONFLICT {tail}"
+            if len(self._statements) < 64:  # the full size, and a few tails
+                self._statements[rows] = sql
+        return sql
+
+    async def run(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
+        if not self.multirow:
+            await conn.exec_driver_sql(self.sql, rows)
+            return
+        for first in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[first : first + ROWS_PER_STATEMENT]
+            flat = tuple(itertools.chain.from_iterable(chunk))
+            await conn.exec_driver_sql(self.statement(len(chunk)), flat)
 
 
 _UPSERTS: dict[tuple[str, str], _Upsert | None] = {}
@@ -146,7 +178,7 @@ async def upsert(conn: AsyncConnection, increments: Mapping[Key, int]) -> int:
         return len(rows)
     fast = upserts.rows(increments)
     if fast:
-        await conn.exec_driver_sql(upserts.sql, fast)
+        await upserts.run(conn, fast)
     return len(fast)
 
 

@@ -33,12 +33,15 @@ async def open_bucket(nc: NATS, naming: Naming) -> KeyValue:
 
 
 async def publish_totals(
-    kv: KeyValue, store: CounterStore, db: Database, stop: asyncio.Event
+    kv: KeyValue, store: CounterStore, db: Database, stop: asyncio.Event, every: float = 0.1
 ) -> None:
-    """Until ``stop``: after each commit of the consumer (or every second), put the figures
-    that changed. The flag, not only cancellation, ends it: on Python 3.11 a cancel that
-    lands while `Database.wait_for_change` (asyncio.wait_for) is completing is swallowed,
-    and a loop relying on it alone would never end."""
+    """Until ``stop``: after each commit of the consumer (or every second), but at most once
+    per ``every`` seconds, put the figures that changed. Unthrottled, a consumer committing
+    hundreds of small batches a second (a steady stream of commands) had this loop read the
+    totals and await a put per changed figure after each one, in the process that folds.
+    The flag, not only cancellation, ends it: on Python 3.11 a cancel that lands while
+    `Database.wait_for_change` (asyncio.wait_for) is completing is swallowed, and a loop
+    relying on it alone would never end."""
     last: dict[str, str] = {}
     while not stop.is_set():
         try:
@@ -50,4 +53,5 @@ async def publish_totals(
         except Exception as error:  # NATS or the database away: try again on the next turn
             log.warning("reporting KV: %r", error)
             last.clear()
+        await asyncio.sleep(every)  # a commit meanwhile still wakes the wait below at once
         await db.wait_for_change(1.0)
