@@ -311,7 +311,7 @@ async def up(
     try:
         for name in services:
             label = "dashboard" if name == "reporting" else name
-            where = "/api/report?format=html" if name == "reporting" else "/docs"
+            where = "/" if name == "reporting" else "/docs"
             say(f"{label:<9} http://{HOST}:{ports[name]}{where}")
 
         async def announce() -> None:
@@ -322,7 +322,8 @@ async def up(
                 say(f"not answering after 60s: {', '.join(slow)} (see their logs above)")
                 return
             say(
-                f"ready: dashboard http://{HOST}:{ports['reporting']}/api/report?format=html"
+                f"ready: dashboard http://{HOST}:{ports['reporting']}/ (printable report: "
+                f"/api/report?format=html)"
                 if "reporting" in ports
                 else "ready"
             )

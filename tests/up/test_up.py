@@ -31,6 +31,9 @@ def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: P
             out.index(f"{n} ") for n in SERVABLE if n != "reporting"
         )
         assert "port 4222" not in out or "takes a free port" in out
+        assert f"dashboard http://127.0.0.1:{ports['reporting']}/\n" in out
+        # up.json says where everything listens, for `kapok audit replay` and scripts.
+        assert pids["ports"] == ports and pids["nats_url"].startswith("nats://127.0.0.1:")
 
         # Something recorded through the hotline's public API.
         hotline = f"http://127.0.0.1:{ports['hotline']}"
