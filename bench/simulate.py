@@ -156,7 +156,11 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.simulate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--scale", default="1")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
