@@ -41,7 +41,7 @@ from sqlalchemy.exc import DBAPIError
 
 from shared.bus.naming import Naming
 from shared.eventstore.schema import outbox_progress
-from shared.eventstore.store import EventStore, StoredEvent
+from shared.eventstore.store import EventStore, StoredBytes
 
 log = logging.getLogger("kapok.relay")
 
@@ -173,7 +173,7 @@ class OutboxRelay:
         self._at_head = False
         while True:
             while len(in_flight) < self.window and not self._at_head:
-                rows = await self.store.read_from(sent, self.chunk)
+                rows = await self.store.read_bytes_from(sent, self.chunk)
                 # Short of a chunk: the store's head (as of the read; `run` reads again when
                 # a commit follows).
                 self._at_head = len(rows) < self.chunk
@@ -199,7 +199,7 @@ class OutboxRelay:
 
     # -- pipelined publishing ---------------------------------------------------------------
 
-    async def _send(self, rows: list[StoredEvent], prefix: str) -> None:
+    async def _send(self, rows: list[StoredBytes], prefix: str) -> None:
         """The chunk as one write of protocol frames, an ack asked for its last message only.
 
         nats-py's `publish` per message and an ack (a message through nats-py's subscription
@@ -209,38 +209,38 @@ class OutboxRelay:
         before it is there, and after a refusal every later one is refused too.
         """
         nc = self.nc
-        bodies = [row.body.encode() for row in rows]
-        if not nc.is_connected or max(map(len, bodies)) > nc.max_payload:
+        if not nc.is_connected or max(len(row.body) for row in rows) > nc.max_payload:
             await self._send_each(rows, prefix)  # nats-py buffers while reconnecting, or refuses
             return
         subject_prefix = self._subject_prefix
         frames: list[bytes] = []
-        for row, body in zip(rows, bodies, strict=True):
+        last = rows[-1].position
+        for row in rows:
             headers = (
                 f"NATS/1.0\r\nNats-Msg-Id: {row.event_id}\r\n"
                 f"Nats-Expected-Last-Sequence: {row.position - 1}\r\n\r\n"
-            ).encode()
-            size = len(headers)
-            frames.append(f"HPUB {subject_prefix}{row.type} {size} {size + len(body)}\r\n".encode())
-            frames += (headers, body, b"\r\n")
-        last = rows[-1]
-        frames[-4] = (
-            f"HPUB {subject_prefix}{last.type} {prefix}{last.position} "
-            f"{len(frames[-3])} {len(frames[-3]) + len(frames[-2])}\r\n"
-        ).encode()
+            )
+            reply = f" {prefix}{row.position}" if row.position == last else ""
+            size = len(headers)  # ASCII: characters are bytes
+            frames.append(
+                f"HPUB {subject_prefix}{row.type}{reply} {size} {size + len(row.body)}\r\n"
+                f"{headers}".encode()
+            )
+            frames.append(row.body)
+            frames.append(b"\r\n")
         # nats-py's own buffer and flusher, as its `publish` uses them (no public API takes
         # ready-made frames).
         await nc._send_command(b"".join(frames))
         await nc._flush_pending()
 
-    async def _send_each(self, rows: list[StoredEvent], prefix: str) -> None:
+    async def _send_each(self, rows: list[StoredBytes], prefix: str) -> None:
         publish = self.nc.publish
         subject_prefix = self._subject_prefix
         last = rows[-1].position
         for row in rows:
             await publish(
                 subject_prefix + row.type,
-                row.body.encode(),
+                row.body,
                 reply=prefix + str(row.position) if row.position == last else "",
                 headers={
                     "Nats-Msg-Id": row.event_id,

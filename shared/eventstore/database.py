@@ -52,8 +52,16 @@ class Database:
             )
             # Pooled: opening a SQLite connection (and aiosqlite's thread) costs ~2 ms, more
             # than most reads. WAL lets these readers run beside the one writer.
+            # No rollback on return either: SQLAlchemy ends a transaction it began when the
+            # connection closes, and a statement straight to the driver (`sqlite_driver`)
+            # runs in none.
             self.reader = create_async_engine(
-                self.url, echo=echo, pool_size=4, max_overflow=4, async_creator=connect
+                self.url,
+                echo=echo,
+                pool_size=4,
+                max_overflow=4,
+                async_creator=connect,
+                pool_reset_on_return=None,
             )
             _sqlite_pragmas(self.writer, immediate=True)
             _sqlite_pragmas(self.reader, immediate=False)
@@ -130,6 +138,17 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+async def sqlite_driver(conn: AsyncConnection) -> aiosqlite.Connection | None:
+    """The aiosqlite connection under ``conn`` on SQLite (None on PostgreSQL), for the few
+    statements run hundreds of times a second, where SQLAlchemy's building, compiling and
+    result handling cost more than SQLite's work. Same transaction as ``conn``."""
+    if conn.dialect.name != "sqlite":
+        return None
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, aiosqlite.Connection)
+    return driver
 
 
 async def _end(conn: AsyncConnection, *, commit: bool) -> None:

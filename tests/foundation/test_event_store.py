@@ -135,3 +135,33 @@ async def test_one_aggregate_twice_in_a_transaction_is_refused(store: EventStore
     with pytest.raises(ValueError, match="appended twice"):
         await store.append_all([*calls(0, 2), *calls(1, 1)], Context())
     assert await count(store.db) == 0
+
+
+async def test_pooled_readers_never_keep_an_old_snapshot(store: EventStore) -> None:
+    """Readers go back to the pool without a rollback of their own (SQLAlchemy ends what it
+    began, and the driver's statements run in none): each read still sees every commit."""
+    for i in range(1, 13):  # more reads than pooled connections, each after a commit
+        await store.append(f"call-{i}", 0, [call(i)], Context())
+        assert await count(store.db) == i  # through SQLAlchemy, in a transaction
+        assert [r.position for r in await store.read_from(i - 1, 10)] == [i]  # the driver's
+        assert [r.body.decode() for r in await store.read_bytes_from(i - 1, 10)] == [
+            r.body for r in await store.read_from(i - 1, 10)
+        ]
+
+
+async def test_a_commit_wakes_every_waiter_and_none_misses_one(db: Database) -> None:
+    """What the relay waits on: a commit after the count it read wakes it, even one made
+    before it started waiting, and waiters never take a wake-up from one another."""
+    seen = db.commits
+    waiters = [asyncio.create_task(db.wait_for_commit(seen, 30)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiters)
+    store = EventStore(db, "hotline")
+    await store.setup()  # a write transaction
+    async with asyncio.timeout(5):
+        await asyncio.gather(*waiters)
+    async with asyncio.timeout(5):
+        await db.wait_for_commit(seen, 30)  # committed since: at once
+    began = asyncio.get_running_loop().time()
+    await db.wait_for_commit(db.commits, 0.2)  # nothing committed: the timeout
+    assert asyncio.get_running_loop().time() - began >= 0.19
