@@ -93,6 +93,7 @@ class Supervisor:
     write: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
     extra_pids: dict[str, int] = field(default_factory=dict)
     nats_url: str = ""
+    env_of: dict[str, dict[str, str]] = field(default_factory=dict)  # a service's own
     # `kapok demo` sends thousands of requests: one access-log line each would bury the rest.
     quiet_access: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,7 +131,7 @@ class Supervisor:
                 child.name,
                 "--port",
                 str(child.port),
-                env=self.env,
+                env={**self.env, **self.env_of.get(child.name, {})},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -245,6 +246,47 @@ def start_nats(
     return server
 
 
+def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def postgres_databases(url: str, services: Sequence[str]) -> dict[str, str]:
+    """Each service owns its database, as with SQLite files: ``<database>_<service>`` on the
+    server of ``url``, created when missing (connecting to ``url``'s own database to do it).
+    One shared database would mix the services' event logs."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    if base.get_backend_name() != "postgresql":
+        raise ValueError("not a PostgreSQL URL (postgresql+asyncpg://user@host:5432/name)")
+    if not base.database:
+        raise ValueError("name a database, e.g. postgresql+asyncpg://user@host:5432/kapok")
+    conn = await asyncpg.connect(
+        host=base.host,
+        port=base.port,
+        user=base.username,
+        password=base.password,
+        database=base.database,
+        timeout=10,
+    )
+    out: dict[str, str] = {}
+    try:
+        for name in services:
+            database = f"{base.database}_{name}"
+            known = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+            if not known:
+                # template0: nobody connects to it, so CREATE DATABASE cannot fail with
+                # "source database is being accessed by other users".
+                await conn.execute(f'CREATE DATABASE "{database}" TEMPLATE template0')
+            out[name] = base.set(database=database).render_as_string(hide_password=False)
+    finally:
+        await conn.close()
+    return out
+
+
 def _free_port_outside(avoid: Collection[int]) -> int:
     # nats-server's own choice (port 0) could land on a service's port chosen moments ago.
     while True:
@@ -280,6 +322,16 @@ async def up(
     data_dir = data_dir.resolve()  # noqa: ASYNC240 - before anything runs
     data_dir.mkdir(parents=True, exist_ok=True)
 
+    env_of: dict[str, dict[str, str]] = {}
+    if postgres_url:
+        try:
+            urls = await postgres_databases(postgres_url, services)
+        except Exception as error:  # its message names what is wrong: say it and stop
+            say(f"--postgres {safe_url(postgres_url)}: {error}")
+            return 2
+        env_of = {name: {"KAPOK_DATABASE_URL": url} for name, url in urls.items()}
+        say(f"PostgreSQL: one database per service, {', '.join(map(safe_url, urls.values()))}")
+
     server: EmbeddedNats | None = None
     if nats_url is None:
         # Blocking on purpose (about a second, nothing else runs yet): see start_nats.
@@ -290,8 +342,6 @@ async def up(
     else:
         say(f"NATS at {nats_url} (no embedded server)")
     env = {**os.environ, "KAPOK_NATS_URL": nats_url, "KAPOK_DATA_DIR": str(data_dir)}
-    if postgres_url:
-        env["KAPOK_DATABASE_URL"] = postgres_url
     # Unbuffered, so each service's log lines reach the terminal as they are written.
     env["PYTHONUNBUFFERED"] = "1"
 
@@ -302,6 +352,7 @@ async def up(
         data_dir,
         extra_pids={"nats": server.pid} if server and server.pid else {},
         nats_url=nats_url,
+        env_of=env_of,
         quiet_access=quiet_access,
     )
     loop = asyncio.get_running_loop()
@@ -405,7 +456,8 @@ def run(args: object, services: Sequence[str], ready: Callable[..., object] | No
             ports=ports,
             nats_url=getattr(args, "nats", None),
             nats_port=int(getattr(args, "nats_port", NATS_DEFAULT_PORT)),
-            postgres_url=getattr(args, "postgres", None),
+            # A URL in the environment would give every service the same database.
+            postgres_url=getattr(args, "postgres", None) or os.environ.get("KAPOK_DATABASE_URL"),
             ready=ready,
             quiet_access=ready is not None,
         )

@@ -9,11 +9,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
+from harness.databases import asyncpg_dsn, fresh_database
+from sqlalchemy.engine import make_url
 from up_parts import Up, free_port
 
 from kapok.cli import SERVABLE
@@ -48,13 +52,37 @@ def test_too_small_a_scale_is_refused_by_name(tmp_path: Path) -> None:
     assert "--scale 0.0022 or more" in out.stdout
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest) -> AsyncIterator[list[str]]:
+    """`kapok up`'s flags for its databases: SQLite files, or `--postgres URL`, under which
+    each service gets a database of its own (``<name>_<service>``), dropped after."""
+    if request.param == "sqlite":
+        yield []
+        return
+    async with fresh_database() as url:
+        try:
+            yield ["--postgres", url]
+        finally:
+            base = make_url(url)
+            conn = await asyncpg.connect(asyncpg_dsn(base))
+            try:
+                for name in SERVABLE:
+                    await conn.execute(
+                        f'DROP DATABASE IF EXISTS "{base.database}_{name}" WITH (FORCE)'
+                    )
+            finally:
+                await conn.close()
+
+
 def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
-    tmp_path: Path,
+    tmp_path: Path, database: list[str]
 ) -> None:
     ports = {name: free_port() for name in SERVABLE}
-    up = Up(tmp_path / "state", ports, "up.log")
+    up = Up(tmp_path / "state", ports, "up.log", *database)
     try:
         up.wait_ready()
+        if database:  # each service its own database: one would mix their event logs
+            assert "PostgreSQL: one database per service" in up.log()
         flags = [f"--{name}-port={port}" for name, port in ports.items()]
         command = [sys.executable, "-m", "kapok.cli", "simulate", "guangzhou-2020"]
         played = subprocess.run(

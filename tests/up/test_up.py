@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -112,3 +114,21 @@ def test_a_taken_http_port_is_named_with_its_flag_before_anything_starts(tmp_pat
     out = up.log()
     assert f"port {ports['hotline']}" in out and "--hotline-port" in out, out
     assert "nats-server" not in out and "started" not in out, out
+
+
+def test_a_postgres_url_it_cannot_use_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in SERVABLE}
+    up = [sys.executable, "-m", "kapok.cli", "up", "--data-dir", str(tmp_path / "d")]
+    up += [f"--{name}-port={port}" for name, port in ports.items()]
+    for url, why in (
+        ("postgresql+asyncpg://postgres@127.0.0.1:5432/kapok_t_none", "does not exist"),
+        (f"sqlite+aiosqlite:///{tmp_path}/x.db", "not a PostgreSQL URL"),
+    ):
+        out = subprocess.run(
+            [*up, "--postgres", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2 and why in out.stdout, out.stdout + out.stderr
+        assert "nats-server" not in out.stdout  # refused before anything started

@@ -40,7 +40,7 @@ def wait_until(what: str, check: Callable[[], Any], within_s: float, up: Up) -> 
 class Up:
     """One `kapok up` process in a process group of its own (as a terminal runs a job)."""
 
-    def __init__(self, data_dir: Path, ports: dict[str, int], log_name: str) -> None:
+    def __init__(self, data_dir: Path, ports: dict[str, int], log_name: str, *more: str) -> None:
         self.data_dir = data_dir
         self.ports = ports
         self.log_path = data_dir.parent / log_name
@@ -57,6 +57,7 @@ class Up:
                     str(data_dir),
                     "--nats-port=0",
                     *flags,
+                    *more,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
