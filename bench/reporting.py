@@ -44,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -259,20 +260,34 @@ async def latency(
         f"GET /api/counters?metric=calls_received&point={point}&since={today()} HTTP/1.1\r\n"
         f"Host: {r_host}\r\n\r\n"
     ).encode()
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    # First in, first out: every connection is used every few milliseconds, so none sits
+    # idle past the server's keep-alive timeout (uvicorn's 5 s) and is closed under us.
+    idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
     answered: list[tuple[float, str, float]] = []  # (response time, call, HTTP latency)
     seen: list[tuple[float, int]] = []  # (poll answer time, count)
     total = int(args.rate * args.seconds)
     sending = True
 
     async def one(n: int) -> None:
-        conn = idle.pop() if idle else await asyncio.open_connection(host, int(port))
         body = orjson.dumps(
             {"point": point, "category": "emotional_support", "group": "elderly_alone",
              "channel": "phone", "received_at": datetime.now(UTC).isoformat()}
         )  # fmt: skip
+        request = (
+            f"POST /calls HTTP/1.1\r\nHost: {host}:{port}\r\nIdempotency-Key: bench-{n}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
         began = time.perf_counter()
-        head, answer = await _exchange(*conn, load.post(f"{host}:{port}", "/calls", body))
+        for attempt in range(2):
+            conn = idle.popleft() if idle else await asyncio.open_connection(host, int(port))
+            try:
+                head, answer = await _exchange(*conn, request)
+                break
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # The server closed this connection first; the key makes the retry safe.
+                conn[1].close()
+                if attempt:
+                    raise
         done = time.perf_counter()
         assert head.startswith(b"HTTP/1.1 201"), (head + answer)[:300]
         answered.append((done, orjson.loads(answer)["call"], done - began))
@@ -304,7 +319,11 @@ async def latency(
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one(n)))
-    await asyncio.gather(*tasks)
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        polling.cancel()
+        raise
     result.rate = total / (time.perf_counter() - began)
     sending = False
     deadline = time.perf_counter() + 30
@@ -382,6 +401,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await load.wait_for(base)
                 lat = await latency(nc, naming, base, reporting[1], args)
                 latencies = [lat]
+            except BaseException:
+                args.keep = True  # the services' logs say why
+                raise
             finally:
                 await nc.close()
                 for process in processes:

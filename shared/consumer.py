@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -222,7 +223,10 @@ class ConsumerRunner:
         A batch is what one burst of deliveries brings: up to `batch` messages, or fewer once
         no more arrive for `linger` seconds, so a quiet stream is applied within milliseconds
         and a busy one in large transactions. The next pull request goes out before a batch
-        is applied, so the server streams the next batch while this one commits.
+        is applied, so the server streams the next batch while this one commits; and the
+        next batch is decoded while this one commits (the database's work runs outside the
+        interpreter's lock), though committed only after it: commits and acks stay in
+        stream order, one batch in flight.
         """
         stream = self.naming.stream(source)
         inbox = self.nc.new_inbox()
@@ -253,6 +257,13 @@ class ConsumerRunner:
         sub = await self.nc.subscribe(inbox, cb=on_message)
         self._wakers.add(arrived)
         applied = idle = 0
+        committing: asyncio.Future[int] | None = None  # the batch in flight
+
+        async def settle() -> int:
+            nonlocal committing
+            done, committing = committing, None
+            return 0 if done is None else await done
+
         try:
             while not self._stopping:
                 if not state["open"]:
@@ -275,16 +286,24 @@ class ConsumerRunner:
                     del buffer[: self.batch]
                     if not state["open"]:
                         await pull()
-                    applied += await self._apply(source, taken)
+                    decoded = self._decode_all(source, taken)
+                    applied += await settle()
+                    committing = asyncio.ensure_future(self._apply(source, taken, decoded))
                     idle = 0
                 elif not state["open"]:
+                    applied += await settle()
                     if not forever:
                         return applied
                     idle += 1
                     if idle % 10 == 0:
                         await self._unstall(source)
-            return applied
+            return applied + await settle()
         finally:
+            # The batch in flight is committed and acknowledged, or has failed, before the
+            # drain ends, whatever ends it (a cancel mid-transaction could leave SQLite locked).
+            if committing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(committing)
             self._wakers.discard(arrived)
             await sub.unsubscribe()
 
@@ -297,13 +316,29 @@ class ConsumerRunner:
         if self.stats[source].last_seq > self.stats[source].checkpoint:
             await self._ensure_consumer(source)
 
-    async def _apply(self, source: str, deliveries: list[_Delivery]) -> int:
+    def _decode_all(
+        self, source: str, deliveries: list[_Delivery]
+    ) -> dict[int, Envelope[Any] | str]:
+        """By stream sequence, each delivery not yet applied, decoded (or why it cannot be).
+        Done before the previous batch's commit is awaited: the checkpoint only grows, so
+        what `_apply` finds fresh then was decoded here."""
+        checkpoint = self.stats[source].checkpoint
+        return {d.seq: self._decode(source, d) for d in deliveries if d.seq > checkpoint}
+
+    async def _apply(
+        self,
+        source: str,
+        deliveries: list[_Delivery],
+        decoded_by_seq: dict[int, Envelope[Any] | str] | None = None,
+    ) -> int:
         stats = self.stats[source]
         fresh = [d for d in deliveries if d.seq > stats.checkpoint]
         stats.skipped += len(deliveries) - len(fresh)
+        if decoded_by_seq is None:
+            decoded_by_seq = self._decode_all(source, fresh)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
         for delivery in fresh:
-            decoded = self._decode(source, delivery)
+            decoded = decoded_by_seq[delivery.seq]
             if isinstance(decoded, str):
                 await self._commit_isolating(source, run)
                 run = []

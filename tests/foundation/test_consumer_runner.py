@@ -19,6 +19,7 @@ from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.contracts import Context, Envelope, NewEvent
 from shared.contracts.hotline import HotlinePointOpened
+from shared.contracts.registry import REGISTRY, EventRegistry
 from shared.eventstore import Database, EventStore
 from shared.eventstore.schema import checkpoints
 from shared.relay import OutboxRelay, StreamDiverged
@@ -297,3 +298,36 @@ async def test_a_stopped_runner_ends_after_its_commit_and_the_next_one_carries_o
     await second.drain("hotline")
     assert await applied_positions(reporting_db) == list(range(1, 2001))
     await reporting_db.dispose()
+
+
+async def test_the_next_batch_is_decoded_while_one_commits_and_commits_stay_in_order(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 1200)
+    log: list[tuple[str, int]] = []  # ("decoded", position) / ("begin"|"end", last position)
+
+    class Watched(EventRegistry):
+        def decode(self, raw: bytes | str) -> Envelope[Any]:
+            envelope = REGISTRY.decode(raw)
+            log.append(("decoded", envelope.position))
+            return envelope
+
+    async def slow(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
+        log.append(("begin", events[-1].position))
+        await record(conn, events)
+        await asyncio.sleep(0.05)  # the database's time, during which the loop decodes
+        log.append(("end", events[-1].position))
+
+    runner = await runner_on(reporting_db, nc, naming, handler=slow, batch=100, registry=Watched())
+    assert await runner.drain("hotline") == 1200
+
+    assert await applied_positions(reporting_db) == list(range(1, 1201))
+    commits = [(kind, at) for kind, at in log if kind != "decoded"]
+    assert commits == [(k, n) for n in range(100, 1201, 100) for k in ("begin", "end")]
+    # The next batch was decoded before the commit of the one ahead of it ended (without
+    # the overlap, a batch is decoded only once the previous one is committed).
+    ahead = 0
+    for at, (kind, n) in enumerate(log):
+        if kind == "end":
+            ahead += any(k == "decoded" and p > n for k, p in log[:at])
+    assert ahead >= 6

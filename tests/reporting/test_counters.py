@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 
 from services.reporting.adapters.counters import (
+    _UPSERTS,
     ROWS_PER_STATEMENT,
     CounterStore,
     add_totals,
@@ -20,7 +21,7 @@ async def test_a_batch_of_more_rows_than_one_statement_adds_up_exactly(database_
     store = CounterStore(db)
     try:
         await store.setup()
-        many = 2 * ROWS_PER_STATEMENT + 17
+        many = 2 * ROWS_PER_STATEMENT + 517  # 1024, 1024, 512, 4, 1
         first = {Key("calls_received", date(2020, 3, 1 + i % 28), point=f"point:p{i}"): 1
                  for i in range(many)}  # fmt: skip
         # The same keys again, plus a zero (never written) and a negative (a gauge's -1).
@@ -36,5 +37,9 @@ async def test_a_batch_of_more_rows_than_one_statement_adds_up_exactly(database_
         rows = await store.counters(date(2020, 3, 1), {"metric": "calls_received"}, ("point",))
         assert len(rows) == len([i for i in range(many) if i % 28 == 0])
         assert {r["value"] for r in rows} == {3}
+        upserts = _UPSERTS[db.writer.dialect.name, db.writer.dialect.driver]
+        if upserts is not None and upserts.multirow:
+            # A few statements of a power of two of rows, not one per row count.
+            assert set(upserts._statements) <= {2**k for k in range(11)}
     finally:
         await db.dispose()

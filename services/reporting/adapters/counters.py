@@ -96,7 +96,7 @@ def _insert(dialect: Dialect) -> Any:
 NATURAL_ORDER = (*Key._fields, "value")
 
 
-ROWS_PER_STATEMENT = 2000  # 26,000 placeholders: SQLite's limit is 32,766 or more
+ROWS_PER_STATEMENT = 1024  # 13,312 placeholders: SQLite's limit is 32,766 or more
 
 
 @dataclass(slots=True)
@@ -106,10 +106,13 @@ class _Upsert:
     `Key` order plus the value, through the column types' bind processors where there are
     any (the date, on SQLite).
 
-    On SQLite (``?`` placeholders) a batch goes as one multi-row ``VALUES`` statement per
-    `ROWS_PER_STATEMENT` rows, not as an executemany: sqlite3 releases and takes back the
-    GIL around every row it steps, and while the consumer's thread decodes the next batch
-    each take-back can wait out the interpreter's switch interval. Elsewhere (asyncpg's
+    On SQLite (``?`` placeholders) a batch goes as a few multi-row ``VALUES`` statements,
+    not as an executemany: sqlite3 releases and takes back the GIL around every row it
+    steps, and while the consumer's thread decodes the next batch each take-back can wait
+    out the interpreter's switch interval. The statements hold a power of two of rows
+    (1024, 512, … 1), so there are eleven of them whatever the batch sizes: sqlite3 keeps
+    every distinct statement it prepared (128 of them), and one per row count had the
+    process grow by a hundred megabytes of prepared statements. Elsewhere (asyncpg's
     ``$n``), the driver's executemany, which pipelines."""
 
     sql: str
@@ -147,18 +150,22 @@ class _Upsert:
             head, rest = self.sql.split(" VALUES ", 1)
             one, tail = rest.split(" ON CONFLICT ", 1)
             sql = f"{head} VALUES {', '.join([one] * rows)} ON CONFLICT {tail}"
-            if len(self._statements) < 64:  # the full size, and a few tails
-                self._statements[rows] = sql
+            self._statements[rows] = sql
         return sql
 
     async def run(self, conn: AsyncConnection, rows: list[tuple[Any, ...]]) -> None:
         if not self.multirow:
             await conn.exec_driver_sql(self.sql, rows)
             return
-        for first in range(0, len(rows), ROWS_PER_STATEMENT):
-            chunk = rows[first : first + ROWS_PER_STATEMENT]
-            flat = tuple(itertools.chain.from_iterable(chunk))
-            await conn.exec_driver_sql(self.statement(len(chunk)), flat)
+        first, size = 0, ROWS_PER_STATEMENT
+        while first < len(rows):
+            while first + size > len(rows) and size > 1:
+                size //= 2
+            chunk = rows[first : first + size]
+            await conn.exec_driver_sql(
+                self.statement(size), tuple(itertools.chain.from_iterable(chunk))
+            )
+            first += size
 
 
 _UPSERTS: dict[tuple[str, str], _Upsert | None] = {}
