@@ -10,6 +10,7 @@ the transaction rolled back, nothing was stored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -52,6 +53,7 @@ def batch_item(index: int) -> Iterator[None]:
 A = TypeVar("A", bound=Aggregate)
 
 ATTEMPTS = 3
+log = logging.getLogger("kapok.service")
 
 
 @dataclass(slots=True)
@@ -178,6 +180,11 @@ class CommandService:
                 if key is None:
                     raise
                 conflict = error
+        # The store's own words for a stale version; a database's constraint error would
+        # hand the client SQL and parameters, so it is logged and summarised instead.
+        if isinstance(conflict, IntegrityError):
+            log.warning("%s: integrity conflict on every attempt: %s", self.name, conflict)
+            conflict = ConcurrencyError("a concurrent request wrote the same record")
         raise Refused(409, f"concurrency conflict: {conflict}", rule="concurrency_conflict")
 
     async def _commit(

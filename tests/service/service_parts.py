@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.envelope import Event
+from shared.contracts.envelope import Context, Event, NewEvent
 from shared.contracts.registry import EventRegistry
 from shared.contracts.types import PositiveCount, Ref
 from shared.eventstore import Database, EventStore
@@ -78,6 +78,11 @@ class CountSlowly(Count):
     """Loads, waits, then decides: two of these at once decide on the same version."""
 
 
+class CountAgainstAnother(Count):
+    """Another writer counts on the same tally between this one's load and its commit, on
+    every attempt: its decision is stale every time."""
+
+
 class CountGuarded(Count):
     """Refused by a guard inside the commit's transaction."""
 
@@ -98,6 +103,9 @@ async def count(cmd: Count, load: Loader) -> Decision:
     tally = await load.one(Tally, cmd.tally)
     if isinstance(cmd, CountSlowly):
         await asyncio.sleep(0.2)
+    if isinstance(cmd, CountAgainstAnother):
+        other = NewEvent(Counted(tally=tally.id, n=1), cmd.counted_at)
+        await load.store.append(tally.id, tally.latest_version, [other], Context("worker:other"))
     tally.count(cmd.n, cmd.counted_at)
     decision = Decision.changed_one(tally)
     if isinstance(cmd, CountGuarded):
@@ -118,6 +126,7 @@ HANDLERS: dict[type[Command], Handler] = {
     Count: count,
     CountSlowly: count,
     CountGuarded: count,
+    CountAgainstAnother: count,
     Crash: crash,
 }
 COMMANDS = {c.name(): c for c in HANDLERS}

@@ -12,11 +12,19 @@ import httpx
 import nats
 import orjson
 import pytest
-from service_parts import COMMANDS, Count, CountGuarded, CountSlowly, OpenTally, Tally
+from service_parts import (
+    COMMANDS,
+    Count,
+    CountAgainstAnother,
+    CountGuarded,
+    CountSlowly,
+    OpenTally,
+    Tally,
+)
 
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Context
-from shared.service.application import CommandService
+from shared.service.application import ATTEMPTS, CommandService
 from shared.service.http import CommandRoute, ViewRoute, build_app
 from shared.service.nats import build_broker, start
 from shared.service.replies import Refused, parse
@@ -117,12 +125,14 @@ async def test_a_decision_stale_every_time_is_a_409_naming_the_conflict(
     tally: CommandService,
 ) -> None:
     await opened(tally)
-    slow = CountSlowly(tally="tally:a", n=1, counted_at=AT)
-    replies = await asyncio.gather(*(tally.execute(slow, Context()) for _ in range(5)))
-    statuses = sorted(r.status for r in replies)
-    assert statuses == [200, 200, 200, 409, 409]  # three rounds, one winner each
-    assert {r.json().get("rule") for r in replies if r.status == 409} == {"concurrency_conflict"}
-    assert await tally.store.head() == 4
+    contested = CountAgainstAnother(tally="tally:a", n=1, counted_at=AT)
+    reply = await tally.execute(contested, Context())
+    assert reply.status == 409 and reply.json()["rule"] == "concurrency_conflict", reply.json()
+    assert "tally:a" in reply.json()["error"]
+    # Decided again on each newer version, ATTEMPTS times; only the other writer's counts
+    # were stored.
+    history = await tally.store.load("tally:a")
+    assert [e.actor for e in history[1:]] == ["worker:other"] * ATTEMPTS
 
 
 async def test_a_retried_key_gets_the_first_answer_and_stores_nothing(
