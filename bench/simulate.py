@@ -29,7 +29,8 @@ import httpx
 import nats
 
 from bench.load import free_port
-from kapok.simulate.guangzhou2020 import Client, Scenario, wait_for_report
+from kapok.simulate.client import Client
+from kapok.simulate.guangzhou2020 import Scenario, wait_for_report
 from kapok.up import PIDS_FILE
 
 TARGET_S = 60.0

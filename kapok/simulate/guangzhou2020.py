@@ -21,112 +21,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
-import itertools
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import orjson
 
 from kapok.simulate import figures as f
-from kapok.simulate.wire import Pool, TransportError
-
-MAX_BATCH = 5000  # items in one batch request, the services' limit
-CST = timezone(timedelta(hours=8))  # Guangzhou: every time below is local
-FIRST, LAST = date(2020, 1, 23), date(2020, 3, 7)
-AID_FROM = date(2020, 1, 26)  # "since 26 January"
-DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
-WEI_YI_DAY = date(2020, 2, 12)
-
-DISTRICTS = [
-    ("yuexiu", "北京街"),
-    ("haizhu", "南洲街"),
-    ("liwan", "华林街"),
-    ("tianhe", "五山街"),
-    ("baiyun", "京溪街"),
-    ("huangpu", "大沙街"),
-    ("panyu", "市桥街"),
-    ("huadu", "新华街"),
-    ("nansha", "南沙街"),
-    ("conghua", "城郊街"),
-    ("zengcheng", "仙村镇"),
-]
-CATEGORIES = (
-    ("epidemic_consultation", 5),
-    ("emotional_support", 3),
-    ("psychological_counselling", 2),
-    ("help_request", 1),
+from kapok.simulate.client import Client
+from kapok.simulate.shape import (
+    AID_FROM,
+    AID_ITEMS,
+    CATEGORIES,
+    DAYS,
+    DISTRICTS,
+    FIRST,
+    FOLLOW_UP_CHANNELS,
+    GROUPS,
+    LAST,
+    VULNERABLE,
+    WEI_YI_DAY,
+    at,
+    pick,
+    spread,
+    spread_fen,
+    weights,
 )
-GROUPS = (("general", 5), ("elderly_alone", 3), ("disabled", 1), ("low_income", 2), ("child", 1))
-VULNERABLE = (("elderly_alone", 4), ("disabled", 2), ("low_income", 3), ("child", 1))
-FOLLOW_UP_CHANNELS = (("phone", 6), ("online", 2), ("home_visit", 1))
-AID_ITEMS: list[tuple[str, str, list[str]]] = [
-    # (need, item kind, unit) → what a delivery for that need carries
-    ("medicine", "medicine", ["box"]),
-    ("food", "vegetables", ["kg"]),
-    ("masks", "masks", ["piece"]),
-    ("escort_to_hospital", "escort", ["trip"]),
-    ("relief", "relief_cash", ["payment"]),
-]
-
-
-@functools.cache
-def at(day: date, hour: int, minute: int = 0) -> str:
-    # Cached: a day has few distinct minutes, and 300,000 items ask for them.
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CST).isoformat()
-
-
-def weights(days: Sequence[date], rng: random.Random, start: date = FIRST) -> list[float]:
-    """A ramp over the three weeks after the outbreak, weekends lighter, a little noise."""
-    out = []
-    for day in days:
-        if day < start:
-            out.append(0.0)
-            continue
-        ramp = min(1.0, 0.15 + 0.85 * (day - start).days / 18)
-        weekend = 0.7 if day.weekday() >= 5 else 1.0
-        out.append(ramp * weekend * rng.uniform(0.9, 1.1))
-    return out
-
-
-def spread(total: int, shares: Sequence[float]) -> list[int]:
-    """``total`` split in proportion to ``shares``, exactly (largest remainder)."""
-    whole = sum(shares)
-    if total == 0 or whole == 0:
-        return [0] * len(shares)
-    raw = [total * s / whole for s in shares]
-    out = [int(r) for r in raw]
-    order = sorted(range(len(raw)), key=lambda i: (out[i] - raw[i], i))
-    for i in order[: total - sum(out)]:
-        out[i] += 1
-    return out
-
-
-def spread_fen(total: Decimal, parts: int, rng: random.Random) -> list[Decimal]:
-    """``total`` yuan in ``parts`` amounts of at least 0.01, summing exactly."""
-    fen = int(total * 100)
-    parts = max(1, min(parts, fen))
-    cuts = sorted(rng.sample(range(1, fen), parts - 1)) if parts > 1 else []
-    edges = [0, *cuts, fen]
-    return [(Decimal(b - a) / 100).quantize(Decimal("0.01")) for a, b in itertools.pairwise(edges)]
-
-
-@functools.cache
-def _cumulative(table: tuple[tuple[str, int], ...]) -> tuple[list[str], list[int]]:
-    return [k for k, _ in table], list(itertools.accumulate(w for _, w in table))
-
-
-def pick(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
-    keys, cumulative = _cumulative(table)
-    return rng.choices(keys, cum_weights=cumulative)[0]
 
 
 @dataclass
@@ -163,83 +88,6 @@ Opened = tuple[str, Station, tuple[str, ...], str]  # (request, station, needs, 
 
 # Days of station logs sent ahead of the aid line (flat out; at a pace, days come in turn).
 LOOKAHEAD_DAYS = 2
-# Requests in flight to one service (per lane, below): enough for its group commit to merge
-# them into one transaction while the next ones are read and decided, few enough that none
-# waits long behind the others.
-IN_FLIGHT = 16
-
-
-@dataclass
-class Client:
-    """The services' HTTP APIs, with idempotency keys, bounded retries and a bound on the
-    requests in flight to each service."""
-
-    urls: dict[str, str]
-    key_prefix: str
-    requests: int = 0
-    pools: dict[str, Pool] = field(default_factory=dict)
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def open(cls, urls: dict[str, str], key_prefix: str) -> AsyncIterator[Client]:
-        client = cls(urls, key_prefix)
-        try:
-            yield client
-        finally:
-            await asyncio.gather(*(pool.close() for pool in client.pools.values()))
-
-    def _pool(self, service: str, lane: str) -> Pool:
-        key = f"{service} {lane}"
-        if key not in self.pools:
-            self.pools[key] = Pool(self.urls[service], IN_FLIGHT)
-        return self.pools[key]
-
-    async def post(self, service: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        content = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-        # From the request's content, not its order: districts' days run concurrently, so
-        # the order varies between runs while every request's content does not.
-        digest = hashlib.sha256(f"{service} {path} ".encode() + content)
-        headers = {
-            "Idempotency-Key": f"{self.key_prefix}-{digest.hexdigest()[:40]}",
-            "Content-Type": "application/json",
-        }
-        # Day logs and single commands queue apart: a referral waits on the service, not
-        # behind every day's log sent ahead of it.
-        pool = self._pool(service, "logs" if path.endswith(":batch") else "single")
-        for attempt in range(8):
-            try:
-                answer = await pool.request("POST", path, content, headers)
-            except TransportError:
-                # A service restarting under `kapok up`: the same key makes the retry safe.
-                await asyncio.sleep(0.5 * (attempt + 1))
-                continue
-            self.requests += 1
-            if answer.status >= 500:
-                await asyncio.sleep(0.5 * (attempt + 1))
-                continue
-            if answer.status >= 300:
-                url = self.urls[service] + path
-                raise RuntimeError(f"POST {url} → {answer.status}: {answer.text}")
-            result: dict[str, Any] = orjson.loads(answer.body)
-            return result
-        raise RuntimeError(f"POST {self.urls[service]}{path}: no answer after 8 attempts")
-
-    async def post_items(
-        self, service: str, path: str, items: list[dict[str, Any]], answer: str | None = None
-    ) -> list[Any]:
-        """A batch endpoint, in chunks of its limit; the ``answer`` lists, joined in order."""
-        chunks = [items[k : k + MAX_BATCH] for k in range(0, len(items), MAX_BATCH)]
-        bodies = await asyncio.gather(*(self.post(service, path, {"items": c}) for c in chunks))
-        return [x for body in bodies for x in body[answer]] if answer else []
-
-    async def get(self, service: str, path: str) -> dict[str, Any] | None:
-        """``GET path``'s JSON if it answers 200, else None (not there yet, or the service
-        restarting)."""
-        try:
-            answer = await self._pool(service, "single").request("GET", path)
-        except TransportError:
-            return None
-        return orjson.loads(answer.body) if answer.status == 200 else None  # type: ignore[no-any-return]
 
 
 @dataclass
