@@ -49,6 +49,14 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def processes(data_dir: Path) -> dict[str, int]:
     body = json.loads((data_dir / PIDS_FILE).read_text() or "{}")
     return {"up": body["up"], "nats-server": body["nats"], **body.get("services", {})}
@@ -115,6 +123,8 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         ok, figures = await wait_for_report(urls["reporting"], scenario.target, within_s=600)
         shown = time.perf_counter() - started
         after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        peaks = {name: peak_rss_mb(pid) for name, pid in pids.items() if name != "up"}
+        peaks["simulator"] = peak_rss_mb(os.getpid())
         bench_cpu = sum(os.times()[:2])
         events = await events_on_bus(nats_port)
     finally:
@@ -135,6 +145,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "events": events,
         "events_per_s": total / shown,
         "cpu_s": {name: after[name] - before[name] for name in pids} | {"simulator": bench_cpu},
+        "peak_rss_mb": peaks,
         "target_s": TARGET_S,
     }
 
@@ -152,9 +163,11 @@ def report(result: dict[str, Any]) -> None:
     print(f"{'all requests answered':<34} {result['played_s']:>11.1f}s")
     print(f"{'report shows the final figures':<34} {result['wall_s']:>11.1f}s")
     print(f"{'events/s (all streams, end to end)':<34} {total / result['wall_s']:>12,.0f}")
-    print("CPU seconds per process (2 cores: at most 2 × wall):")
+    print("CPU seconds per process (2 cores: at most 2 × wall), peak resident memory:")
     for name, seconds in sorted(result["cpu_s"].items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<32} {seconds:>11.1f}s")
+        peak = result["peak_rss_mb"].get(name)
+        memory = f"{peak:>8,.0f} MB" if peak is not None else ""
+        print(f"  {name:<32} {seconds:>11.1f}s {memory}")
     if Decimal(result["scale"]) == 1:
         met = "met" if result["wall_s"] < result["target_s"] else "missed"
         print(f"target: the full scenario under {result['target_s']:g}s: {met}")
