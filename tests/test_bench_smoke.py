@@ -42,3 +42,22 @@ def test_bench_prints_every_row(tmp_path: Path) -> None:
     assert len(numbers["rows"]) == 2 * len(MEASURES)
     # Every measure either has a rate or says why not (PostgreSQL absent, FastStream failed).
     assert all(row["events_per_s"] or row["note"] for row in numbers["rows"])
+
+
+def test_reporting_bench_prints_every_row(tmp_path: Path) -> None:
+    """A tiny history, one round, one second of commands; the live figures must equal the
+    replay's (the bench fails otherwise)."""
+    out = tmp_path / "reporting.json"
+    argv = ["--events", "3000", "--seconds", "1", "--rate", "100", "--json", str(out)]
+    command = [sys.executable, "-m", "bench.reporting", *argv]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for measure in ("raw pull, +ACK", "raw pull, no acks", "live fold", "audit replay",
+                    "peak RSS", "p50", "p99"):  # fmt: skip
+        assert measure in done.stdout, measure
+    numbers = json.loads(out.read_text())
+    assert numbers["events"] == 3000
+    [round_] = numbers["rounds"]
+    assert round_["replay_equals_live"] and round_["fold_peak_kib"] > 0
+    assert all(round_[k] > 0 for k in ("raw_ack", "raw_no_ack", "fold", "replay"))
+    assert numbers["latency"][0]["sent"] == 100
