@@ -61,3 +61,17 @@ def test_reporting_bench_prints_every_row(tmp_path: Path) -> None:
     assert round_["replay_equals_live"] and round_["fold_peak_kib"] > 0
     assert all(round_[k] > 0 for k in ("raw_ack", "raw_no_ack", "fold", "replay"))
     assert numbers["latency"][0]["sent"] == 100
+
+
+def test_the_scenario_bench_plays_a_small_scale_through_kapok_up(tmp_path: Path) -> None:
+    """The scenario benchmark at a hundredth of the article: it fails unless reporting shows
+    the scaled figures; every process's CPU and memory are in its output."""
+    out = tmp_path / "simulate.json"
+    command = [sys.executable, "-m", "bench.simulate", "--scale", "0.01", "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "report shows the final figures" in done.stdout and "target:" not in done.stdout
+    numbers = json.loads(out.read_text())
+    assert numbers["events"]["HOTLINE"] > 6000 and numbers["events"]["AID"] > 100
+    assert set(numbers["cpu_s"]) >= {"hotline", "aid", "donation", "reporting", "nats-server"}
+    assert all(numbers["peak_rss_mb"][name] > 0 for name in ("hotline", "reporting"))
