@@ -117,7 +117,13 @@ class Service(Protocol):
 
     async def setup(self) -> None: ...
 
-    async def execute(self, command: Command, ctx: Context, key: str | None = None) -> Reply: ...
+    async def execute(
+        self,
+        command: Command,
+        ctx: Context,
+        key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> Reply: ...
 
     async def view(self, kind: type[A], id: str) -> Reply: ...
 
@@ -146,18 +152,38 @@ class CommandService:
         await self.store.setup()
         await self.db.create_schema(*self._metadata)
 
-    async def execute(self, command: Command, ctx: Context, key: str | None = None) -> Reply:
-        """Run a validated command. Errors come back as a reply, never raised."""
+    async def execute(
+        self,
+        command: Command,
+        ctx: Context,
+        key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> Reply:
+        """Run a validated command. Errors come back as a reply, never raised. ``fingerprint``:
+        the request's, from its raw bytes (`idempotency.raw_fingerprint`); without it, the
+        validated command's."""
+        # For a key stored with the command's fingerprint, wherever the commit replays it
+        # (a subclass's `_commit` passes on only what the toolkit's does).
+        request = idempotency.REQUEST.set(command if key is not None else None)
         try:
-            return await self._execute(command, ctx, key)
+            return await self._execute(command, ctx, key, fingerprint)
         except Refused as refused:
             return refused.reply
         except DomainError as error:
             return refusal_from(error).reply
+        finally:
+            idempotency.REQUEST.reset(request)
 
-    async def _execute(self, command: Command, ctx: Context, key: str | None) -> Reply:
+    async def _execute(
+        self, command: Command, ctx: Context, key: str | None, fingerprint: str | None
+    ) -> Reply:
         # Only worth computing (a 5,000-item batch is a megabyte of JSON) with a key.
-        print_ = idempotency.fingerprint(command) if key is not None else ""
+        if key is None:
+            print_ = ""
+        elif fingerprint is not None:
+            print_ = fingerprint
+        else:
+            print_ = idempotency.fingerprint(command)
         handler = self.handlers[type(command)]
         conflict: Exception | None = None
         for _ in range(ATTEMPTS):
@@ -167,7 +193,7 @@ class CommandService:
                 # A retried request may be refused by the state its first attempt created
                 # (a request already cancelled): if its key was answered, that is the answer.
                 if key is not None and (stored := await self._stored(key)) is not None:
-                    return idempotency.replay(key, print_, stored)
+                    return idempotency.replay(key, print_, stored, command)
                 raise
             try:
                 return await self._commit(decision, ctx, key, print_)

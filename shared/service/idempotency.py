@@ -2,21 +2,31 @@
 appends the request's events, so a key is answered exactly when its events exist.
 
 A retried request finds its key and gets that response back; nothing is appended a second
-time. The key also stores a fingerprint of the command (sha256 of its type and validated
-content): the same key with another request is refused rather than answered with a response
-that is not its own.
+time. The key also stores a fingerprint of the request (sha256 of the command's type, the
+identifiers taken from the path and the body's raw bytes, as both transports receive them):
+the same key with another request is refused rather than answered with a response that is
+not its own. Hashing the raw bytes, not the validated command re-serialised, spares a batch
+of 5,000 items a megabyte of JSON written only to be hashed; a retry sends the same bytes.
+Keys stored before carry the validated command's fingerprint (`fingerprint`), which a
+request whose raw fingerprint differs is checked against too.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 
+import orjson
 from pydantic import BaseModel
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.service.replies import Refused, Reply
+
+REQUEST: ContextVar[BaseModel | None] = ContextVar("kapok_request_command", default=None)
+"""The validated command of the request this task serves: `replay` checks a key stored
+with the command's fingerprint against it."""
 
 Stored = tuple[str, int, str]
 """(fingerprint, status, body) of a key already answered."""
@@ -35,9 +45,21 @@ def idempotency_table(metadata: MetaData, service: str) -> Table:
 
 
 def fingerprint(command: BaseModel) -> str:
+    """The validated command's fingerprint: what keys stored before `raw_fingerprint` hold."""
     return hashlib.sha256(
         f"{type(command).__name__}\n{command.model_dump_json()}".encode()
     ).hexdigest()
+
+
+def raw_fingerprint(model: type[BaseModel], raw: bytes, path: Mapping[str, str]) -> str:
+    """The request's fingerprint from the bytes received: its command, its path identifiers
+    (an HTTP path names the resource the body acts on) and its body."""
+    digest = hashlib.sha256(model.__name__.encode())
+    digest.update(b"\n")
+    digest.update(orjson.dumps(dict(path), option=orjson.OPT_SORT_KEYS))
+    digest.update(b"\n")
+    digest.update(raw)
+    return digest.hexdigest()
 
 
 async def stored_reply(conn: AsyncConnection, table: Table, key: str) -> Stored | None:
@@ -76,16 +98,24 @@ async def save_replies(
         await conn.execute(table.insert(), list(rows))
 
 
-def replay(key: str, fingerprint: str, stored: Stored) -> Reply:
-    """The first response for ``key``, if it was given to this same request."""
+def replay(key: str, fingerprint: str, stored: Stored, command: BaseModel | None = None) -> Reply:
+    """The first response for ``key``, if it was given to this same request. ``command``:
+    the validated request, for a key stored with the command's fingerprint (`fingerprint`)."""
     first_fingerprint, status, body = stored
-    if first_fingerprint != fingerprint:
+    if first_fingerprint != fingerprint and (
+        command is None or first_fingerprint != _fingerprint_of(command)
+    ):
         raise Refused(
             422,
             f"Idempotency-Key {key!r} was first used for another request; use a new key",
             field="Idempotency-Key",
         )
     return Reply(status, body.encode())
+
+
+def _fingerprint_of(command: BaseModel) -> str:
+    # `replay`'s parameter of that name hides the function there.
+    return fingerprint(command)
 
 
 _CHUNK = 500

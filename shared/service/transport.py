@@ -8,6 +8,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.contracts.envelope import SYSTEM, Context
 from shared.contracts.types import Actor
+from shared.service import idempotency
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import Refused, Reply, parse
@@ -46,4 +47,6 @@ async def handle(
         command = parse(model, raw, **path)
     except Refused as refused:
         return refused.reply
-    return await service.execute(command, Context(actor=actor), key)
+    # From the bytes received: cheaper than re-serialising the validated command.
+    fingerprint = idempotency.raw_fingerprint(model, raw, path) if key is not None else None
+    return await service.execute(command, Context(actor=actor), key, fingerprint)

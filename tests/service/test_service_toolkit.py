@@ -24,6 +24,7 @@ from service_parts import (
 
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Context
+from shared.service import idempotency
 from shared.service.application import ATTEMPTS, CommandService
 from shared.service.http import CommandRoute, ViewRoute, build_app
 from shared.service.nats import build_broker, start
@@ -149,6 +150,32 @@ async def test_a_retried_key_gets_the_first_answer_and_stores_nothing(
         *(tally.execute(count(1), Context(), key="k-2") for _ in range(6))
     )
     assert len(set(racing)) == 1 and racing[0].status == 200
+    assert await tally.store.head() == 3
+
+
+async def test_a_key_fingerprints_the_raw_request_and_honours_keys_stored_before(
+    tally: CommandService,
+) -> None:
+    """The transports fingerprint the bytes received (`idempotency.raw_fingerprint`); a key
+    stored with the validated command's fingerprint (before that) still replays."""
+    await opened(tally)
+    body = orjson.dumps({"tally": "tally:a", "n": 2, "counted_at": AT.isoformat()})
+    raw = idempotency.raw_fingerprint(Count, body, {})
+    first = await tally.execute(count(2), Context(), "k-raw", raw)
+    assert first.status == 200
+    assert await tally.execute(count(2), Context(), "k-raw", raw) == first
+    # Another body, or the same body for another resource of the path: another request.
+    other = idempotency.raw_fingerprint(Count, body + b" ", {})
+    refused = await tally.execute(count(2), Context(), "k-raw", other)
+    assert (refused.status, refused.json()["field"]) == (422, "Idempotency-Key")
+    pathed = idempotency.raw_fingerprint(Count, body, {"tally": "tally:b"})
+    assert pathed not in (raw, other)
+    # A key stored with the command's fingerprint: its request, sent again, gets its answer.
+    legacy = await tally.execute(count(3), Context(), "k-legacy")
+    again = idempotency.raw_fingerprint(Count, b'{"n": 3}', {})
+    assert await tally.execute(count(3), Context(), "k-legacy", again) == legacy
+    refused = await tally.execute(count(4), Context(), "k-legacy", again)
+    assert (refused.status, refused.json()["field"]) == (422, "Idempotency-Key")
     assert await tally.store.head() == 3
 
 
