@@ -11,16 +11,18 @@ per link.
 from __future__ import annotations
 
 import gc
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, seal, uuid7_str
+from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, uuid7_str
 from shared.contracts.registry import REGISTRY, EventRegistry
 from shared.eventstore.database import Database, sqlite_driver
 from shared.eventstore.schema import events, log_head
@@ -70,6 +72,7 @@ class OpenLog:
 
 
 _IN_CHUNK = 500
+_SORTED = orjson.OPT_SORT_KEYS
 
 Row = tuple[int, str, int, str, str, str]
 """An event's row: position, stream_id, version, event_id, type, body."""
@@ -211,25 +214,35 @@ class EventStore:
                     version += 1
                     event_id = uuid7_str()
                     type_name = event_type.type_name()
-                    body = {
-                        "event_id": event_id,
-                        "type": type_name,
-                        "schema_version": event_type.schema_version,
-                        "source": source,
-                        "stream_id": stream_id,
-                        "version": version,
-                        "position": position,
-                        "occurred_at": new.occurred_at.isoformat(),
-                        "recorded_at": recorded_at,
-                        "correlation_id": correlation,
-                        "causation_id": causation,
-                        "actor": ctx.actor,
-                        "prev_hash": prev_hash,
-                        "data": new.data.model_dump(mode="json"),
-                    }
-                    raw = seal(body).decode()
-                    prev_hash = body["hash"]
-                    rows.append((position, stream_id, version, event_id, type_name, raw))
+                    # `seal`'s canonical bytes, made in two halves around "hash" (the
+                    # envelope's keys in sorted order, the payload sorted on its own) instead
+                    # of the sorted dump of the whole body twice, with and without its hash.
+                    data = orjson.dumps(new.data.model_dump(mode="json"), option=_SORTED)
+                    before = orjson.dumps(
+                        {
+                            "actor": ctx.actor,
+                            "causation_id": causation,
+                            "correlation_id": correlation,
+                            "data": orjson.Fragment(data),
+                            "event_id": event_id,
+                        }
+                    )[:-1]
+                    after = orjson.dumps(
+                        {
+                            "occurred_at": new.occurred_at.isoformat(),
+                            "position": position,
+                            "prev_hash": prev_hash,
+                            "recorded_at": recorded_at,
+                            "schema_version": event_type.schema_version,
+                            "source": source,
+                            "stream_id": stream_id,
+                            "type": type_name,
+                            "version": version,
+                        }
+                    )[1:]
+                    prev_hash = hashlib.sha256(b"%s,%s" % (before, after)).hexdigest()
+                    raw = b'%s,"hash":"%s",%s' % (before, prev_hash.encode(), after)
+                    rows.append((position, stream_id, version, event_id, type_name, raw.decode()))
         finally:
             if collecting:
                 gc.enable()

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from shared.contracts import GENESIS, Context, NewEvent, verify_link
 from shared.contracts.aid import AidAssigned
+from shared.contracts.envelope import canonical, seal
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.eventstore.schema import events
 
@@ -74,6 +75,19 @@ async def test_every_event_links_to_the_one_before(store: EventStore) -> None:
     for row in rows:
         prev = verify_link(orjson.loads(row.body), prev)
     assert [r.position for r in rows] == list(range(1, 202))
+
+
+async def test_stored_bytes_are_the_canonical_seal_of_their_body(store: EventStore) -> None:
+    """The store makes an event's bytes without `seal`: they must be exactly its bytes."""
+    ctx = Context(actor="worker:w17")
+    caused = Context(correlation_id=ctx.correlation_id, causation_id=ctx.correlation_id)
+    await store.append_all(calls(0, 3), ctx)
+    await store.append("call-0", 1, [call(7)], caused)
+
+    for row in await store.read_from(0, 10):
+        body = orjson.loads(row.body)
+        assert seal(dict(body)).decode() == row.body
+        assert canonical(body).decode() == row.body
 
 
 async def test_context_travels_on_every_event(store: EventStore) -> None:
