@@ -217,7 +217,9 @@ class EventStore:
                     # `seal`'s canonical bytes, made in two halves around "hash" (the
                     # envelope's keys in sorted order, the payload sorted on its own) instead
                     # of the sorted dump of the whole body twice, with and without its hash.
-                    data = orjson.dumps(new.data.model_dump(mode="json"), option=_SORTED)
+                    # `model_dump(mode="json")` without its Python-side argument handling.
+                    payload = new.data.__pydantic_serializer__.to_python(new.data, mode="json")
+                    data = orjson.dumps(payload, option=_SORTED)
                     before = orjson.dumps(
                         {
                             "actor": ctx.actor,
