@@ -74,8 +74,8 @@ class OpenLog:
 _IN_CHUNK = 500
 _SORTED = orjson.OPT_SORT_KEYS
 
-Row = tuple[int, str, int, str, str, str]
-"""An event's row: position, stream_id, version, event_id, type, body."""
+Row = tuple[int, str, int, str, str, bytes]
+"""An event's row: position, stream_id, version, event_id, type, body (its UTF-8 bytes)."""
 _COLUMNS = ("position", "stream_id", "version", "event_id", "type", "body")
 _SQLITE_HEAD = "SELECT position, hash FROM event_log_head WHERE source = ?"
 _SQLITE_MOVE_HEAD = "UPDATE event_log_head SET position = ?, hash = ? WHERE source = ?"
@@ -87,7 +87,10 @@ _SQLITE_READ_FROM = (
     "SELECT position, event_id, type, body FROM events WHERE position > ? ORDER BY position LIMIT ?"
 )
 _SQLITE_INSERT = (
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?) "
+    # The body bound as its UTF-8 bytes and stored as the TEXT they encode: decoding a body
+    # with non-ASCII text (a street's name) into str, for the driver to encode it again,
+    # cost a microsecond an event on each side.
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, CAST(? AS TEXT)) "
     "ON CONFLICT (stream_id, version) DO NOTHING"
 )
 
@@ -244,7 +247,7 @@ class EventStore:
                     )[1:]
                     prev_hash = hashlib.sha256(b"%s,%s" % (before, after)).hexdigest()
                     raw = b'%s,"hash":"%s",%s' % (before, prev_hash.encode(), after)
-                    rows.append((position, stream_id, version, event_id, type_name, raw.decode()))
+                    rows.append((position, stream_id, version, event_id, type_name, raw))
         finally:
             if collecting:
                 gc.enable()
@@ -267,7 +270,7 @@ class EventStore:
             postgresql.insert(events)
             .on_conflict_do_nothing(index_elements=["stream_id", "version"])
             .returning(events.c.position),
-            [dict(zip(_COLUMNS, row, strict=True)) for row in rows],
+            [dict(zip(_COLUMNS, (*row[:5], row[5].decode()), strict=True)) for row in rows],
         )
         return len(result.all())
 
