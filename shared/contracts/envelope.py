@@ -146,6 +146,7 @@ def uuid7() -> UUID:
 
 def uuid7_str() -> str:
     """``str(uuid7())`` without the UUID object, which cost about half of it: every recorded
-    call takes two (its aggregate's id and its event's)."""
-    h = f"{_uuid7_int():032x}"
+    call takes two (its aggregate's id and its event's). Hex through bytes: a fifth cheaper
+    than formatting the 128-bit int."""
+    h = _uuid7_int().to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
