@@ -47,6 +47,6 @@ async def handle(
         command = parse(model, raw, **path)
     except Refused as refused:
         return refused.reply
-    # From the bytes received: cheaper than re-serialising the validated command.
+    # From the JSON received: cheaper than re-serialising the validated command.
     fingerprint = idempotency.raw_fingerprint(model, raw, path) if key is not None else None
     return await service.execute(command, Context(actor=actor), key, fingerprint)
