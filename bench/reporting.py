@@ -60,7 +60,7 @@ from nats.js.errors import NotFoundError
 from bench import load, pull
 from bench.reporting_data import OwnStore, fill
 from bench.reporting_raw import raw_pull_no_ack
-from bench.reporting_replay import status_kib
+from bench.reporting_replay import cpu_seconds, status_kib
 from services.reporting.entrypoints.http import today
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
@@ -82,6 +82,8 @@ class Round:
     fold: float = 0.0
     replay: float = 0.0
     fold_peak_kib: int = 0
+    fold_cpu_us: float = 0.0  # CPU per event of the live service while it caught up
+    replay_cpu_us: float = 0.0
     replay_peak_kib: int = 0
     fold_rss: list[tuple[int, int]] = field(default_factory=list)  # (events applied, KiB)
     replay_rss: list[tuple[int, int]] = field(default_factory=list)
@@ -157,6 +159,7 @@ async def live_fold(
             raise RuntimeError(f"reporting exited: see {work / 'reporting.log'}")
         await asyncio.sleep(0.01)
     began = time.perf_counter()
+    cpu = cpu_seconds(str(process.pid))
     next_sample = 0.0
     while done < total:
         if process.returncode is not None:
@@ -168,11 +171,15 @@ async def live_fold(
         await asyncio.sleep(0.02)
         done = await acked(nc, naming)  # type: ignore[assignment]
     r.fold = total / (time.perf_counter() - began)
+    r.fold_cpu_us = (cpu_seconds(str(process.pid)) - cpu) / total * 1e6
     r.fold_rss.append((done, status_kib("VmRSS", str(process.pid))))
     r.fold_peak_kib = status_kib("VmHWM", str(process.pid))
     base = f"http://127.0.0.1:{port}"
     await load.wait_for(base, "/api/health")
-    say(f"live fold: {r.fold:,.0f}/s ({r.fold_ratio:.2f} × raw), peak {r.fold_peak_kib:,} KiB")
+    say(
+        f"live fold: {r.fold:,.0f}/s ({r.fold_ratio:.2f} × raw), {r.fold_cpu_us:.1f} µs CPU "
+        f"per event, peak {r.fold_peak_kib:,} KiB"
+    )
     return process, base
 
 
@@ -203,8 +210,12 @@ async def audit_replay(env: dict[str, str], work: Path, r: Round) -> dict[str, A
         raise RuntimeError(f"replay found a broken chain: {result['broken']}")
     r.replay = result["events"] / result["seconds"]
     r.replay_peak_kib = result["peak_kib"]
+    r.replay_cpu_us = result["cpu_seconds"] / result["events"] * 1e6
     r.replay_rss = [tuple(s) for s in result["rss_samples"]]  # type: ignore[misc]
-    say(f"replay: {r.replay:,.0f}/s ({r.replay_ratio:.2f} × raw), peak {r.replay_peak_kib:,} KiB")
+    say(
+        f"replay: {r.replay:,.0f}/s ({r.replay_ratio:.2f} × raw), {r.replay_cpu_us:.1f} µs CPU "
+        f"per event, peak {r.replay_peak_kib:,} KiB"
+    )
     return result
 
 

@@ -11,6 +11,7 @@ far, KiB) and the process's peak (VmHWM).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,16 @@ from services.reporting.entrypoints.http import today
 from shared.bus.naming import Naming
 from shared.runtime import connect, tune_gc
 from shared.settings import PRODUCERS, Settings
+
+
+def cpu_seconds(pid: str = "self") -> float:
+    """User plus system CPU time of a process, all its threads, from ``/proc/<pid>/stat``
+    (0 if unreadable): what the machine's cores paid, whatever else ran beside."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def status_kib(field: str, pid: str = "self") -> int:
@@ -47,12 +58,14 @@ async def run() -> dict[str, object]:
         read = sum(finished.values()) + (0 if done >= total else done)
         samples.append((read, status_kib("VmRSS")))
 
+    cpu = cpu_seconds()
     try:
         result = await replay(nc, Naming.of(settings), PRODUCERS, progress=progress)
     finally:
         await nc.close()
     return {
         "seconds": result.seconds,
+        "cpu_seconds": cpu_seconds() - cpu,
         "events": sum(s.events for s in result.sources.values()),
         "folded": sum(s.folded for s in result.sources.values()),
         "broken": result.broken,
