@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import sys
 import time
@@ -86,6 +87,20 @@ class Sheet:
 Referable = tuple[str, Station, str, str]  # (call, station, person, group) of a help request
 Opened = tuple[str, Station, tuple[str, ...], str]  # (request, station, needs, person)
 
+
+@dataclass
+class AidDay:
+    """A day's aid requests as decided: the bodies to send and who each is for."""
+
+    direct: list[dict[str, Any]] = field(default_factory=list)
+    direct_for: list[Opened] = field(default_factory=list)
+    emergencies: list[dict[str, Any]] = field(default_factory=list)
+    emergency_for: list[Opened] = field(default_factory=list)
+    # (call, station, needs, person, urgency), and the referral ids once made
+    referrals: list[tuple[str, Station, tuple[str, ...], str, str]] = field(default_factory=list)
+    referred: list[str] = field(default_factory=list)
+
+
 # Days of station logs sent ahead of the aid line (flat out; at a pace, days come in turn).
 LOOKAHEAD_DAYS = 2
 
@@ -145,14 +160,14 @@ class Scenario:
         kinds = ["referral"] * referrals + ["emergency"] * emergencies
         kinds += ["direct"] * (requests - referrals - emergencies)
         rng.shuffle(kinds)
-        if "referral" in kinds:  # 卫姨's is the first referral of her day: see play_day
+        if "referral" in kinds:  # 卫姨's comes on top of her day's: see plan_aid
             kinds.remove("referral")
-        self.request_kinds = kinds
-        self.requests_per_day = spread(len(kinds), aid_w)
-        wei = DAYS.index(WEI_YI_DAY)
-        if referrals:
-            self.requests_per_day[wei] += 1  # hers, on top
-        self.wei_yi = bool(referrals)
+        per_day = spread(len(kinds), aid_w)
+        starts = [0, *itertools.accumulate(per_day)]
+        # Each day's kinds, fixed here: the days' plans are made as their logs come in,
+        # which need not be in order.
+        self.kinds_by_day = [kinds[a:b] for a, b in itertools.pairwise(starts)]
+        self.wei_yi = bool(referrals)  # hers comes on top of her day's
         self.deliveries_extra = actions - requests
         self.persons_extra = persons - actions
         self.items = spread(int(t["donated_items"]), weights(DAYS, rng, date(2020, 1, 25)))
@@ -180,7 +195,7 @@ class Scenario:
         # aid teams and charity desks. A day's aid needs that day's logs (its referrals come
         # from their help requests); the next days' logs need not wait for it.
         loop = asyncio.get_running_loop()
-        logs: dict[date, asyncio.Future[list[Referable]]] = {d: loop.create_future() for d in DAYS}
+        logs: dict[date, asyncio.Future[AidDay]] = {d: loop.create_future() for d in DAYS}
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.hotline_days(logs, speed, tasks))
             tasks.create_task(self.aid_days(logs, progress))
@@ -196,7 +211,7 @@ class Scenario:
 
     async def hotline_days(
         self,
-        logs: dict[date, asyncio.Future[list[Referable]]],
+        logs: dict[date, asyncio.Future[AidDay]],
         speed: float,
         tasks: asyncio.TaskGroup,
     ) -> None:
@@ -213,11 +228,15 @@ class Scenario:
         self,
         i: int,
         day: date,
-        logged: asyncio.Future[list[Referable]],
+        logged: asyncio.Future[AidDay],
         ahead: asyncio.Semaphore,
     ) -> None:
+        """A day on the hotline: the stations' logs, then that evening's referrals to aid,
+        so the bus carries them before the next days' logs (the aid line waits on them)."""
         try:
-            logged.set_result(await self.hotline_day(i, day))
+            plan = self.plan_aid(i, day, await self.hotline_day(i, day))
+            await self.refer(day, plan)
+            logged.set_result(plan)
         except asyncio.CancelledError:
             logged.cancel()
             raise
@@ -228,16 +247,11 @@ class Scenario:
 
     async def aid_days(
         self,
-        logs: dict[date, asyncio.Future[list[Referable]]],
+        logs: dict[date, asyncio.Future[AidDay]],
         progress: Callable[[int, date, Client], None] | None,
     ) -> None:
         for i, day in enumerate(DAYS):
-            referable = await logs[day]
-            wei_yi_today = self.wei_yi and day == WEI_YI_DAY
-            take = self.requests_per_day[i] - (1 if wei_yi_today else 0)  # hers is on top
-            kinds = self.request_kinds[:take]
-            del self.request_kinds[:take]
-            requests = await self.open_requests(day, kinds, referable, wei_yi_today)
+            requests = await self.open_requests(day, await logs[day])
             await asyncio.gather(
                 self.deliver(day, requests, last_day=(day == DAYS[-1])), self.donations(i, day)
             )
@@ -341,35 +355,28 @@ class Scenario:
             )
         return sheet
 
-    async def open_requests(
-        self, day: date, kinds: list[str], referable: list[Referable], wei_yi: bool
-    ) -> list[Opened]:
-        """Today's aid requests: direct ones in one batch, emergencies one by one (each opens
-        a case), referrals on the hotline (the aid service opens their requests); then all
-        of them assigned in one batch."""
-        rng, c = self.rng_for("aid", day), self.client
-        referrals: list[tuple[str, Station, tuple[str, ...], str, str]] = []
-        if wei_yi:
+    def plan_aid(self, i: int, day: date, referable: list[Referable]) -> AidDay:
+        """Today's aid requests, decided: direct ones, emergencies, and which help-request
+        calls are referred (卫姨's first, on her day)."""
+        rng, plan = self.rng_for("aid", day), AidDay()
+        if self.wei_yi and day == WEI_YI_DAY:
             call, s, person, _ = referable.pop(0)
             needs: tuple[str, ...] = ("medicine", "food")  # her medicine, fresh vegetables
-            referrals.append((call, s, needs, person, "today"))
-        direct: list[dict[str, Any]] = []
-        direct_for: list[Opened] = []
-        emergencies: list[dict[str, Any]] = []
-        emergency_for: list[Opened] = []
-        for kind in kinds:
+            plan.referrals.append((call, s, needs, person, "today"))
+        for kind in self.kinds_by_day[i]:
             needs = tuple(
                 sorted(rng.sample(["medicine", "food", "masks", "relief"], 1 + rng.randrange(2)))
             )
             if kind == "referral" and referable:
                 call, s, person, _ = referable.pop(rng.randrange(len(referable)))
-                referrals.append((call, s, needs, person, rng.choice(["today", "within_days"])))
+                urgency = rng.choice(["today", "within_days"])
+                plan.referrals.append((call, s, needs, person, urgency))
                 continue
             s = rng.choice([x for x in self.stations if x.opens <= day])
-            n = len(direct) + len(emergencies)
+            n = len(plan.direct) + len(plan.emergencies)
             person, group = f"person:a{s.index:03d}-{day:%m%d}-{n}", pick(rng, VULNERABLE)
             if kind == "emergency":
-                emergencies.append(
+                plan.emergencies.append(
                     {
                         "kind": rng.choice(["sudden_illness", "fall"]),
                         "person": person,
@@ -378,9 +385,9 @@ class Scenario:
                         "opened_at": at(day, 10, n % 60),
                     }
                 )
-                emergency_for.append(("", s, ("escort_to_hospital",), person))
+                plan.emergency_for.append(("", s, ("escort_to_hospital",), person))
             else:
-                direct.append(
+                plan.direct.append(
                     {
                         "person": person,
                         "group": group,
@@ -391,38 +398,48 @@ class Scenario:
                         "requested_at": at(day, 10, n % 60),
                     }
                 )
-                direct_for.append(("", s, needs, person))
-        made, cases, referred = await asyncio.gather(
-            c.post_items("aid", "/requests:batch", direct, "requests"),
-            asyncio.gather(*(c.post("aid", "/emergencies", body) for body in emergencies)),
-            asyncio.gather(
-                *(
-                    c.post(
-                        "hotline",
-                        f"/calls/{call}/referrals",
-                        # after the call's end (18:59 + 25 min at the latest)
-                        {
-                            "needs": list(needs),
-                            "urgency": urgency,
-                            "referred_at": at(day, 19, 30 + k % 30),
-                        },
-                    )
-                    for k, (call, _, needs, _, urgency) in enumerate(referrals)
-                )
-            ),
+                plan.direct_for.append(("", s, needs, person))
+        return plan
+
+    async def refer(self, day: date, plan: AidDay) -> None:
+        """The evening's referrals on the hotline, in one batch: the aid service opens their
+        requests."""
+        items = [
+            {
+                "call": call,
+                "needs": list(needs),
+                "urgency": urgency,
+                # after the call's end (18:59 + 25 min at the latest)
+                "referred_at": at(day, 19, 30 + k % 30),
+            }
+            for k, (call, _, needs, _, urgency) in enumerate(plan.referrals)
+        ]
+        plan.referred = await self.client.post_items(
+            "hotline", "/referrals:batch", items, "referrals"
+        )
+
+    async def open_requests(self, day: date, plan: AidDay) -> list[Opened]:
+        """Today's aid requests: direct ones in one batch, emergencies one by one (each opens
+        a case), the referrals' once the aid service has opened them; then all of them
+        assigned in one batch."""
+        c = self.client
+        made, cases, opened = await asyncio.gather(
+            c.post_items("aid", "/requests:batch", plan.direct, "requests"),
+            asyncio.gather(*(c.post("aid", "/emergencies", body) for body in plan.emergencies)),
+            # Referrals become requests in the aid service's consumer: wait until each exists.
+            self.requests_of(plan.referred),
         )
         out = [
-            (r, s, needs, person) for r, (_, s, needs, person) in zip(made, direct_for, strict=True)
+            (r, s, needs, person)
+            for r, (_, s, needs, person) in zip(made, plan.direct_for, strict=True)
         ]
         out += [
             (case["request"], s, needs, person)
-            for case, (_, s, needs, person) in zip(cases, emergency_for, strict=True)
+            for case, (_, s, needs, person) in zip(cases, plan.emergency_for, strict=True)
         ]
-        # Referrals become requests in the aid service's consumer: wait until each exists.
-        opened = await self.requests_of([body["referral"] for body in referred])
         out += [
             (request, s, needs, person)
-            for request, (_, s, needs, person, _) in zip(opened, referrals, strict=True)
+            for request, (_, s, needs, person, _) in zip(opened, plan.referrals, strict=True)
         ]
         # Every request is handed to a worker before its delivery.
         assignments = [

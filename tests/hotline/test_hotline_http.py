@@ -375,11 +375,51 @@ async def test_unknown_resources_are_404(hotline: Hotline) -> None:
     assert await hotline.stored() == 1
 
 
+async def test_an_evenings_referrals_in_one_batch_all_or_nothing(hotline: Hotline) -> None:
+    point = await open_point(hotline)
+    calls = (
+        await hotline.post(
+            "/calls:batch",
+            {"items": [call_body(point, 5 + k, caller=f"person:p{k}") for k in range(3)]},
+        )
+    ).json()["calls"]
+    stored = await hotline.stored()
+
+    def referral(call: str, minute: int = 600) -> dict[str, object]:
+        return {
+            "call": call,
+            "needs": ["food"],
+            "urgency": "today",
+            "referred_at": at(minute).isoformat(),
+        }
+
+    # Given one referral before its call was received, nothing of the batch is stored;
+    early = [referral(calls[0]), referral(calls[1], minute=1)]
+    refused = await hotline.post("/referrals:batch", {"items": early})
+    assert refused.status_code == 422 and refused.json()["field"] == "items.1.referred_at"
+    unknown = await hotline.post("/referrals:batch", {"items": [referral("call:nowhere")]})
+    assert unknown.status_code == 404 and "items.0" in unknown.json()["error"]
+    assert await hotline.stored() == stored
+
+    # when every item is right, each caller is referred, with the call's place and group.
+    done = await hotline.post("/referrals:batch", {"items": [referral(c) for c in calls]})
+    assert (done.status_code, done.json()["count"]) == (201, 3), done.text
+    events = (await hotline.published())[-3:]
+    assert types(events) == ["ReferredToAid"] * 3
+    assert [e["data"]["person"] for e in events] == ["person:p0", "person:p1", "person:p2"]
+    assert [e["stream_id"] for e in events] == done.json()["referrals"]
+    assert {e["data"]["group"] for e in events} == {"disabled"}
+
+
 async def test_the_openapi_document_lists_every_route(hotline: Hotline) -> None:
     document = (await hotline.http.get("/openapi.json")).json()
-    assert {"/calls", "/calls:batch", "/calls/{call}/referrals", "/follow-ups:batch"} <= set(
-        document["paths"]
-    )
+    assert {
+        "/calls",
+        "/calls:batch",
+        "/calls/{call}/referrals",
+        "/referrals:batch",
+        "/follow-ups:batch",
+    } <= set(document["paths"])
     schemas = document["components"]["schemas"]
     assert "ReceiveCall" in schemas and "CompleteCallBody" in schemas
     assert "call" not in schemas["CompleteCallBody"]["properties"]

@@ -127,6 +127,12 @@ class ReceiveCalls(Command):
     items: Annotated[list[LoggedCall], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+class ReferToAids(Command):
+    """A day's referrals to aid, sent together in the evening: all or nothing."""
+
+    items: Annotated[list[ReferToAid], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 class ScheduleFollowUps(Command):
     items: Annotated[list[LoggedFollowUp], Field(min_length=1, max_length=MAX_BATCH)]
 
@@ -145,6 +151,7 @@ COMMANDS: dict[str, type[Command]] = {
         ReceiveCall,
         CompleteCall,
         ReferToAid,
+        ReferToAids,
         ScheduleFollowUp,
         CompleteFollowUp,
         ReceiveCalls,

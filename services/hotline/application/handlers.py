@@ -16,6 +16,7 @@ from services.hotline.application.commands import (
     ReceiveCall,
     ReceiveCalls,
     ReferToAid,
+    ReferToAids,
     ScheduleFollowUp,
     ScheduleFollowUps,
     StartShift,
@@ -148,6 +149,26 @@ async def refer_to_aid(cmd: ReferToAid, load: HotlineLoader) -> Decision:
     return Decision.created(referral)
 
 
+async def refer_to_aids(cmd: ReferToAids, load: HotlineLoader) -> Decision:
+    calls = await load.many(Call, {i.call for i in cmd.items})
+    referrals: list[Aggregate] = []
+    for index, item in enumerate(cmd.items):
+        with batch_item(index):
+            referrals.append(
+                Referral.from_call(
+                    new_id("referral"),
+                    calls[item.call],
+                    item.needs,
+                    item.urgency,
+                    item.referred_at,
+                    person=item.person,
+                    group=item.group,
+                    place=item.place,
+                )
+            )
+    return batch("referrals", referrals, None)
+
+
 async def schedule_follow_up(cmd: ScheduleFollowUp, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point)
     call = await load.one(Call, cmd.call) if cmd.call else None
@@ -197,7 +218,7 @@ async def schedule_follow_ups(cmd: ScheduleFollowUps, load: HotlineLoader) -> De
     return batch("follow_ups", follow_ups, guards.open_points(points, "follow_ups"))
 
 
-def batch(name: str, aggregates: list[Aggregate], guard: Guard) -> Decision:
+def batch(name: str, aggregates: list[Aggregate], guard: Guard | None) -> Decision:
     body = {"count": len(aggregates), name: [a.id for a in aggregates]}
     return Decision(aggregates, 201, body, guard)
 
@@ -212,6 +233,7 @@ HANDLERS: dict[type[Command], Handler] = {
     CompleteCall: complete_call,
     ReceiveCalls: receive_calls,
     ReferToAid: refer_to_aid,
+    ReferToAids: refer_to_aids,
     ScheduleFollowUp: schedule_follow_up,
     CompleteFollowUp: complete_follow_up,
     ScheduleFollowUps: schedule_follow_ups,

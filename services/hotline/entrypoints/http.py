@@ -25,6 +25,7 @@ COMMAND_ROUTES = [
     CommandRoute(
         "/calls/{call}/referrals", c.ReferToAid, "Refer the person of a call to aid", "call"
     ),
+    CommandRoute("/referrals:batch", c.ReferToAids, "Refer a day's callers to aid: all or nothing"),
     CommandRoute("/follow-ups", c.ScheduleFollowUp, "Schedule a tracked follow-up"),
     CommandRoute(
         "/follow-ups:batch", c.ScheduleFollowUps, "Record a day's follow-ups: all or nothing"
