@@ -134,9 +134,8 @@ async def receive_calls(cmd: ReceiveCalls, load: HotlineLoader) -> Decision:
     return batch("calls", calls, guards.open_points(points, "calls"))
 
 
-async def refer_to_aid(cmd: ReferToAid, load: HotlineLoader) -> Decision:
-    call = await load.one(Call, cmd.call)
-    referral = Referral.from_call(
+def _referral(cmd: ReferToAid, call: Call) -> Referral:
+    return Referral.from_call(
         new_id("referral"),
         call,
         cmd.needs,
@@ -146,7 +145,10 @@ async def refer_to_aid(cmd: ReferToAid, load: HotlineLoader) -> Decision:
         group=cmd.group,
         place=cmd.place,
     )
-    return Decision.created(referral)
+
+
+async def refer_to_aid(cmd: ReferToAid, load: HotlineLoader) -> Decision:
+    return Decision.created(_referral(cmd, await load.one(Call, cmd.call)))
 
 
 async def refer_to_aids(cmd: ReferToAids, load: HotlineLoader) -> Decision:
@@ -154,18 +156,7 @@ async def refer_to_aids(cmd: ReferToAids, load: HotlineLoader) -> Decision:
     referrals: list[Aggregate] = []
     for index, item in enumerate(cmd.items):
         with batch_item(index):
-            referrals.append(
-                Referral.from_call(
-                    new_id("referral"),
-                    calls[item.call],
-                    item.needs,
-                    item.urgency,
-                    item.referred_at,
-                    person=item.person,
-                    group=item.group,
-                    place=item.place,
-                )
-            )
+            referrals.append(_referral(item, calls[item.call]))
     return batch("referrals", referrals, None)
 
 
