@@ -6,10 +6,10 @@ The plan is computed first, from the seed and the scale alone (deterministic), t
 day by day from 23 January to 7 March 2020: hotline points open over the first ten days;
 each open station keeps its day's log of shifts, calls and follow-ups, and each district's
 social-work centre sends its stations' logs in one batch per kind (a station's alone is a
-few dozen lines); referrals become aid requests in the aid service's referral consumer; a
-day's direct requests, assignments and deliveries go in one batch each, emergencies one by
-one; donations, funds and volunteers come in per district. Volumes ramp up after the
-outbreak and dip at weekends.
+few dozen lines); the evening's referrals go in one batch and become aid requests in the
+aid service's referral consumer; a day's direct requests, assignments and deliveries go in
+one batch each, emergencies one by one; donations, funds and volunteers come in per
+district. Volumes ramp up after the outbreak and dip at weekends.
 
 Two lines of work run side by side: the stations' logs, up to two days ahead, and the aid
 teams and charity desks, which need a day's logs (their referrals) before its aid. Every
