@@ -323,11 +323,16 @@ async def test_the_next_batch_is_decoded_while_one_commits_and_commits_stay_in_o
 
     assert await applied_positions(reporting_db) == list(range(1, 1201))
     commits = [(kind, at) for kind, at in log if kind != "decoded"]
-    assert commits == [(k, n) for n in range(100, 1201, 100) for k in ("begin", "end")]
+    # One commit at a time, in stream order (a pull may bring fewer than 100 on a busy
+    # machine, so the batches' edges are not fixed: their order and alternation are).
+    assert [kind for kind, _ in commits] == ["begin", "end"] * (len(commits) // 2)
+    ends = [n for kind, n in commits if kind == "end"]
+    assert ends == sorted(ends) and ends[-1] == 1200 and len(set(ends)) == len(ends)
+    assert [n for kind, n in commits if kind == "begin"] == ends
     # The next batch was decoded before the commit of the one ahead of it ended (without
     # the overlap, a batch is decoded only once the previous one is committed).
     ahead = 0
     for at, (kind, n) in enumerate(log):
         if kind == "end":
             ahead += any(k == "decoded" and p > n for k, p in log[:at])
-    assert ahead >= 6
+    assert ahead >= len(ends) // 2
