@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -450,18 +451,21 @@ class Scenario:
         return out
 
     async def requests_of(self, referrals: list[str], within_s: float = 120) -> list[str]:
-        """The aid request each referral opened, once it has. The consumer opens them in the
-        stream's order, so the first one missing is watched until it appears, and the rest
-        are mostly there by then: about one GET per referral, not one per referral per poll."""
+        """The aid request each referral opened, once all have: one look-up for the day's
+        referrals, repeated for those the consumer has not reached yet."""
         deadline = time.monotonic() + within_s
-        requests: list[str] = []
-        for referral in referrals:
-            while (found := await self.client.get("aid", f"/referrals/{referral}/request")) is None:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{referral} did not become an aid request in {within_s:g}s")
-                await asyncio.sleep(0.02)
-            requests.append(str(found["request"]))
-        return requests
+        opened: dict[str, str] = {}
+        while missing := [r for r in referrals if r not in opened]:
+            query = "&".join(f"referral={quote(r)}" for r in missing)
+            found = await self.client.get("aid", f"/requests?{query}")
+            for request in found["requests"] if found else []:
+                opened[request["referral"]] = request["request"]
+            if len(opened) == len(referrals):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{missing[0]} did not become an aid request in {within_s:g}s")
+            await asyncio.sleep(0.02)
+        return [opened[r] for r in referrals]
 
     async def deliver(
         self, day: date, requests: list[tuple[str, Station, tuple[str, ...], str]], last_day: bool

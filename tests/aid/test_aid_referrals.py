@@ -100,6 +100,11 @@ async def test_a_referral_made_on_the_hotline_shows_up_as_an_open_aid_request(
     request = request_id_for_referral("referral:0")
     state = (await aid.http.get(f"/requests/{request}")).json()
     assert (await aid.http.get("/referrals/referral:0/request")).json() == state
+    asked = [("referral", "referral:1"), ("referral", "referral:0")]
+    both = await aid.http.get("/requests", params=asked)
+    assert both.json() == {"requests": [state], "missing": ["referral:1"]}
+    none = await aid.http.get("/requests")
+    assert (none.status_code, none.json()["field"]) == (422, "referral")
     assert state["status"] == "requested"
     assert (state["origin"], state["referral"], state["person"]) == (
         "hotline_referral",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -10,6 +11,8 @@ from services.aid.domain import AidRequest, EmergencyCase, request_id_for_referr
 from shared.service.application import CommandService
 from shared.service.http import CommandRoute, ViewRoute, build_app, respond
 from shared.service.replies import Refused
+
+MAX_LOOKUP = 500  # referrals in one look-up: a day's, with room
 
 COMMAND_ROUTES = [
     CommandRoute("/requests", c.RequestAid, "Open an aid request for a person in hardship"),
@@ -53,6 +56,30 @@ def build_aid_app(service: CommandService) -> FastAPI:
             ).reply
         return respond(reply)
 
+    async def requests_of_referrals(request: Request) -> Response:
+        referrals = request.query_params.getlist("referral")
+        if not 1 <= len(referrals) <= MAX_LOOKUP:
+            reply = Refused(
+                422, f"referral: name 1 to {MAX_LOOKUP} referrals", field="referral"
+            ).reply
+            return respond(reply)
+        ids = {r: request_id_for_referral(r) for r in referrals}
+        found = await service.load.many(AidRequest, ids.values())
+        opened = [found[ids[r]].view() for r in referrals if found[ids[r]].exists]
+        missing = [r for r in referrals if not found[ids[r]].exists]
+        return Response(
+            orjson.dumps({"requests": opened, "missing": missing}), media_type="application/json"
+        )
+
+    app.add_api_route(
+        "/requests",
+        requests_of_referrals,
+        methods=["GET"],
+        summary="The aid requests these hotline referrals opened (?referral=…&referral=…), "
+        "and which are not opened yet",
+        operation_id="get_requests_of_referrals",
+        response_class=Response,
+    )
     app.add_api_route(
         "/referrals/{referral}/request",
         request_of_referral,
