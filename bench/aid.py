@@ -233,13 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--database-url", default=None, help="aid's database (default SQLite)")
-    parser.add_argument(
-        "--nats-sync",
-        choices=["always", "default"],
-        default="default",
-        help="JetStream fsync: nats-server's default, every 2 minutes (Kapok's default), or "
-        "after every write",
-    )
+    load.add_nats_sync(parser)
     asyncio.run(bench(parser.parse_args(argv)))
     return 0
 

@@ -175,13 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default=None, help="donation's database (default SQLite)")
-    parser.add_argument(
-        "--nats-sync",
-        choices=["always", "default"],
-        default="default",
-        help="JetStream fsync: nats-server's default, every 2 minutes (Kapok's default), or "
-        "after every write",
-    )
+    load.add_nats_sync(parser)
     asyncio.run(bench(parser.parse_args(argv)))
     return 0
 

@@ -190,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per single-POST run")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
-    parser.add_argument(
-        "--nats-sync",
-        choices=["always", "default"],
-        default="default",
-        help="JetStream fsync: nats-server's default, every 2 minutes (Kapok's default), or "
-        "after every write",
-    )
+    load.add_nats_sync(parser)
     parser.add_argument("--bare", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare is not None:

@@ -168,6 +168,17 @@ def rates(latencies: list[float], elapsed: float) -> dict[str, float]:
     }
 
 
+def add_nats_sync(parser: argparse.ArgumentParser) -> None:
+    """``--nats-sync``: Kapok's default fsync unless told otherwise."""
+    parser.add_argument(
+        "--nats-sync",
+        choices=["always", "default"],
+        default="default",
+        help="JetStream fsync: nats-server's default, every 2 minutes (Kapok's default), or "
+        "after every write",
+    )
+
+
 def header(name: str, args: argparse.Namespace) -> None:
     """The first line of a service benchmark's report: cores, database, nats-server fsync
     (and which ``--nats-sync`` chose it), the services' HTTP access log."""
