@@ -5,6 +5,7 @@ whole stream with a new durable consumer and returns seconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.reporting.audit import replay_consumer
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.contracts.envelope import Envelope
@@ -42,8 +44,24 @@ async def raw_pull(nc: NATS, stream: str, durable: str, total: int) -> float:
     """Batched ``$JS.API.CONSUMER.MSG.NEXT`` requests on one inbox; a callback acks each
     message (``+ACK`` to its reply subject) and asks for the next batch when one is done."""
     await nc.jetstream().add_consumer(stream, _explicit_ack(durable))
+    return await _timed_pull(nc, stream, durable, total, ack=True)
+
+
+async def raw_pull_no_ack(nc: NATS, stream: str, total: int) -> float:
+    """The same loop on the audit replay's kind of consumer (ephemeral, AckPolicy NONE):
+    nothing sent back per message, the ceiling the replay is held against."""
+    js = nc.jetstream()
+    consumer = await js.add_consumer(stream, replay_consumer())
+    try:
+        return await _timed_pull(nc, stream, consumer.name, total, ack=False)
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, consumer.name)
+
+
+async def _timed_pull(nc: NATS, stream: str, consumer: str, total: int, ack: bool) -> float:
     inbox = nc.new_inbox()
-    subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+    subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
     request = orjson.dumps({"batch": BATCH, "expires": 5_000_000_000})
     publish = nc.publish
     done = asyncio.Event()
@@ -51,7 +69,8 @@ async def raw_pull(nc: NATS, stream: str, durable: str, total: int) -> float:
 
     async def on_message(msg: Msg) -> None:
         if msg.reply:
-            await publish(msg.reply, b"+ACK")
+            if ack:
+                await publish(msg.reply, b"+ACK")
             state["got"] += 1
             state["in_batch"] += 1
             if state["got"] >= total:
@@ -67,7 +86,8 @@ async def raw_pull(nc: NATS, stream: str, durable: str, total: int) -> float:
     began = time.perf_counter()
     await publish(subject, request, reply=inbox)
     await asyncio.wait_for(done.wait(), 300)
-    await nc.flush()  # the last acks reached the server
+    if ack:
+        await nc.flush()  # the last acks reached the server
     elapsed = time.perf_counter() - began
     await sub.unsubscribe()
     return elapsed

@@ -13,7 +13,7 @@ On its own nats-server (nats-server's default fsync unless ``--nats-sync always`
    goes into a hotline event store, so that the real hotline service can later record calls
    on top of that history.
 2. Each round: the raw pull with acks (the foundation's `bench.pull.raw_pull`) and without
-   (`bench.reporting_raw`) over the three streams; the live fold: `kapok serve reporting` as
+   (`bench.pull.raw_pull_no_ack`) over the three streams; the live fold: `kapok serve reporting` as
    its own process, fresh database, timed from its durables' creation until every stream is
    acknowledged to its end (read from the server's consumer info, which costs the process
    nothing), its resident memory sampled along the way; the audit replay
@@ -59,7 +59,6 @@ from nats.js.errors import NotFoundError
 
 from bench import load, pull
 from bench.reporting_data import OwnStore, fill
-from bench.reporting_raw import raw_pull_no_ack
 from bench.reporting_replay import cpu_seconds, status_kib
 from services.reporting.entrypoints.http import today
 from shared.bus.embedded import EmbeddedNats
@@ -120,7 +119,7 @@ async def raw_limits(nc: NATS, naming: Naming, counts: dict[str, int], tag: str)
     r.raw_ack = total / seconds
     seconds = 0.0
     for source, n in counts.items():
-        seconds += await raw_pull_no_ack(nc, naming.stream(source), n)
+        seconds += await pull.raw_pull_no_ack(nc, naming.stream(source), n)
     r.raw_no_ack = total / seconds
     say(f"raw pull: {r.raw_ack:,.0f}/s with acks, {r.raw_no_ack:,.0f}/s without")
     return r

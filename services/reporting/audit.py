@@ -107,6 +107,17 @@ async def replay(
     return result
 
 
+def replay_consumer() -> api.ConsumerConfig:
+    """The replay's reader: ephemeral, from the first message, nothing acked (an auditor
+    changes nothing on the server), gone a minute after it stops asking."""
+    return api.ConsumerConfig(
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.NONE,
+        inactive_threshold=60.0,
+        mem_storage=True,
+    )
+
+
 async def _replay_source(
     nc: NATS,
     naming: Naming,
@@ -125,15 +136,7 @@ async def _replay_source(
     if last == 0:
         return
     cutoff_ns = int(known_at.timestamp() * 1e9) if known_at else None
-    consumer = await js.add_consumer(
-        stream,
-        api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.ALL,
-            ack_policy=api.AckPolicy.NONE,
-            inactive_threshold=60.0,
-            mem_storage=True,
-        ),
-    )
+    consumer = await js.add_consumer(stream, replay_consumer())
     name = consumer.name
     inbox = nc.new_inbox()
     buffer: list[tuple[int, int, bytes]] = []  # (stream sequence, server timestamp, bytes)
