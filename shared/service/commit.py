@@ -173,11 +173,7 @@ class GroupCommit:
             unwritten = _Unwritten(self.store, conn, log)
             passed: dict[Hashable, frozenset[str]] = {}  # EventChecks passed, by key
             for pending in group:
-                if pending.future.done():  # refused by its key in an attempt before
-                    continue
-                if pending.key is not None and pending.key in answered:
-                    if (first := _replayed(pending, answered[pending.key])) is not None:
-                        done.append((pending, first))
+                if _settled(pending, answered, done):
                     continue
                 guard = pending.in_transaction
                 if isinstance(guard, EventCheck):
@@ -212,11 +208,7 @@ class GroupCommit:
             # rolls back, and a savepoint is a round trip to the database.
             alone = len(group) == 1
             for pending in group:
-                if pending.future.done():  # refused by its key in an attempt before
-                    continue
-                if pending.key is not None and pending.key in answered:
-                    if (first := _replayed(pending, answered[pending.key])) is not None:
-                        done.append((pending, first))
+                if _settled(pending, answered, done):
                     continue
                 try:
                     async with contextlib.nullcontext() if alone else conn.begin_nested():
@@ -234,6 +226,20 @@ class GroupCommit:
                     continue
                 done.append((pending, pending.reply))
         return done
+
+
+def _settled(
+    pending: _Pending, answered: dict[str, Stored], done: list[tuple[_Pending, Reply]]
+) -> bool:
+    """Whether ``pending`` needs no writing: refused by its key in an attempt before, or its
+    key already answered (its first reply goes into ``done``)."""
+    if pending.future.done():
+        return True
+    if pending.key is not None and pending.key in answered:
+        if (first := _replayed(pending, answered[pending.key])) is not None:
+            done.append((pending, first))
+        return True
+    return False
 
 
 def _replayed(pending: _Pending, stored: Stored) -> Reply | None:
