@@ -31,7 +31,7 @@ import nats
 from bench.load import free_port
 from kapok.simulate.client import Client
 from kapok.simulate.guangzhou2020 import Scenario, wait_for_report
-from kapok.up import PIDS_FILE
+from kapok.up import running
 
 TARGET_S = 60.0
 SERVICES = ("reporting", "hotline", "aid", "donation")
@@ -58,8 +58,13 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def processes(data_dir: Path) -> dict[str, int]:
-    body = json.loads((data_dir / PIDS_FILE).read_text() or "{}")
-    return {"up": body["up"], "nats-server": body["nats"], **body.get("services", {})}
+    """The pids of the `kapok up` on ``data_dir`` and of what it runs, as its up.json says."""
+    up = running(data_dir)
+    if not up:
+        return {}
+    services = up.get("services")
+    assert isinstance(services, dict)
+    return {"up": int(str(up["up"])), "nats-server": int(str(up["nats"])), **services}
 
 
 async def until_up(data_dir: Path, ports: dict[str, int], within_s: float = 90) -> None:
