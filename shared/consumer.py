@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js import api
 from nats.js.errors import Error as JetStreamError
@@ -37,6 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Envelope
 from shared.contracts.registry import REGISTRY, EventRegistry, UndecodableEvent
@@ -70,9 +70,9 @@ class SourceStats:
 @dataclass(slots=True)
 class _Delivery:
     seq: int
-    reply: str
+    reply: bytes  # the ack subject, as it came off the wire
     data: bytes
-    subject: str
+    subject: bytes
 
 
 class ConsumerRunner:
@@ -234,12 +234,14 @@ class ConsumerRunner:
         arrived = asyncio.Event()
         state = {"open": False, "delivered": 0}
 
-        async def on_message(msg: Msg) -> None:
-            if not msg.reply:
-                # A status (404 no messages, 408 expired, 409 consumer changed): pull is over.
-                state["open"] = False
-            else:
-                buffer.append(_Delivery(_stream_seq(msg.reply), msg.reply, msg.data, msg.subject))
+        def on_frames(frames: list[Frame]) -> None:
+            for subject, reply, data, _ in frames:
+                if not reply:
+                    # A status (404 no messages, 408 expired, 409 consumer changed): the pull
+                    # is over.
+                    state["open"] = False
+                    continue
+                buffer.append(_Delivery(_stream_seq(reply), reply, data, subject))
                 state["delivered"] += 1
                 if state["delivered"] >= self.batch:
                     state["open"] = False
@@ -254,7 +256,7 @@ class ConsumerRunner:
             state.update(open=True, delivered=0)
             await self.nc.publish(request_subject, payload, reply=inbox)
 
-        sub = await self.nc.subscribe(inbox, cb=on_message)
+        sub = await subscribe_frames(self.nc, inbox, on_frames)
         self._wakers.add(arrived)
         applied = idle = 0
         committing: asyncio.Future[int] | None = None  # the batch in flight
@@ -305,7 +307,7 @@ class ConsumerRunner:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(committing)
             self._wakers.discard(arrived)
-            await sub.unsubscribe()
+            await unsubscribe_frames(self.nc, sub)
 
     async def _unstall(self, source: str) -> None:
         """Nothing arrives for a while: make sure it is not because the consumer's state on
@@ -425,7 +427,7 @@ class ConsumerRunner:
             "source": source,
             "stream": self.naming.stream(source),
             "stream_seq": delivery.seq,
-            "subject": delivery.subject,
+            "subject": delivery.subject.decode(errors="replace"),
             "reason": reason,
             "dead_lettered_at": datetime.now(UTC).isoformat(),
             "original": original,
@@ -442,7 +444,7 @@ class ConsumerRunner:
 
     async def _ack(self, last: _Delivery) -> None:
         # AckPolicy.ALL: acknowledging the batch's last message acknowledges the batch.
-        await self.nc.publish(last.reply, b"+ACK")
+        await self.nc.publish(last.reply.decode(), b"+ACK")
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -478,9 +480,9 @@ class ConsumerRunner:
         return {source: stats.lag for source, stats in self.stats.items()}
 
 
-def _stream_seq(reply: str) -> int:
+def _stream_seq(reply: bytes) -> int:
     # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (9 tokens), or the
     # 12-token form with domain and account hash in front: the stream sequence is 5th/4th from
     # the end respectively.
-    tokens = reply.split(".")
+    tokens = reply.split(b".")
     return int(tokens[5] if len(tokens) == 9 else tokens[7])

@@ -27,11 +27,11 @@ from typing import Any, NamedTuple, TextIO
 
 import orjson
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import api
 
 from services.reporting.domain.fold import Fold, Key, totals
 from services.reporting.domain.report import differences, report
+from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
 from shared.contracts.envelope import Envelope
@@ -143,18 +143,20 @@ async def _replay_source(
     over = asyncio.Event()  # the request in flight is done: its batch, a status, or the end
     state = {"in_request": 0}
 
-    async def on_message(msg: Msg) -> None:
-        if msg.reply:
-            seq, stamp = _seq_and_time(msg.reply)
-            buffer.append((seq, stamp, msg.data))
+    def on_frames(frames: list[Frame]) -> None:
+        for _, reply, data, _ in frames:
+            if not reply:  # a status: the request is over
+                over.set()
+                continue
+            seq, stamp = _seq_and_time(reply)
+            buffer.append((seq, stamp, data))
             state["in_request"] += 1
             # The stream's last message ends the wait too: a request for more than remain
             # would otherwise only end when it expires.
-            if state["in_request"] < batch and seq < last:
-                return
-        over.set()
+            if state["in_request"] >= batch or seq >= last:
+                over.set()
 
-    sub = await nc.subscribe(inbox, cb=on_message)
+    sub = await subscribe_frames(nc, inbox, on_frames)
     request = orjson.dumps({"batch": batch, "expires": int(5e9)})
     subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
     expected = 1
@@ -191,7 +193,7 @@ async def _replay_source(
                 progress(audit.source, expected - 1, last)
     finally:
         result.merge()
-        await sub.unsubscribe()
+        await unsubscribe_frames(nc, sub)
         # Should this fail, the consumer expires on its own after inactive_threshold.
         with contextlib.suppress(Exception):
             await js.delete_consumer(stream, name)
@@ -262,10 +264,10 @@ def _check_and_fold_exactly(
     audit.folded += 1
 
 
-def _seq_and_time(reply: str) -> tuple[int, int]:
+def _seq_and_time(reply: bytes) -> tuple[int, int]:
     # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or 12 tokens with
     # domain and account hash in front.
-    tokens = reply.split(".")
+    tokens = reply.split(b".")
     if len(tokens) == 9:
         return int(tokens[5]), int(tokens[7])
     return int(tokens[7]), int(tokens[9])
