@@ -23,18 +23,23 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any, NamedTuple, TextIO
 
+import nats
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from services.reporting.domain.fold import Fold, Key, totals
+from services.reporting.domain.fold import ORDERED_SOURCES, Fold, Key, totals
 from services.reporting.domain.report import differences, report
+from services.reporting.slices import MIN_SLICE, Slice, SliceProcess, cpu_and_peak, processes_wanted
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
 from shared.contracts.envelope import Envelope
+from shared.runtime import tune_gc
 
 Progress = Callable[[str, int, int], None]
 
@@ -47,6 +52,11 @@ class SourceAudit:
     undecodable: int = 0  # the live consumer dead-letters these: not counted either side
     broken: str | None = None  # the first broken link, if any
     head: str = GENESIS  # the last verified hash
+    # A stretch that starts mid-stream takes its first event's prev_hash on trust; the link is
+    # checked when the stretches are put together (`_put_together`).
+    opened_with: str | None = None
+    opening: str = ""  # that first event, named as a broken link names it
+    cut: bool = False  # stopped at known_at: nothing after this was published by then
 
 
 class DayKey(NamedTuple):
@@ -69,6 +79,8 @@ class Replay:
     days: defaultdict[DayKey, int] = field(default_factory=lambda: defaultdict(int))
     detail: bool = False
     increments: defaultdict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    # The other processes' CPU seconds and peak resident KiB, one pair per stretch.
+    elsewhere: list[tuple[float, int]] = field(default_factory=list)
 
     @property
     def broken(self) -> list[str]:
@@ -87,6 +99,17 @@ class Replay:
         self.fold.increments.clear()
 
 
+@dataclass
+class Part:
+    """One stretch's findings and sums, as a process sends them back."""
+
+    audit: SourceAudit
+    days: dict[DayKey, int]
+    increments: dict[Key, int]
+    cpu_seconds: float = 0.0
+    peak_kib: int = 0
+
+
 async def replay(
     nc: NATS,
     naming: Naming,
@@ -96,52 +119,170 @@ async def replay(
     progress: Progress | None = None,
     batch: int = 2000,
     detail: bool = False,
+    processes: int | None = None,
+    min_slice: int = MIN_SLICE,
+    nats_url: str | None = None,
 ) -> Replay:
-    result = Replay(detail=detail)
+    """Replay ``sources`` on up to ``processes`` processes (default: one per core; see
+    services/reporting/slices.py), the others connecting to ``nats_url`` (default: where
+    ``nc`` is connected)."""
     started = time.perf_counter()
-    for source in sources:
-        audit = SourceAudit(source)
-        result.sources[source] = audit
-        await _replay_source(nc, naming, audit, result, known_at, progress, batch)
+    js = nc.jetstream()
+    lasts = {s: int((await js.stream_info(naming.stream(s))).state.last_seq) for s in sources}
+    slices = Slice.plan(
+        lasts, processes_wanted(processes), whole=ORDERED_SOURCES, min_slice=min_slice
+    )
+    url = nats_url or nc.connected_url.geturl()
+    elsewhere = [
+        SliceProcess(s, _replay_in_process, url, naming, known_at, batch, detail)
+        for s in slices
+        if s.first > 1
+    ]
+    parts: dict[Slice, Part] = {}
+    here = dict.fromkeys(sources, 0)  # events read by this process's stretches, by source
+
+    def show(source: str, done: int | None = None) -> None:
+        if done is not None:
+            here[source] = done
+        if progress:
+            there = sum(p.read for p in elsewhere if p.slice.source == source)
+            progress(source, here[source] + there, lasts[source])
+
+    try:
+        for piece in slices:
+            if piece.first == 1:
+                parts[piece] = part = await _replay_slice(
+                    nc, naming, piece, known_at, batch, detail, show
+                )
+                here[piece.source] = part.audit.events
+        for process in elsewhere:
+            waiting = asyncio.ensure_future(process.result())
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=1.0)
+                show(process.slice.source)
+            parts[process.slice] = waiting.result()
+    finally:
+        for process in elsewhere:
+            process.stop()
+    result = _put_together(sources, slices, parts, detail)
     result.seconds = time.perf_counter() - started
+    if progress:
+        for source, audit in result.sources.items():
+            progress(source, audit.events, lasts[source])
     return result
 
 
-def replay_consumer() -> api.ConsumerConfig:
-    """The replay's reader: ephemeral, from the first message, nothing acked (an auditor
-    changes nothing on the server), gone a minute after it stops asking."""
+def replay_consumer(first: int = 1) -> api.ConsumerConfig:
+    """The replay's reader: ephemeral, from stream sequence ``first``, nothing acked (an
+    auditor changes nothing on the server), gone a minute after it stops asking."""
     return api.ConsumerConfig(
-        deliver_policy=api.DeliverPolicy.ALL,
+        deliver_policy=api.DeliverPolicy.ALL if first <= 1 else api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=None if first <= 1 else first,
         ack_policy=api.AckPolicy.NONE,
         inactive_threshold=60.0,
         mem_storage=True,
     )
 
 
-async def _replay_source(
+def _put_together(
+    sources: Sequence[str], slices: list[Slice], parts: dict[Slice, Part], detail: bool
+) -> Replay:
+    """The stretches added up source by source, in stream order, as if one process had read
+    each stream: the link between two stretches is checked here; after a broken link events
+    are still counted but nothing more is folded; after the known_at cut nothing counts."""
+    result = Replay(detail=detail)
+    for source in sources:
+        audit = result.sources[source] = SourceAudit(source)
+        trusted = True
+        for piece in (s for s in slices if s.source == source):
+            part = parts[piece]
+            found = part.audit
+            audit.events += found.events
+            if trusted and piece.first > 1 and found.events and found.opened_with != audit.head:
+                audit.broken = (
+                    f"{found.opening}: prev_hash does not match the previous event's hash"
+                )
+                trusted = False
+            if trusted:
+                audit.folded += found.folded
+                audit.undecodable += found.undecodable
+                audit.head = found.head
+                for key, value in part.days.items():
+                    result.days[key] += value
+                for key, value in part.increments.items():
+                    result.increments[key] += value
+                if found.broken:
+                    audit.broken, trusted = found.broken, False
+            if part.cpu_seconds or part.peak_kib:
+                result.elsewhere.append((part.cpu_seconds, part.peak_kib))
+            if found.cut:
+                break
+    return result
+
+
+def _replay_in_process(
+    url: str,
+    naming: Naming,
+    known_at: datetime | None,
+    batch: int,
+    detail: bool,
+    piece: Slice,
+    read: Synchronized[int],
+    connection: Connection,
+) -> None:
+    """A stretch in a process of its own (the target of `SliceProcess`)."""
+
+    async def run() -> Part:
+        nc = await nats.connect(url, name="kapok-audit-slice")
+        tune_gc()
+        try:
+            part = await _replay_slice(
+                nc,
+                naming,
+                piece,
+                known_at,
+                batch,
+                detail,
+                lambda _, done: setattr(read, "value", done),
+            )
+        finally:
+            await nc.close()
+        part.cpu_seconds, part.peak_kib = cpu_and_peak()
+        return part
+
+    try:
+        connection.send(asyncio.run(run()))
+    except BaseException as error:  # the parent names it; nothing may be left unsaid
+        connection.send(("error", repr(error)))
+    finally:
+        connection.close()
+
+
+async def _replay_slice(
     nc: NATS,
     naming: Naming,
-    audit: SourceAudit,
-    result: Replay,
+    piece: Slice,
     known_at: datetime | None,
-    progress: Progress | None,
     batch: int,
-) -> None:
-    """Batched pull requests on one inbox, as the runner pulls: the callback only collects
-    (reply, bytes) and wakes the loop when a request is over; the next request goes out
-    before a batch is checked and folded, so the server streams while Python works."""
+    detail: bool,
+    progress: Callable[[str, int], None],
+) -> Part:
+    """Batched pull requests on one inbox, as the runner pulls: the sink only collects
+    (sequence, timestamp, bytes) and wakes the loop when a request is over; the next request
+    goes out before a batch is checked and folded, so the server streams while Python
+    works."""
     js = nc.jetstream()
-    stream = naming.stream(audit.source)
-    last = int((await js.stream_info(stream)).state.last_seq)
-    if last == 0:
-        return
+    stream = naming.stream(piece.source)
+    audit = SourceAudit(piece.source)
+    result = Replay(detail=detail)
     cutoff_ns = int(known_at.timestamp() * 1e9) if known_at else None
-    consumer = await js.add_consumer(stream, replay_consumer())
+    consumer = await js.add_consumer(stream, replay_consumer(piece.first))
     name = consumer.name
     inbox = nc.new_inbox()
     buffer: list[tuple[int, int, bytes]] = []  # (stream sequence, server timestamp, bytes)
     over = asyncio.Event()  # the request in flight is done: its batch, a status, or the end
-    state = {"in_request": 0}
+    last = piece.last
+    state = {"in_request": 0, "asked": 0}
 
     def on_frames(frames: list[Frame]) -> None:
         for _, reply, data, _ in frames:
@@ -151,36 +292,39 @@ async def _replay_source(
             seq, stamp = _seq_and_time(reply)
             buffer.append((seq, stamp, data))
             state["in_request"] += 1
-            # The stream's last message ends the wait too: a request for more than remain
+            # The stretch's last message ends the wait too: a request for more than remain
             # would otherwise only end when it expires.
-            if state["in_request"] >= batch or seq >= last:
+            if state["in_request"] >= state["asked"] or seq >= last:
                 over.set()
 
     sub = await subscribe_frames(nc, inbox, on_frames)
-    request = orjson.dumps({"batch": batch, "expires": int(5e9)})
     subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
-    expected = 1
+    expected = piece.first
     reported = time.monotonic()
 
-    async def ask() -> None:
-        state["in_request"] = 0
+    async def ask(remaining: int) -> None:
+        state["in_request"], state["asked"] = 0, min(batch, remaining)
         over.clear()
+        request = orjson.dumps({"batch": state["asked"], "expires": int(5e9)})
         await nc.publish(subject, request, reply=inbox)
 
     try:
-        await ask()
+        await ask(last - expected + 1)
         while expected <= last:
             await asyncio.wait_for(over.wait(), 10.0)
             taken = buffer[:]
             buffer.clear()
             if expected + len(taken) <= last:
-                await ask()
+                await ask(last - expected - len(taken) + 1)
                 # Out on the wire now, not when the loop next idles: checking the batch
                 # below never yields, and the server would wait for the whole of it.
                 await nc.flush()
+            if taken and audit.events == 0 and piece.first > 1:
+                _open_mid_stream(audit, taken[0][2])
             for seq, stamp, data in taken:
                 if cutoff_ns is not None and stamp > cutoff_ns:
-                    return  # published after known_at, and so is all that follows
+                    audit.cut = True
+                    return _part(audit, result)  # published after known_at, as all after it
                 expected = seq + 1
                 audit.events += 1
                 if audit.broken is None:
@@ -188,17 +332,33 @@ async def _replay_source(
                 if expected > last:
                     break
             result.merge()
-            if progress and time.monotonic() - reported > 1.0:
+            if time.monotonic() - reported > 1.0:
                 reported = time.monotonic()
-                progress(audit.source, expected - 1, last)
+                progress(piece.source, expected - piece.first)
+        return _part(audit, result)
     finally:
-        result.merge()
         await unsubscribe_frames(nc, sub)
         # Should this fail, the consumer expires on its own after inactive_threshold.
         with contextlib.suppress(Exception):
             await js.delete_consumer(stream, name)
-        if progress:
-            progress(audit.source, min(expected - 1, last), last)
+
+
+def _part(audit: SourceAudit, result: Replay) -> Part:
+    result.merge()
+    return Part(audit, dict(result.days), dict(result.increments))
+
+
+def _open_mid_stream(audit: SourceAudit, data: bytes) -> None:
+    """Take a stretch's first link on trust (checked when the stretches are put together)."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        audit.opening = f"{audit.source}: the first event of a stretch is not a JSON object"
+        return
+    audit.head = audit.opened_with = str(body.get("prev_hash"))
+    audit.opening = f"{body.get('source')} position {body.get('position')} ({body.get('event_id')})"
 
 
 _HASH_KEY = b',"hash":"'

@@ -95,6 +95,14 @@ class Key(NamedTuple):
     campaign: str = ""
 
 
+# The events whose fold reads or changes what earlier events left (the open aid requests):
+# their sources' histories must be folded whole and in order. Every other event only adds to
+# counters, which come out the same in any grouping (the audit replay cuts those streams into
+# stretches folded side by side: services/reporting/slices.py).
+STATEFUL_EVENTS = frozenset({AidRequested, AidDelivered, AidCancelled})
+ORDERED_SOURCES = frozenset(event.source for event in STATEFUL_EVENTS)
+
+
 def business_day(moment: datetime) -> date:
     """The Asia/Shanghai date of a timezone-aware instant: the day a figure belongs to."""
     return moment.astimezone(SHANGHAI).date()

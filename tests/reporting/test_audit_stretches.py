@@ -1,0 +1,159 @@
+"""The audit replay cut into stretches folded in other processes finds exactly what one
+process reading each stream whole finds: the same figures, the same counts, the same first
+broken link (also when it falls on the seam between two stretches), the same known_at cut."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import nats
+import orjson
+import pytest
+from reporting_stories import aid_delivered, aid_requested, at, call, chain, funds_received
+
+from services.reporting.audit import Replay, replay
+from services.reporting.slices import Slice
+from shared.bus.naming import Naming
+from shared.runtime import provision
+from shared.settings import PRODUCERS, Settings
+
+CALLS = 60
+
+
+def calls() -> list[bytes]:
+    return chain("hotline", [call(i, at(1 + i % 9), group=("child", "general")[i % 2])
+                             for i in range(CALLS)])  # fmt: skip
+
+
+def side_streams() -> dict[str, list[bytes]]:
+    aid = [aid_requested(i, at(1)) for i in range(5)] + [aid_delivered(i, at(2)) for i in range(5)]
+    return {
+        "aid": chain("aid", aid),
+        "donation": chain("donation", [funds_received(i, at(3), "1.50") for i in range(1, 4)]),
+    }
+
+
+async def published(settings: Settings, streams: dict[str, list[bytes]]) -> nats.NATS:
+    """Bytes put on the streams as they are, as a forger with bus access could."""
+    nc = await nats.connect(settings.nats_url)
+    await provision(nc, settings)
+    js = nc.jetstream()
+    for source, messages in streams.items():
+        for raw in messages:
+            subject = Naming.of(settings).event_subject(source, orjson.loads(raw)["type"])
+            await js.publish(subject, raw)
+    return nc
+
+
+async def both_ways(settings: Settings, nc: nats.NATS, **options: object) -> tuple[Replay, Replay]:
+    naming = Naming.of(settings)
+    whole = await replay(nc, naming, PRODUCERS, processes=1, detail=True, **options)  # type: ignore[arg-type]
+    cut = await replay(
+        nc, naming, PRODUCERS, processes=3, min_slice=8, detail=True, nats_url=settings.nats_url,
+        **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return whole, cut
+
+
+def assert_same(whole: Replay, cut: Replay) -> None:
+    assert cut.broken == whole.broken
+    assert {s: (a.events, a.folded, a.undecodable, a.head) for s, a in cut.sources.items()} == {
+        s: (a.events, a.folded, a.undecodable, a.head) for s, a in whole.sources.items()
+    }
+    assert dict(cut.days) == dict(whole.days)
+    assert dict(cut.increments) == dict(whole.increments)
+
+
+def test_only_the_long_stream_that_carries_no_state_is_cut() -> None:
+    plan = Slice.plan({"hotline": 60, "aid": 10, "donation": 3}, 3, whole=frozenset({"aid"}),
+                      min_slice=8)  # fmt: skip
+    assert [(s.source, s.first, s.last) for s in plan] == [
+        ("hotline", 1, 11), ("hotline", 12, 36), ("hotline", 37, 60), ("aid", 1, 10),
+        ("donation", 1, 3),
+    ]  # fmt: skip
+    assert Slice.plan({"hotline": 60}, 3, whole=frozenset(), min_slice=30) == [
+        Slice("hotline", 1, 60)
+    ]
+
+
+async def test_an_intact_bus_cut_in_stretches_gives_what_the_whole_replay_gives(
+    settings: Settings,
+) -> None:
+    nc = await published(settings, {"hotline": calls(), **side_streams()})
+    try:
+        whole, cut = await both_ways(settings, nc)
+    finally:
+        await nc.close()
+    assert whole.broken == [] and whole.sources["hotline"].folded == CALLS
+    assert len(cut.elsewhere) == 2  # two stretches were folded in processes of their own
+    assert_same(whole, cut)
+
+
+# The stretches (as planned above): sequences 1-11, 12-36, 37-60.
+@pytest.mark.parametrize("dropped", [10, 11, 12, 40])
+async def test_a_dropped_event_is_named_wherever_the_stretches_are_cut(
+    settings: Settings, dropped: int
+) -> None:
+    honest = calls()
+    nc = await published(
+        settings, {"hotline": honest[:dropped] + honest[dropped + 1 :], **side_streams()}
+    )
+    try:
+        whole, cut = await both_ways(settings, nc)
+    finally:
+        await nc.close()
+    assert len(whole.broken) == 1 and f"hotline position {dropped + 2}" in whole.broken[0]
+    assert_same(whole, cut)
+
+
+async def test_an_altered_event_in_a_later_stretch_stops_the_fold_there(
+    settings: Settings,
+) -> None:
+    honest = calls()
+    body = orjson.loads(honest[45])
+    body["data"]["group"] = "elderly_alone"
+    forged = [*honest[:45], orjson.dumps(body, option=orjson.OPT_SORT_KEYS), *honest[46:]]
+    nc = await published(settings, {"hotline": forged, **side_streams()})
+    try:
+        whole, cut = await both_ways(settings, nc)
+    finally:
+        await nc.close()
+    assert "altered" in whole.broken[0] and whole.sources["hotline"].folded == 45
+    assert_same(whole, cut)
+
+
+async def test_known_at_cuts_the_same_events_either_way(settings: Settings) -> None:
+    honest = calls()
+    nc = await published(settings, {"hotline": honest[:20], **side_streams()})
+    try:
+        await asyncio.sleep(0.05)
+        known_at = datetime.now(UTC)
+        await asyncio.sleep(0.05)
+        await nc.close()
+        nc = await published(settings, {"hotline": honest[20:]})
+        whole, cut = await both_ways(settings, nc, known_at=known_at)
+    finally:
+        await nc.close()
+    assert whole.sources["hotline"].events == 20
+    assert_same(whole, cut)
+
+
+@pytest.mark.parametrize("spliced_at", [12, 30, 37])  # 12 and 37: a stretch's first
+async def test_a_spliced_in_history_is_named_also_on_the_seam(
+    settings: Settings, spliced_at: int
+) -> None:
+    """From ``spliced_at`` on, another history: each event's own hash and position are right,
+    only its link to what came before is not, so only the link check can tell."""
+    other = [call(i, at(2), group="disabled") for i in range(spliced_at - 1, CALLS)]
+    forged = chain("hotline", other, first=spliced_at, prev_hash="f" * 64)
+    nc = await published(
+        settings, {"hotline": [*calls()[: spliced_at - 1], *forged], **side_streams()}
+    )
+    try:
+        whole, cut = await both_ways(settings, nc)
+    finally:
+        await nc.close()
+    assert len(whole.broken) == 1 and f"hotline position {spliced_at}" in whole.broken[0]
+    assert "prev_hash" in whole.broken[0]
+    assert_same(whole, cut)
