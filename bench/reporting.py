@@ -17,8 +17,10 @@ On its own nats-server (nats-server's default fsync unless ``--nats-sync always`
    its own process, fresh database, timed from its durables' creation until every stream is
    acknowledged to its end (read from the server's consumer info, which costs the process
    nothing), its resident memory sampled along the way; the audit replay
-   (`services.reporting.audit.replay`, what `kapok audit replay` runs) as its own process.
-   The replay's figures must equal the live service's `/api/report`.
+   (`services.reporting.audit.replay`, what `kapok audit replay` runs) as its own process,
+   which folds stretches of the longest stream in processes of its own, one per core (their
+   CPU and peak memory are added to its own). The replay's figures must equal the live
+   service's `/api/report`. A target is met when every round meets it.
 3. Latency: `kapok serve hotline` on that history beside the caught-up reporting process;
    ``POST /calls`` at a steady ``--rate`` for ``--seconds`` (open loop: each request leaves
    at its scheduled time whatever the others are doing), while one client polls
@@ -83,7 +85,8 @@ class Round:
     fold_peak_kib: int = 0
     fold_cpu_us: float = 0.0  # CPU per event of the live service while it caught up
     replay_cpu_us: float = 0.0
-    replay_peak_kib: int = 0
+    replay_peak_kib: int = 0  # all its processes' peaks added up
+    replay_processes: int = 1
     fold_rss: list[tuple[int, int]] = field(default_factory=list)  # (events applied, KiB)
     replay_rss: list[tuple[int, int]] = field(default_factory=list)
     replay_equals_live: bool = False
@@ -211,9 +214,10 @@ async def audit_replay(env: dict[str, str], work: Path, r: Round) -> dict[str, A
     r.replay_peak_kib = result["peak_kib"]
     r.replay_cpu_us = result["cpu_seconds"] / result["events"] * 1e6
     r.replay_rss = [tuple(s) for s in result["rss_samples"]]  # type: ignore[misc]
+    r.replay_processes = result["processes"]
     say(
         f"replay: {r.replay:,.0f}/s ({r.replay_ratio:.2f} × raw), {r.replay_cpu_us:.1f} µs CPU "
-        f"per event, peak {r.replay_peak_kib:,} KiB"
+        f"per event, {r.replay_processes} process(es), peak {r.replay_peak_kib:,} KiB in all"
     )
     return result
 
@@ -452,11 +456,12 @@ def report(
 
     row("raw pull, +ACK each (events/s)", _range([r.raw_ack for r in rounds], ",.0f"))
     row("raw pull, no acks (events/s)", _range([r.raw_no_ack for r in rounds], ",.0f"))
-    met["fold"] = max(r.fold_ratio for r in rounds) >= TARGETS["fold"]
+    met["fold"] = min(r.fold_ratio for r in rounds) >= TARGETS["fold"]
     row("live fold: kapok serve reporting (events/s)", _range([r.fold for r in rounds], ",.0f"),
         _range([r.fold_ratio for r in rounds], ".2f"), "≥ 0.50", met["fold"])  # fmt: skip
-    met["replay"] = max(r.replay_ratio for r in rounds) >= TARGETS["replay"]
-    row("audit replay (events/s)", _range([r.replay for r in rounds], ",.0f"),
+    met["replay"] = min(r.replay_ratio for r in rounds) >= TARGETS["replay"]
+    replay_label = f"audit replay, {rounds[0].replay_processes} processes (events/s)"
+    row(replay_label, _range([r.replay for r in rounds], ",.0f"),
         _range([r.replay_ratio for r in rounds], ".2f"), "≥ 0.80", met["replay"])  # fmt: skip
     for name, peak, series in (
         ("live fold", [r.fold_peak_kib for r in rounds], [r.fold_rss for r in rounds]),
