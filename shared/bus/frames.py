@@ -22,6 +22,7 @@ speed depends on them.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import ProtocolError
 from nats.protocol import parser as nats_parser
+
+log = logging.getLogger("kapok.bus")
 
 Frame = tuple[bytes, bytes, bytes, bytes]
 """(subject, reply, payload, status). A JetStream delivery has a reply (its ack subject) and
@@ -102,7 +105,7 @@ class FrameParser(nats_parser.Parser):
                 nc.stats["in_bytes"] += sum(len(frame[2]) for frame in frames)
                 sink = sinks.get(sid)
                 if sink is not None:
-                    sink(frames)
+                    _deliver(sink, frames)
 
     async def _control(self, line: bytes) -> None:
         """Everything but messages, handled as nats-py's parser handles it."""
@@ -134,10 +137,19 @@ class FrameParser(nats_parser.Parser):
         if sink is None:
             await self.nc._process_msg(arg["sid"], arg["subject"], arg["reply"], payload, headers)
         elif arg["reply"] or not headers:
-            sink([(arg["subject"], arg["reply"], payload, b"")])
+            _deliver(sink, [(arg["subject"], arg["reply"], payload, b"")])
         else:
-            sink([(arg["subject"], b"", payload, _status(headers))])
+            _deliver(sink, [(arg["subject"], b"", payload, _status(headers))])
         return True
+
+
+def _deliver(sink: Sink, frames: list[Frame]) -> None:
+    """A sink that raises must not end nats-py's read loop (and with it the connection), as a
+    failing nats-py callback does not: the error is logged, the client reads on."""
+    try:
+        sink(frames)
+    except Exception:
+        log.exception("nats: a frame sink failed on %d frame(s)", len(frames))
 
 
 _CLIENT_METHODS = (

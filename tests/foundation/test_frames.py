@@ -217,3 +217,22 @@ async def test_given_a_stream_when_pulled_through_frames_then_every_message_once
     assert [int(reply.split(b".")[5]) for _, reply, _, _ in deliveries] == list(range(1, 3001))
     assert got[-1][3].startswith(b"408")
     assert info.state.messages == 3000
+
+
+async def test_given_a_sink_that_raises_then_the_parser_reads_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = FakeClient()
+    parser = Parser(client)
+    parser.__class__ = FrameParser
+
+    def broken(frames: list[Frame]) -> None:
+        raise RuntimeError("bug in a sink")
+
+    parser.sinks = {OURS: broken}  # type: ignore[attr-defined]
+    await parser.parse(wire())
+    assert ("ping",) in client.calls and ("msg", THEIRS, b"kapok.other", b"", b"hello", None) in (
+        client.calls
+    )
+    assert not parser.buf
+    assert "frame sink failed" in caplog.text
