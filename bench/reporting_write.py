@@ -1,7 +1,7 @@
 """The live fold's write cost alone: `apply_batch` in real transactions, no NATS.
 
     python -m bench.reporting_write [--events 300000] [--batch 1000] [--postgres URL]
-                                    [--no-sqlite] [--synchronous FULL|NORMAL]
+                                    [--no-sqlite]
 
 Makes the reporting benchmark's history (`bench.reporting_data.History`: sealed events of
 the three sources), decodes them with the contracts' registry (untimed), and writes them a
@@ -11,13 +11,14 @@ pull them in catch-up, with `services.reporting.adapters.counters.apply_batch` i
 fresh database of that server, dropped after).
 
 CPU time, not wall time (the machine is shared): ``time.process_time`` covers aiosqlite's
-thread too. Per event it prints the whole transaction (fold, write, commit), the fold alone
-(the same batches folded in memory), their difference (the write), the write in the first and
-last thirds (the table grows), and the counter rows written per event. On PostgreSQL the
-server's backends' CPU is read from ``/proc`` (same machine) and printed beside. Then the
-reads the service makes (the report as of a day, the dashboard's, ``/metrics``'s, a filtered
-daily series, every row), each timed and fingerprinted, so a schema change can be checked
-for the same answers.
+thread too. Garbage collection is tuned as in the service (`shared.runtime.tune_gc`). Per
+event it prints the whole transaction (fold, write, commit), the fold alone (the same
+batches folded in memory), their difference (the write), the write in the first and last
+thirds (the table grows), and the counter rows written per event. On PostgreSQL the server's
+backends' CPU is read from ``/proc`` (same machine) and printed beside. Then the reads the
+service makes (the report as of a day, the dashboard's, ``/metrics``'s, a filtered daily
+series, every row), each timed and fingerprinted, so a schema change can be checked for the
+same answers.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from bench.reporting_data import History
 from bench.reporting_replay import cpu_seconds
@@ -46,6 +47,7 @@ from services.reporting.domain.fold import Fold
 from shared.contracts import REGISTRY
 from shared.contracts.envelope import Envelope
 from shared.eventstore.database import Database
+from shared.runtime import tune_gc
 
 SERVICES = ["calls_received", "follow_ups_completed"]
 
@@ -79,6 +81,7 @@ async def backends_cpu(server: str, database: str) -> dict[int, float]:
 async def write(db: Database, events: int, size: int) -> dict[str, float]:
     store = CounterStore(db)
     await store.setup()
+    tune_gc()  # as `kapok serve reporting` does once started
     # Per batch: events, CPU of the whole transaction, CPU of the same fold in memory.
     spent: list[tuple[int, float, float]] = []
     rows = 0
@@ -164,20 +167,10 @@ def show(
         print(f"  read {name:28} {cpu:7.1f} ms CPU {wall:7.1f} ms wall  answer {digest}")
 
 
-def sqlite_synchronous(db: Database, mode: str) -> None:
-    """Override the shared pragma for this run only, to see what it costs."""
-
-    @event.listens_for(db.writer.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute(f"PRAGMA synchronous={mode}")
-
-
 async def on_sqlite(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reporting.db"
         db = Database(f"sqlite+aiosqlite:///{path}")
-        if args.synchronous:
-            sqlite_synchronous(db, args.synchronous)
         try:
             result = await write(db, args.events, args.batch)
             answers = await reads(db)
@@ -220,7 +213,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--postgres", help="e.g. postgresql+asyncpg://postgres@127.0.0.1/test")
     parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument("--synchronous", choices=("FULL", "NORMAL", "OFF"))
     args = parser.parse_args(argv)
     if not args.no_sqlite:
         asyncio.run(on_sqlite(args))

@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -86,8 +87,9 @@ async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_e
             # Someone adds a hundred calls to the live counters, not through events:
             with sqlite3.connect(tmp_path / "data" / "reporting.db") as db:
                 db.execute(
-                    "UPDATE reporting_counter_days SET value = value + 100 "
-                    "WHERE metric = 'calls_received' AND day = '2020-03-01'"
+                    "UPDATE reporting_counter_days SET value = value + 100 WHERE metric_id = "
+                    "(SELECT id FROM reporting_metrics WHERE name = 'calls_received') AND day = ?",
+                    ((date(2020, 3, 1) - date(1970, 1, 1)).days,),  # days since 1970
                 )
             status, out, err = await audit(env, "--as-of", "2020-03-07", "--url", base)
             assert status == 1
