@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, uuid7_str
@@ -71,7 +71,7 @@ class OpenLog:
 
     position: int
     hash: str
-    locked_at: int
+    written: int  # the position the head row holds (on SQLite, each insert moves it)
 
 
 _IN_CHUNK = 500
@@ -140,10 +140,10 @@ class EventStore:
     async def lock_in(self, conn: AsyncConnection) -> OpenLog:
         """Lock the source's head row in the caller's transaction: the log as it stands, for
         `add_in` (several appends in one transaction take the head once)."""
-        if (driver := await sqlite_driver(conn)) is not None:
+        if (driver := sqlite_driver(conn)) is not None:
             # On SQLite the writer's BEGIN IMMEDIATE is the lock; the statement straight to
             # the driver (SQLAlchemy's building and running of it cost more than the read).
-            (row,) = await driver.execute_fetchall(_SQLITE_HEAD, (self.source,))
+            (row,) = await driver.fetch(_SQLITE_HEAD, (self.source,))
             return OpenLog(int(row[0]), str(row[1]), int(row[0]))
         head = (
             await conn.execute(
@@ -156,17 +156,18 @@ class EventStore:
         return OpenLog(position, str(head.hash), position)
 
     async def release_in(self, conn: AsyncConnection, log: OpenLog) -> None:
-        """Write the head `add_in` moved ``log`` to (nothing if nothing was added)."""
-        if log.position == log.locked_at:
+        """Write the head `add_in` moved ``log`` to (nothing if the head row holds it)."""
+        if log.position == log.written:
             return
-        if (driver := await sqlite_driver(conn)) is not None:
-            await driver.execute(_SQLITE_MOVE_HEAD, (log.position, log.hash, self.source))
+        if (driver := sqlite_driver(conn)) is not None:
+            await driver.run(_SQLITE_MOVE_HEAD, (log.position, log.hash, self.source))
         else:
             await conn.execute(
                 log_head.update()
                 .where(log_head.c.source == self.source)
                 .values(position=log.position, hash=log.hash)
             )
+        log.written = log.position
 
     async def add_in(
         self, conn: AsyncConnection, log: OpenLog, appends: Sequence[Append], ctx: Context
@@ -254,23 +255,29 @@ class EventStore:
         finally:
             if collecting:
                 gc.enable()
-        if await self._insert(conn, rows) != len(rows):
+        if await self._insert(conn, rows, log, (position, prev_hash)) != len(rows):
             # Raising rolls the caller's transaction back: nothing of the batch is written.
             raise await self._clash(conn, rows)
         log.position, log.hash = position, prev_hash
 
-    @staticmethod
-    async def _insert(conn: AsyncConnection, rows: list[Row]) -> int:
+    async def _insert(
+        self, conn: AsyncConnection, rows: list[Row], log: OpenLog, head: tuple[int, str]
+    ) -> int:
         """Insert the rows, skipping any whose (stream_id, version) is taken; return how many
-        were inserted."""
-        if (driver := await sqlite_driver(conn)) is not None:
+        were inserted. On SQLite the head row moves to ``head`` (position, hash) in the same
+        trip."""
+        if (driver := sqlite_driver(conn)) is not None:
             # The driver's own executemany: SQLAlchemy's insert of many rows with RETURNING
             # cost more than the rest of recording a call (parameters processed per row in
             # Python, and a row handed back across aiosqlite's thread for each insert).
-            cursor = await driver.executemany(_SQLITE_INSERT, rows)
-            return int(cursor.rowcount)
+            # The head's move rides along: a trip of its own was a sixth of a group commit's.
+            move = (_SQLITE_MOVE_HEAD, (*head, self.source))
+            inserted = await driver.run_many(_SQLITE_INSERT, rows, then=move)
+            log.written = head[0]
+            return inserted
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         result = await conn.execute(
-            postgresql.insert(events)
+            insert(events)
             .on_conflict_do_nothing(index_elements=["stream_id", "version"])
             .returning(events.c.position),
             [dict(zip(_COLUMNS, (*row[:5], row[5].decode()), strict=True)) for row in rows],
@@ -352,10 +359,10 @@ class EventStore:
             result = await conn.execute(query)
             return [StoredEvent(*row) for row in result]
         async with self.db.read() as own:
-            if (driver := await sqlite_driver(own)) is not None:
+            if (driver := sqlite_driver(own)) is not None:
                 # The relay reads once per wake-up, hundreds of times a second under single
                 # commands: one trip to the driver, no transaction to end.
-                rows = await driver.execute_fetchall(_SQLITE_READ_FROM, (after, limit))
+                rows = await driver.fetch(_SQLITE_READ_FROM, (after, limit))
                 return [StoredEvent(*row) for row in rows]
             result = await own.execute(query)
             return [StoredEvent(*row) for row in result]
@@ -364,8 +371,8 @@ class EventStore:
         """`read_from` with each body as its UTF-8 bytes: what the relay sends (on SQLite read
         as bytes, not decoded into text to be encoded again)."""
         async with self.db.read() as own:
-            if (driver := await sqlite_driver(own)) is not None:
-                rows = await driver.execute_fetchall(_SQLITE_READ_BYTES_FROM, (after, limit))
+            if (driver := sqlite_driver(own)) is not None:
+                rows = await driver.fetch(_SQLITE_READ_BYTES_FROM, (after, limit))
                 return [StoredBytes._make(row) for row in rows]
         return [
             StoredBytes(r.position, r.event_id, r.type, r.body.encode())

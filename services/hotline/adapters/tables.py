@@ -63,13 +63,13 @@ async def closed_points_among(conn: AsyncConnection, points: Sequence[str]) -> l
     """Which of ``points`` have a HotlinePointClosed in the store (read from the events
     themselves, so there is no second record of a closure to keep in step)."""
     closed: list[str] = []
-    driver = await sqlite_driver(conn)
+    driver = sqlite_driver(conn)
     for start in range(0, len(points), _CHUNK):
         chunk = list(points[start : start + _CHUNK])
         if driver is not None:
             # Every call's commit asks this: straight to the driver, as `sqlite_driver` says.
             marks = ", ".join("?" * len(chunk))
-            rows = await driver.execute_fetchall(
+            rows = await driver.fetch(
                 "SELECT stream_id FROM events WHERE type = 'HotlinePointClosed' "
                 f"AND stream_id IN ({marks})",
                 chunk,

@@ -1,0 +1,145 @@
+"""SQLite write transactions on the one-trip connection: begun by their first statement,
+ended on the driver when only the driver was used, and the same on a SQLite URL with options
+(SQLAlchemy's own connection, no driver shortcuts)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from harness import databases
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts import Context, NewEvent
+from shared.contracts.hotline import CallReceived
+from shared.contracts.types import Place
+from shared.eventstore import Append, ConcurrencyError, Database, EventStore
+from shared.eventstore.database import sqlite_driver
+from shared.eventstore.schema import events, log_head
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(databases.sqlite_url(tmp_path))
+    await database.create_schema()
+    yield database
+    await database.dispose()
+
+
+def _file(db: Database) -> str:
+    assert db.url.database
+    return db.url.database
+
+
+async def _head(db: Database) -> list[tuple[str, int]]:
+    async with db.read() as conn:
+        rows = await conn.execute(select(log_head.c.source, log_head.c.position))
+        return sorted((str(s), int(p)) for s, p in rows)
+
+
+def _locked(db: Database) -> bool:
+    """Whether another connection is kept from writing right now."""
+    other = sqlite3.connect(_file(db), timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+        return True
+    finally:
+        other.close()
+
+
+_INSERT = "INSERT INTO event_log_head (source, position, hash) VALUES (?, ?, ?)"
+
+
+async def test_a_write_takes_the_lock_with_its_first_statement_and_commits_on_the_driver(
+    db: Database,
+) -> None:
+    async with db.write() as conn:
+        assert not _locked(db)  # nothing ran: nothing begun, no trip taken
+        driver = sqlite_driver(conn)
+        assert driver is not None
+        await driver.run(_INSERT, ("a", 1, "0" * 64))
+        assert _locked(db)  # BEGIN IMMEDIATE came with the statement
+    assert not _locked(db)
+    assert await _head(db) == [("a", 1)]
+
+
+async def test_a_failed_write_on_the_driver_rolls_back_whole(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.write() as conn:
+            driver = sqlite_driver(conn)
+            assert driver is not None
+            await driver.run(_INSERT, ("a", 1, "0" * 64))
+            await driver.run_many(_INSERT, [("b", 2, "0" * 64)], then=(_INSERT, ("c", 3, "x")))
+            raise RuntimeError("refused")
+    assert not _locked(db)
+    assert await _head(db) == []
+
+
+@pytest.mark.parametrize("sqlalchemy_first", [True, False])
+async def test_driver_and_sqlalchemy_statements_share_one_transaction(
+    db: Database, sqlalchemy_first: bool
+) -> None:
+    sqlalchemy = text("INSERT INTO event_log_head (source, position, hash) VALUES ('s', 1, 'h')")
+
+    async def both(conn: AsyncConnection) -> None:
+        driver = sqlite_driver(conn)
+        assert driver is not None
+        if sqlalchemy_first:
+            await conn.execute(sqlalchemy)
+        await driver.run(_INSERT, ("d", 2, "h"))
+        if not sqlalchemy_first:
+            await conn.execute(sqlalchemy)
+
+    with pytest.raises(RuntimeError):
+        async with db.write() as conn:
+            await both(conn)
+            raise RuntimeError("refused")
+    assert await _head(db) == []
+    async with db.write() as conn:
+        await both(conn)
+    assert await _head(db) == [("d", 2), ("s", 1)]
+    assert not _locked(db)
+
+
+def _call(i: int) -> NewEvent:
+    place = Place(district="haizhu", street="s", station="station:s", organisation="org:o")
+    data = CallReceived(
+        call=f"call:{i}",
+        point="point:p",
+        place=place,
+        category="emotional_support",
+        group="elderly_alone",
+        channel="phone",
+    )
+    return NewEvent(data, datetime(2020, 2, 1, tzinfo=UTC))
+
+
+async def test_a_sqlite_url_with_options_appends_through_sqlalchemy(tmp_path: Path) -> None:
+    db = Database(databases.sqlite_url(tmp_path) + "?timeout=30")
+    try:
+        store = EventStore(db, "hotline")
+        await store.setup()
+        async with db.write() as conn:
+            assert sqlite_driver(conn) is None  # SQLAlchemy's own connection
+        await store.append_all(
+            [Append("call:1", 0, [_call(1)]), Append("call:2", 0, [_call(2)])], Context()
+        )
+        await store.append("call:1", 1, [_call(3)], Context())
+        with pytest.raises(ConcurrencyError):
+            await store.append("call:2", 0, [_call(4)], Context())
+        assert [e.version for e in await store.load("call:1")] == [1, 2]
+        assert [r.position for r in await store.read_bytes_from(0, 10)] == [1, 2, 3]
+        assert await store.head() == 3
+        async with db.read() as conn:
+            assert await conn.scalar(select(func.count()).select_from(events)) == 3
+    finally:
+        await db.dispose()
