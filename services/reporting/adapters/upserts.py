@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -46,7 +47,7 @@ class Upsert:
     every distinct statement it prepared, 128 of them, and one per row count had the process
     grow by a hundred megabytes of prepared statements), and about 3.7 statements a batch of
     the benchmark's, where powers of two alone took 6 (each costs a trip to aiosqlite's
-    thread, some 90 µs of CPU through SQLAlchemy). Elsewhere (asyncpg's ``$n``), the
+    thread). Elsewhere (asyncpg's ``$n``), the
     driver's executemany, which pipelines."""
 
     sql: str
@@ -84,14 +85,26 @@ class Upsert:
         if not self.multirow:
             await conn.exec_driver_sql(self.sql, list(rows))
             return
+        driver = _in_transaction(conn)
         first = 0
         while first < len(rows):
             size = statement_rows(len(rows) - first)
-            chunk = rows[first : first + size]
-            await conn.exec_driver_sql(
-                self.statement(size), tuple(itertools.chain.from_iterable(chunk))
-            )
+            values = tuple(itertools.chain.from_iterable(rows[first : first + size]))
+            if driver is not None:
+                await driver.execute_fetchall(self.statement(size), values)
+            else:
+                await conn.exec_driver_sql(self.statement(size), values)
             first += size
+
+
+def _in_transaction(conn: AsyncConnection) -> aiosqlite.Connection | None:
+    """The aiosqlite connection under ``conn`` once its transaction has begun (an earlier
+    statement through SQLAlchemy begins it), else None. A statement straight to it takes one
+    trip to its thread, about 34 µs of CPU; through SQLAlchemy about 90 (measured)."""
+    driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+    if isinstance(driver, aiosqlite.Connection) and driver.in_transaction:
+        return driver
+    return None
 
 
 _COMPILED: dict[tuple[str, str, str], Upsert | None] = {}
