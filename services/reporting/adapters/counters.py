@@ -9,8 +9,9 @@ ids back to their names after summing, so they answer with names exactly as befo
 
 A batch's increments are added up in memory by the fold first, then written with
 ``INSERT … ON CONFLICT DO UPDATE SET value = value + excluded.value`` (the dialect's own
-insert, the same statement on SQLite and PostgreSQL). With the compact key the write costs
-about half what it did with twelve text columns in the key (`bench.reporting_write`).
+insert, the same statement on SQLite and PostgreSQL). With the compact key the write took
+4.6–4.8 µs of CPU per event on SQLite where twelve text columns in the key took 10.9–11.4
+(`bench.reporting_write`, 150,000 events, 29 November 2026).
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def _summed(
         values = [wanted] if isinstance(wanted, str) else list(wanted)
         if name == "metric":
             where.append(c.metric_id.in_(select(metrics.c.id).where(metrics.c.name.in_(values))))
+        elif name == "day":
+            where.append(c.day.in_([date.fromisoformat(str(value)) for value in values]))
         else:
             wanted_dims.append(dims.c[name].in_(values))
     if wanted_dims:

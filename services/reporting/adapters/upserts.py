@@ -47,8 +47,7 @@ class Upsert:
     every distinct statement it prepared, 128 of them, and one per row count had the process
     grow by a hundred megabytes of prepared statements), and about 3.7 statements a batch of
     the benchmark's, where powers of two alone took 6 (each costs a trip to aiosqlite's
-    thread). Elsewhere (asyncpg's ``$n``), the
-    driver's executemany, which pipelines."""
+    thread). Elsewhere (asyncpg's ``$n``), the driver's executemany, which pipelines."""
 
     sql: str
     processors: dict[int, Callable[[Any], Any]]  # column -> the type's bind processor
