@@ -114,5 +114,7 @@ async def test_metrics_share_a_combination_and_a_second_process_carries_on_its_i
             {"metric": "calls_completed", "day": "2020-03-02", "grp": "", "value": 1},
             {"metric": "calls_completed", "day": "2020-03-02", "grp": "child", "value": 1},
         ]
+        on_the_2nd = await store.counters(None, {"day": "2020-03-02"}, ("metric",))
+        assert on_the_2nd == [{"metric": "calls_completed", "value": 2}]
     finally:
         await second.dispose()
