@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting.adapters.tables import dims, metrics
 from services.reporting.domain.fold import DIMENSIONS, Key
+from shared.eventstore.database import sqlite_driver
 
 Row = tuple[int, Any, int, int]  # metric_id, day (as bound), dims_id, value
 
@@ -69,7 +70,11 @@ class KeyIds:
         return [(m[k[0]], days[k[1]], d[k[2:]], v) for k, v in increments.items() if v]
 
     async def _check(self, conn: AsyncConnection) -> None:
-        tops = (await conn.exec_driver_sql(_LARGEST)).one()
+        driver = sqlite_driver(conn)
+        if driver is not None:
+            (tops,) = await driver.fetch(_LARGEST)
+        else:
+            tops = (await conn.exec_driver_sql(_LARGEST)).one()
         if tuple(tops) == self.tops:
             return
         found = await conn.execute(select(metrics.c.id, metrics.c.name))
@@ -79,7 +84,7 @@ class KeyIds:
         self.tops = (int(tops[0]), int(tops[1]))
 
 
-# Plain SQL: it runs once a batch, and SQLAlchemy's compiling costs more than SQLite's work.
+# Plain SQL, on SQLite straight to the driver: it runs once a batch.
 _LARGEST = (
     f"SELECT (SELECT coalesce(max(id), 0) FROM {metrics.name}), "
     f"(SELECT coalesce(max(id), 0) FROM {dims.name})"

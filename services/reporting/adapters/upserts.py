@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.eventstore.database import sqlite_driver
 
 ROWS_PER_STATEMENT = 2048  # 4 columns: 8,192 placeholders, SQLite's limit is 32,766 or more
 
@@ -84,26 +85,18 @@ class Upsert:
         if not self.multirow:
             await conn.exec_driver_sql(self.sql, list(rows))
             return
-        driver = _in_transaction(conn)
+        # Straight to aiosqlite: one trip a statement, about 34 µs of CPU where SQLAlchemy's
+        # exec_driver_sql took about 90 (measured).
+        driver = sqlite_driver(conn)
         first = 0
         while first < len(rows):
             size = statement_rows(len(rows) - first)
             values = tuple(itertools.chain.from_iterable(rows[first : first + size]))
             if driver is not None:
-                await driver.execute_fetchall(self.statement(size), values)
+                await driver.run(self.statement(size), values)
             else:
                 await conn.exec_driver_sql(self.statement(size), values)
             first += size
-
-
-def _in_transaction(conn: AsyncConnection) -> aiosqlite.Connection | None:
-    """The aiosqlite connection under ``conn`` once its transaction has begun (an earlier
-    statement through SQLAlchemy begins it), else None. A statement straight to it takes one
-    trip to its thread, about 34 µs of CPU; through SQLAlchemy about 90 (measured)."""
-    driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
-    if isinstance(driver, aiosqlite.Connection) and driver.in_transaction:
-        return driver
-    return None
 
 
 _COMPILED: dict[tuple[str, str, str], Upsert | None] = {}
