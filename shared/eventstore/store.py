@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,11 +100,21 @@ _SQLITE_INSERT = (
 )
 
 
+# Events a group commit of this process just committed, kept for the relay (`committed`).
+_TAIL = 10_000
+
+
 class EventStore:
     def __init__(self, db: Database, source: str, registry: EventRegistry = REGISTRY) -> None:
         self.db = db
         self.source = source
         self.registry = registry
+        # The last events committed here, at consecutive positions, as `read_bytes_from`
+        # would read them: the relay reads what a group commit just wrote from memory, not
+        # the database (its read was a pooled connection and a trip to another thread per
+        # wake-up, about as often as the group commits).
+        self._tail: deque[StoredBytes] = deque(maxlen=_TAIL)
+        self._tail_at = -1  # `db.commits` when it was last extended
 
     async def setup(self) -> None:
         await self.db.create_schema()
@@ -182,12 +194,12 @@ class EventStore:
         conn: AsyncConnection,
         log: OpenLog,
         decisions: Sequence[tuple[Sequence[Append], Context]],
-    ) -> None:
+    ) -> list[Row]:
         """`add_in` for several decisions' appends, each with its own context, in order and
-        in one insert."""
+        in one insert; return the rows inserted (for `committed`)."""
         every = [(a, ctx) for appends, ctx in decisions for a in appends if a.events]
         if not every:
-            return
+            return []
         appends = [a for a, _ in every]
         # A new aggregate (expected version 0) needs no look-up: if its stream exists, the
         # insert of its version 1 conflicts on (stream_id, version), which is checked below.
@@ -259,6 +271,21 @@ class EventStore:
             # Raising rolls the caller's transaction back: nothing of the batch is written.
             raise await self._clash(conn, rows)
         log.position, log.hash = position, prev_hash
+        return rows
+
+    def committed(self, rows: Sequence[Row]) -> None:
+        """Rows `add_all_in` inserted in the write transaction of this process that has just
+        committed (none since): the relay's next `read_bytes_from` finds them here. The
+        tail is used only while no other write of this process has committed since, so it
+        ends at the head as this process knows it; another process's later events are read
+        at the relay's next wake-up, as before."""
+        if not rows:
+            return
+        tail = self._tail
+        if tail and tail[-1].position + 1 != rows[0][0]:
+            tail.clear()  # another writer's events came between: keep the tail gapless
+        tail.extend(StoredBytes(row[0], row[3], row[4], row[5]) for row in rows)
+        self._tail_at = self.db.commits
 
     async def _insert(
         self, conn: AsyncConnection, rows: list[Row], log: OpenLog, head: tuple[int, str]
@@ -369,7 +396,13 @@ class EventStore:
 
     async def read_bytes_from(self, after: int, limit: int) -> list[StoredBytes]:
         """`read_from` with each body as its UTF-8 bytes: what the relay sends (on SQLite read
-        as bytes, not decoded into text to be encoded again)."""
+        as bytes, not decoded into text to be encoded again). What this process just
+        committed comes from memory (`committed`), the same bytes as stored."""
+        tail = self._tail
+        while tail and tail[0].position <= after:  # sent: a resend reads the database
+            tail.popleft()
+        if tail and tail[0].position == after + 1 and self._tail_at == self.db.commits:
+            return list(itertools.islice(tail, limit))
         async with self.db.read() as own:
             if (driver := sqlite_driver(own)) is not None:
                 rows = await driver.fetch(_SQLITE_READ_BYTES_FROM, (after, limit))

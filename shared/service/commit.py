@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.envelope import Context
 from shared.eventstore import Append, EventStore
 from shared.eventstore.schema import log_head
-from shared.eventstore.store import OpenLog
+from shared.eventstore.store import OpenLog, Row
 from shared.service import idempotency
 from shared.service.idempotency import Stored
 from shared.service.replies import Refused, Reply
@@ -207,8 +207,10 @@ class GroupCommit:
             await self.store.release_in(conn, log)
             # A key twice in the group fails this insert, and `_try_each` sorts it out.
             await idempotency.save_replies(conn, self.keys, replies)
-        # Committed: what passed holds on the store as this group left it.
+        # Committed: what passed holds on the store as this group left it, and the relay may
+        # take the events from memory.
         self._checked, self._checked_at = passed, (log.position, log.hash)
+        self.store.committed(unwritten.written)
         return done
 
     async def _try_each(self, group: list[_Pending]) -> list[tuple[_Pending, Reply]]:
@@ -273,6 +275,7 @@ class _Unwritten:
         self.store, self.conn, self.log = store, conn, log
         self.decisions: list[tuple[list[Append], Context]] = []
         self.types: set[str] = set()
+        self.written: list[Row] = []
 
     def add(self, appends: list[Append], ctx: Context) -> set[str]:
         """Keep a decision's appends; return their event types."""
@@ -284,4 +287,4 @@ class _Unwritten:
     async def write(self) -> None:
         if self.decisions:
             decisions, self.decisions, self.types = self.decisions, [], set()
-            await self.store.add_all_in(self.conn, self.log, decisions)
+            self.written += await self.store.add_all_in(self.conn, self.log, decisions)

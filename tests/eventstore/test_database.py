@@ -143,3 +143,42 @@ async def test_a_sqlite_url_with_options_appends_through_sqlalchemy(tmp_path: Pa
             assert await conn.scalar(select(func.count()).select_from(events)) == 3
     finally:
         await db.dispose()
+
+
+async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds_it(
+    database_url: str,
+) -> None:
+    """`EventStore.committed` keeps a gapless tail of what this process's group commits
+    wrote; anything else (another writer's events, a resend) is read from the database."""
+    db = Database(database_url)
+    try:
+        store = EventStore(db, "hotline")
+        await store.setup()
+
+        async def group(first: int, n: int) -> None:
+            appends = [Append(f"call:{i}", 0, [_call(i)]) for i in range(first, first + n)]
+            async with db.write() as conn:
+                log = await store.lock_in(conn)
+                rows = await store.add_all_in(conn, log, [(appends, Context())])
+                await store.release_in(conn, log)
+            store.committed(rows)
+
+        await group(1, 3)  # positions 1-3
+        await store.append("call:other", 0, [_call(99)], Context())  # 4, not in the tail
+        await group(4, 2)  # 5-6: the tail starts again at 5
+
+        stored = [
+            (r.position, r.event_id, r.type, r.body.encode()) for r in await store.read_from(0, 100)
+        ]
+        assert [p for p, *_ in stored] == [1, 2, 3, 4, 5, 6]
+        for after in (4, 5, 0, 2, 6):  # from memory first, then resends from the database
+            assert [tuple(r) for r in await store.read_bytes_from(after, 100)] == stored[after:]
+        assert [tuple(r) for r in await store.read_bytes_from(4, 1)] == stored[4:5]
+
+        # Any other commit of this process since (here an append the tail never saw) means
+        # the tail may not reach the head: the database is read.
+        await group(7, 2)  # 7-8, in the tail
+        await store.append("call:another", 0, [_call(98)], Context())  # 9
+        assert [r.position for r in await store.read_bytes_from(6, 100)] == [7, 8, 9]
+    finally:
+        await db.dispose()
