@@ -160,8 +160,8 @@ def _summed(
     by: Sequence[str],
     since: date | None,
 ) -> Any:
-    """The buckets summed first by ids (the metric's range scan, no join per bucket), then
-    by the names ``by`` asks for: several combinations of dimensions share a district."""
+    """The buckets' sum by the names ``by`` asks for, the filters on the ids (a metric's
+    buckets are a range of the key)."""
     c = counter_days.c
     where = []
     wanted_dims = []
@@ -180,25 +180,28 @@ def _summed(
     if since is not None:
         where.append(c.day >= since)
     by_dims = any(name in DIMENSIONS for name in by)
-    ids = [
-        *([c.metric_id] if "metric" in by else []),
-        *([c.day] if "day" in by else []),
-        *([c.dims_id] if by_dims else []),
-    ]
-    inner = select(*ids, func.sum(c.value).label("value")).where(*where).group_by(*ids).subquery()
-    source: Any = inner
+    rows: Any = counter_days
+    if by_dims and "day" not in by:
+        # Summed over the days by ids first, the fewer rows then joined to their names: on
+        # 300,000 events, /metrics took 125 ms so and 347 ms joining every bucket. With the
+        # day asked for, summing first saves no join and costs a sort (12 ms against 9).
+        ids = [*([c.metric_id] if "metric" in by else []), c.dims_id]
+        rows = select(*ids, func.sum(c.value).label("value")).where(*where).group_by(*ids)
+        rows, where = rows.subquery(), []
+    source = rows
     if "metric" in by:
-        source = source.join(metrics, metrics.c.id == inner.c.metric_id)
+        source = source.join(metrics, metrics.c.id == rows.c.metric_id)
     if by_dims:
-        source = source.join(dims, dims.c.id == inner.c.dims_id)
+        source = source.join(dims, dims.c.id == rows.c.dims_id)
     columns = [
-        metrics.c.name if name == "metric" else inner.c.day if name == "day" else dims.c[name]
+        metrics.c.name if name == "metric" else rows.c.day if name == "day" else dims.c[name]
         for name in by
     ]
     return (
         select(*(column.label(name) for column, name in zip(columns, by, strict=True)))
-        .add_columns(func.sum(inner.c.value).label("value"))
+        .add_columns(func.sum(rows.c.value).label("value"))
         .select_from(source)
+        .where(*where)
         .group_by(*columns)
         .order_by(*columns)
     )
