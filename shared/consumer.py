@@ -73,6 +73,8 @@ class _Delivery:
     reply: bytes  # the ack subject, as it came off the wire
     data: bytes
     subject: bytes
+    # Decoded as it arrives (or why it cannot be); None if it was already applied then.
+    event: Envelope[Any] | str | None = None
 
 
 class ConsumerRunner:
@@ -224,9 +226,9 @@ class ConsumerRunner:
         no more arrive for `linger` seconds, so a quiet stream is applied within milliseconds
         and a busy one in large transactions. The next pull request goes out before a batch
         is applied, so the server streams the next batch while this one commits; and the
-        next batch is decoded while this one commits (the database's work runs outside the
-        interpreter's lock), though committed only after it: commits and acks stay in
-        stream order, one batch in flight.
+        next batch is decoded as it arrives, while this one commits (the database's work
+        runs outside the interpreter's lock), though committed only after it: commits and
+        acks stay in stream order, one batch in flight.
         """
         stream = self.naming.stream(source)
         inbox = self.nc.new_inbox()
@@ -234,14 +236,23 @@ class ConsumerRunner:
         arrived = asyncio.Event()
         state = {"open": False, "delivered": 0}
 
+        stats = self.stats[source]
+
         def on_frames(frames: list[Frame]) -> None:
+            # Each read's deliveries are decoded as they arrive, while the rest of the batch
+            # is still on its way, and while their bytes are fresh in the cache: the batch
+            # is then ready to fold when its last delivery is in. The checkpoint only grows,
+            # so what is fresh when applied was decoded here.
             for subject, reply, data, _ in frames:
                 if not reply:
                     # A status (404 no messages, 408 expired, 409 consumer changed): the pull
                     # is over.
                     state["open"] = False
                     continue
-                buffer.append(_Delivery(_stream_seq(reply), reply, data, subject))
+                delivery = _Delivery(_stream_seq(reply), reply, data, subject)
+                if delivery.seq > stats.checkpoint:
+                    delivery.event = self._decode(source, delivery)
+                buffer.append(delivery)
                 state["delivered"] += 1
                 if state["delivered"] >= self.batch:
                     state["open"] = False
@@ -278,19 +289,22 @@ class ConsumerRunner:
                 except TimeoutError:
                     state["open"] = False
                 arrived.clear()
-                while state["open"] and len(buffer) < self.batch:
-                    seen = len(buffer)
-                    await asyncio.sleep(self.linger)
-                    if len(buffer) == seen:
+                # Woken by each read's frames, not by a fixed sleep: a batch that completes is
+                # taken at once, not at the end of a sleep.
+                while state["open"] and len(buffer) < self.batch and not self._stopping:
+                    arrived.clear()
+                    try:
+                        async with asyncio.timeout(self.linger):
+                            await arrived.wait()
+                    except TimeoutError:
                         break
                 if buffer:
                     taken = buffer[: self.batch]
                     del buffer[: self.batch]
                     if not state["open"]:
                         await pull()
-                    decoded = self._decode_all(source, taken)
                     applied += await settle()
-                    committing = asyncio.ensure_future(self._apply(source, taken, decoded))
+                    committing = asyncio.ensure_future(self._apply(source, taken))
                     idle = 0
                 elif not state["open"]:
                     applied += await settle()
@@ -318,29 +332,15 @@ class ConsumerRunner:
         if self.stats[source].last_seq > self.stats[source].checkpoint:
             await self._ensure_consumer(source)
 
-    def _decode_all(
-        self, source: str, deliveries: list[_Delivery]
-    ) -> dict[int, Envelope[Any] | str]:
-        """By stream sequence, each delivery not yet applied, decoded (or why it cannot be).
-        Done before the previous batch's commit is awaited: the checkpoint only grows, so
-        what `_apply` finds fresh then was decoded here."""
-        checkpoint = self.stats[source].checkpoint
-        return {d.seq: self._decode(source, d) for d in deliveries if d.seq > checkpoint}
-
-    async def _apply(
-        self,
-        source: str,
-        deliveries: list[_Delivery],
-        decoded_by_seq: dict[int, Envelope[Any] | str] | None = None,
-    ) -> int:
+    async def _apply(self, source: str, deliveries: list[_Delivery]) -> int:
         stats = self.stats[source]
         fresh = [d for d in deliveries if d.seq > stats.checkpoint]
         stats.skipped += len(deliveries) - len(fresh)
-        if decoded_by_seq is None:
-            decoded_by_seq = self._decode_all(source, fresh)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
         for delivery in fresh:
-            decoded = decoded_by_seq[delivery.seq]
+            decoded = delivery.event
+            if decoded is None:  # not decoded on arrival (it looked applied then): now
+                decoded = delivery.event = self._decode(source, delivery)
             if isinstance(decoded, str):
                 await self._commit_isolating(source, run)
                 run = []
