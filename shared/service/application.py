@@ -163,8 +163,9 @@ class CommandService:
         the request's, from its raw bytes (`idempotency.raw_fingerprint`); without it, the
         validated command's."""
         # For a key stored with the command's fingerprint, wherever the commit replays it
-        # (a subclass's `_commit` passes on only what the toolkit's does).
-        request = idempotency.REQUEST.set(command if key is not None else None)
+        # (a subclass's `_commit` passes on only what the toolkit's does). Without a key
+        # nothing replays, and nothing reads it.
+        request = idempotency.REQUEST.set(command) if key is not None else None
         try:
             return await self._execute(command, ctx, key, fingerprint)
         except Refused as refused:
@@ -172,7 +173,8 @@ class CommandService:
         except DomainError as error:
             return refusal_from(error).reply
         finally:
-            idempotency.REQUEST.reset(request)
+            if request is not None:
+                idempotency.REQUEST.reset(request)
 
     async def _execute(
         self, command: Command, ctx: Context, key: str | None, fingerprint: str | None

@@ -98,12 +98,28 @@ async def _internal_error(request: Request, error: Exception) -> Response:
     return Response(INTERNAL_ERROR, status_code=500, media_type=JSON)
 
 
+# The request headers `handle` reads, as the ASGI scope names them (lower case).
+_OURS = {IDEMPOTENCY_KEY.lower().encode(): IDEMPOTENCY_KEY, ACTOR.lower().encode(): ACTOR}
+
+
+def _our_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Our headers in one pass over the request's (the first of a name, as Starlette's
+    `Headers.get`): each absent header cost two case-insensitive scans, each ending in a
+    KeyError, about 4 µs of a single command."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        if (ours := _OURS.get(name)) is not None and ours not in found:
+            found[ours] = value.decode("latin-1")
+    return found
+
+
 def _command_endpoint(service: Service, route: CommandRoute) -> Endpoint:
     model, path_field = route.command, route.path_field
 
     async def endpoint(request: Request) -> Response:
         path = {path_field: request.path_params[path_field]} if path_field else {}
-        return respond(await handle(service, model, await request.body(), request.headers, **path))
+        headers = _our_headers(request.scope["headers"])
+        return respond(await handle(service, model, await request.body(), headers, **path))
 
     endpoint.__name__ = model.name()
     return endpoint

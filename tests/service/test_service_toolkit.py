@@ -26,7 +26,7 @@ from shared.bus.naming import Naming
 from shared.contracts.envelope import Context
 from shared.service import idempotency
 from shared.service.application import ATTEMPTS, CommandService
-from shared.service.http import CommandRoute, ViewRoute, build_app
+from shared.service.http import CommandRoute, ViewRoute, _our_headers, build_app
 from shared.service.nats import build_broker, start
 from shared.service.replies import Refused, parse
 from shared.settings import Settings
@@ -286,3 +286,15 @@ async def test_over_nats_in_a_queue_group_that_never_stops_reconnecting(
     finally:
         await nc.close()
         await broker.stop()
+
+
+def test_http_reads_the_first_of_each_of_its_headers_whatever_else_is_sent() -> None:
+    """As Starlette's case-insensitive `Headers.get` would (ASGI names come lower case)."""
+    raw = [
+        (b"host", b"x"),
+        (b"kapok-actor", b"worker:w1"),
+        (b"idempotency-key", b"k\xe9"),
+        (b"kapok-actor", b"worker:w2"),
+    ]
+    assert _our_headers(raw) == {"Kapok-Actor": "worker:w1", "Idempotency-Key": "k\u00e9"}
+    assert _our_headers([(b"content-type", b"application/json")]) == {}

@@ -11,6 +11,7 @@ Each decision's guard runs after the decisions committed before it in the same t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Literal
 
@@ -29,7 +30,12 @@ CLOSURE = frozenset({"HotlinePointClosed"})
 def open_points(points: Iterable[str], work: Work) -> EventCheck:
     """The points must still be open. It reads only closures, so concurrent calls at a point
     share one check per group commit (`EventCheck`)."""
-    wanted = sorted(set(points))
+    return _open_points(tuple(sorted(set(points))), work)
+
+
+@functools.lru_cache(maxsize=1024)
+def _open_points(wanted: tuple[str, ...], work: Work) -> EventCheck:
+    # One check object per points and work, not a closure and a dataclass per call.
 
     async def guard(conn: AsyncConnection) -> None:
         shut = sorted(await tables.closed_points_among(conn, wanted))
@@ -38,7 +44,7 @@ def open_points(points: Iterable[str], work: Work) -> EventCheck:
                 f"closed_point_takes_no_{work}", f"{shut[0]} is closed: it takes no {work}"
             )
 
-    return EventCheck(CLOSURE, ("open_points", tuple(wanted), work), guard)
+    return EventCheck(CLOSURE, ("open_points", wanted, work), guard)
 
 
 def start_shifts(points: Iterable[str], claims: Mapping[str, str]) -> Guard:
