@@ -124,7 +124,9 @@ class OutboxRelay:
                 next_check = loop.time() + self.reconcile_every
                 while True:
                     seen = self.store.db.commits
-                    await self._publish(self.stats.progress, save=False)
+                    # What this process's commits just wrote comes from memory: another
+                    # process's events after them wait for the next wake-up.
+                    await self._publish(self.stats.progress, save=False, recent=True)
                     if self._at_head:
                         if loop.time() >= self._save_due:
                             await self._save_unsaved()
@@ -162,9 +164,9 @@ class OutboxRelay:
         """
         return await self._publish(await self._load_progress(), save=True)
 
-    async def _publish(self, progress: int, *, save: bool) -> int:
+    async def _publish(self, progress: int, *, save: bool, recent: bool = False) -> int:
         """`publish_pending` from ``progress``; the progress is written after each chunk if
-        ``save``, else when due (`run`)."""
+        ``save``, else when due (`run`); ``recent``: see `EventStore.read_bytes_from`."""
         await self._subscribe()
         self._generation += 1
         prefix = f"{self._inbox}.{self._generation}."
@@ -173,7 +175,7 @@ class OutboxRelay:
         self._at_head = False
         while True:
             while len(in_flight) < self.window and not self._at_head:
-                rows = await self.store.read_bytes_from(sent, self.chunk)
+                rows = await self.store.read_bytes_from(sent, self.chunk, recent=recent)
                 # Short of a chunk: the store's head (as of the read; `run` reads again when
                 # a commit follows).
                 self._at_head = len(rows) < self.chunk

@@ -275,10 +275,10 @@ class EventStore:
 
     def committed(self, rows: Sequence[Row]) -> None:
         """Rows `add_all_in` inserted in the write transaction of this process that has just
-        committed (none since): the relay's next `read_bytes_from` finds them here. The
-        tail is used only while no other write of this process has committed since, so it
-        ends at the head as this process knows it; another process's later events are read
-        at the relay's next wake-up, as before."""
+        committed (none since): the running relay's next `read_bytes_from` finds them here.
+        The tail is used only while no other write of this process has committed since, so
+        it ends at the head as this process knows it; another process's events committed
+        after it are read at the relay's next wake-up."""
         if not rows:
             return
         tail = self._tail
@@ -394,14 +394,17 @@ class EventStore:
             result = await own.execute(query)
             return [StoredEvent(*row) for row in result]
 
-    async def read_bytes_from(self, after: int, limit: int) -> list[StoredBytes]:
+    async def read_bytes_from(
+        self, after: int, limit: int, *, recent: bool = False
+    ) -> list[StoredBytes]:
         """`read_from` with each body as its UTF-8 bytes: what the relay sends (on SQLite read
-        as bytes, not decoded into text to be encoded again). What this process just
-        committed comes from memory (`committed`), the same bytes as stored."""
+        as bytes, not decoded into text to be encoded again). ``recent``: what this process
+        just committed may come from memory (`committed`), the same bytes as stored, and
+        then what another process committed after it is read by a later call."""
         tail = self._tail
         while tail and tail[0].position <= after:  # sent: a resend reads the database
             tail.popleft()
-        if tail and tail[0].position == after + 1 and self._tail_at == self.db.commits:
+        if recent and tail and tail[0].position == after + 1 and self._tail_at == self.db.commits:
             return list(itertools.islice(tail, limit))
         async with self.db.read() as own:
             if (driver := sqlite_driver(own)) is not None:

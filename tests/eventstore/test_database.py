@@ -172,13 +172,27 @@ async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds
         ]
         assert [p for p, *_ in stored] == [1, 2, 3, 4, 5, 6]
         for after in (4, 5, 0, 2, 6):  # from memory first, then resends from the database
-            assert [tuple(r) for r in await store.read_bytes_from(after, 100)] == stored[after:]
-        assert [tuple(r) for r in await store.read_bytes_from(4, 1)] == stored[4:5]
+            assert [tuple(r) for r in await store.read_bytes_from(after, 100, recent=True)] == (
+                stored[after:]
+            )
+        assert [tuple(r) for r in await store.read_bytes_from(4, 1, recent=True)] == stored[4:5]
 
         # Any other commit of this process since (here an append the tail never saw) means
         # the tail may not reach the head: the database is read.
         await group(7, 2)  # 7-8, in the tail
         await store.append("call:another", 0, [_call(98)], Context())  # 9
-        assert [r.position for r in await store.read_bytes_from(6, 100)] == [7, 8, 9]
+        assert [r.position for r in await store.read_bytes_from(6, 100, recent=True)] == [7, 8, 9]
+
+        # Another process's append comes after what this one committed: a recent read ends
+        # at this process's last commit and the next read brings it; any other reads it.
+        await group(10, 2)  # 10-11, in the tail
+        other = Database(database_url)
+        try:
+            await EventStore(other, "hotline").append("call:x", 0, [_call(97)], Context())  # 12
+        finally:
+            await other.dispose()
+        assert [r.position for r in await store.read_bytes_from(9, 100)] == [10, 11, 12]
+        assert [r.position for r in await store.read_bytes_from(9, 100, recent=True)] == [10, 11]
+        assert [r.position for r in await store.read_bytes_from(11, 100, recent=True)] == [12]
     finally:
         await db.dispose()

@@ -288,7 +288,7 @@ async def test_over_nats_in_a_queue_group_that_never_stops_reconnecting(
         await broker.stop()
 
 
-def test_http_reads_the_first_of_each_of_its_headers_whatever_else_is_sent() -> None:
+async def test_http_reads_the_first_of_each_of_its_headers_whatever_else_is_sent() -> None:
     """As Starlette's case-insensitive `Headers.get` would (ASGI names come lower case)."""
     raw = [
         (b"host", b"x"),
