@@ -233,7 +233,18 @@ def _replay_in_process(
     """A stretch in a process of its own (the target of `SliceProcess`)."""
 
     async def run() -> Part:
-        nc = await nats.connect(url, name="kapok-audit-slice")
+        async def failed(error: Exception) -> None:
+            pass  # what ends the stretch is sent to the parent, which names it
+
+        # A stretch that cannot read fails the replay at once rather than wait for the bus.
+        nc = await nats.connect(
+            url,
+            name="kapok-audit-slice",
+            allow_reconnect=False,
+            max_reconnect_attempts=1,
+            connect_timeout=5,
+            error_cb=failed,
+        )
         tune_gc()
         try:
             part = await _replay_slice(

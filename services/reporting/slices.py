@@ -105,17 +105,25 @@ class SliceProcess:
         """Events of the stretch read so far."""
         return int(self.progress.value)
 
-    async def result(self, poll: float = 0.05) -> Any:
+    async def result(self) -> Any:
         """The stretch's result, once the process sends it."""
         receiving: Connection = self._receiving
-        while not receiving.poll():
-            if not self._process.is_alive() and not receiving.poll():
-                raise RuntimeError(
-                    f"replay of {self.slice} ended without a result "
-                    f"(exit code {self._process.exitcode})"
-                )
-            await asyncio.sleep(poll)
-        outcome = receiving.recv()
+        # Readable when the result is there, and also once the process has gone (end of file).
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        loop.add_reader(receiving.fileno(), lambda: readable.done() or readable.set_result(None))
+        try:
+            await readable
+        finally:
+            loop.remove_reader(receiving.fileno())
+        try:
+            outcome = receiving.recv()
+        except EOFError:  # it ended without sending anything (killed, or failed to start)
+            self._process.join(timeout=5)
+            raise RuntimeError(
+                f"replay of {self.slice} ended without a result "
+                f"(exit code {self._process.exitcode})"
+            ) from None
         self._process.join(timeout=5)
         if isinstance(outcome, tuple) and outcome and outcome[0] == "error":
             raise RuntimeError(f"replay of {self.slice} failed in its process: {outcome[1]}")

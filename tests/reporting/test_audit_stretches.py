@@ -157,3 +157,15 @@ async def test_a_spliced_in_history_is_named_also_on_the_seam(
     assert len(whole.broken) == 1 and f"hotline position {spliced_at}" in whole.broken[0]
     assert "prev_hash" in whole.broken[0]
     assert_same(whole, cut)
+
+
+async def test_a_stretch_that_cannot_be_read_fails_the_replay_by_name(settings: Settings) -> None:
+    nc = await published(settings, {"hotline": calls(), **side_streams()})
+    try:
+        with pytest.raises(RuntimeError, match=r"replay of Slice\(source='hotline'"):
+            await replay(
+                nc, Naming.of(settings), PRODUCERS, processes=3, min_slice=8,
+                nats_url="nats://127.0.0.1:9",  # nothing listens there
+            )  # fmt: skip
+    finally:
+        await nc.close()
