@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import multiprocessing
 import sys
 import time
 from collections import defaultdict
@@ -34,7 +35,15 @@ from nats.js import api
 
 from services.reporting.domain.fold import ORDERED_SOURCES, Fold, Key, totals
 from services.reporting.domain.report import differences, report
-from services.reporting.slices import MIN_SLICE, Slice, SliceProcess, cpu_and_peak, processes_wanted
+from services.reporting.slices import (
+    MIN_SHARE,
+    Claims,
+    Helpers,
+    Plan,
+    Slice,
+    cpu_and_peak,
+    processes_wanted,
+)
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
@@ -106,8 +115,6 @@ class Part:
     audit: SourceAudit
     days: dict[DayKey, int]
     increments: dict[Key, int]
-    cpu_seconds: float = 0.0
-    peak_kib: int = 0
 
 
 async def replay(
@@ -120,51 +127,63 @@ async def replay(
     batch: int = 2000,
     detail: bool = False,
     processes: int | None = None,
-    min_slice: int = MIN_SLICE,
+    min_share: int = MIN_SHARE,
+    stretch: int | None = None,
+    claim_here: bool = True,
     nats_url: str | None = None,
 ) -> Replay:
     """Replay ``sources`` on up to ``processes`` processes (default: one per core; see
     services/reporting/slices.py), the others connecting to ``nats_url`` (default: where
-    ``nc`` is connected)."""
+    ``nc`` is connected). ``claim_here=False``: this process reads only the whole streams
+    and leaves every stretch to the others."""
     started = time.perf_counter()
     js = nc.jetstream()
     lasts = {s: int((await js.stream_info(naming.stream(s))).state.last_seq) for s in sources}
-    slices = Slice.plan(
-        lasts, processes_wanted(processes), whole=ORDERED_SOURCES, min_slice=min_slice
+    plan = Plan.of(
+        lasts,
+        processes_wanted(processes),
+        whole=ORDERED_SOURCES,
+        min_share=min_share,
+        stretch=stretch,
     )
-    url = nats_url or nc.connected_url.geturl()
-    elsewhere = [
-        SliceProcess(s, _replay_in_process, url, naming, known_at, batch, detail)
-        for s in slices
-        if s.first > 1
-    ]
+    context = multiprocessing.get_context("spawn")
+    claims = Claims(plan.stretches, context)
+    helpers: Helpers | None = None
+    if plan.processes > 1:
+        url = nats_url or nc.connected_url.geturl()
+        args = (url, naming, known_at, batch, detail)
+        helpers = Helpers(plan.processes - 1, claims, _replay_in_process, *args)
+    cut = plan.stretches[0].source if plan.stretches else None
     parts: dict[Slice, Part] = {}
-    here = dict.fromkeys(sources, 0)  # events read by this process's stretches, by source
+    elsewhere: list[tuple[float, int]] = []  # the helpers' CPU seconds and peak KiB
+    here = dict.fromkeys(sources, 0)  # events read by this process, by source
 
-    def show(source: str, done: int | None = None) -> None:
-        if done is not None:
-            here[source] = done
+    def show(source: str, done: int = 0) -> None:
         if progress:
-            there = sum(p.read for p in elsewhere if p.slice.source == source)
-            progress(source, here[source] + there, lasts[source])
+            there = helpers.read if helpers and source == cut else 0
+            progress(source, here[source] + done + there, lasts[source])
 
     try:
-        for piece in slices:
-            if piece.first == 1:
-                parts[piece] = part = await _replay_slice(
-                    nc, naming, piece, known_at, batch, detail, show
-                )
-                here[piece.source] = part.audit.events
-        for process in elsewhere:
-            waiting = asyncio.ensure_future(process.result())
+        for piece in plan.whole:
+            parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, show)
+            here[piece.source] += parts[piece].audit.events
+        while (claim_here or helpers is None) and (piece := claims.claim()) is not None:
+            parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, show)
+            here[piece.source] += parts[piece].audit.events
+        if helpers is not None:
+            waiting = asyncio.ensure_future(helpers.results())
             while not waiting.done():
                 await asyncio.wait({waiting}, timeout=1.0)
-                show(process.slice.source)
-            parts[process.slice] = waiting.result()
+                if cut:
+                    show(cut)
+            for theirs, cpu_seconds, peak_kib in waiting.result():
+                parts.update(theirs)
+                elsewhere.append((cpu_seconds, peak_kib))
     finally:
-        for process in elsewhere:
-            process.stop()
-    result = _put_together(sources, slices, parts, detail)
+        if helpers is not None:
+            helpers.stop()
+    result = _put_together(sources, plan.slices, parts, detail)
+    result.elsewhere = elsewhere
     result.seconds = time.perf_counter() - started
     if progress:
         for source, audit in result.sources.items():
@@ -194,7 +213,7 @@ def _put_together(
     for source in sources:
         audit = result.sources[source] = SourceAudit(source)
         trusted = True
-        for piece in (s for s in slices if s.source == source):
+        for piece in sorted((s for s in slices if s.source == source), key=lambda s: s.first):
             part = parts[piece]
             found = part.audit
             audit.events += found.events
@@ -213,8 +232,6 @@ def _put_together(
                     result.increments[key] += value
                 if found.broken:
                     audit.broken, trusted = found.broken, False
-            if part.cpu_seconds or part.peak_kib:
-                result.elsewhere.append((part.cpu_seconds, part.peak_kib))
             if found.cut:
                 break
     return result
@@ -226,40 +243,41 @@ def _replay_in_process(
     known_at: datetime | None,
     batch: int,
     detail: bool,
-    piece: Slice,
+    claims: Claims,
     read: Synchronized[int],
     connection: Connection,
 ) -> None:
-    """A stretch in a process of its own (the target of `SliceProcess`)."""
+    """A process of its own claiming stretches until none is left (`Helpers`' target): sends
+    its parts by stretch, its CPU seconds and its peak resident KiB."""
 
-    async def run() -> Part:
+    async def run() -> tuple[dict[Slice, Part], float, int]:
         async def failed(error: Exception) -> None:
-            pass  # what ends the stretch is sent to the parent, which names it
+            pass  # what ends the process is sent to the parent, which names it
 
-        # A stretch that cannot read fails the replay at once rather than wait for the bus.
+        # A process that cannot read fails the replay at once rather than wait for the bus.
         nc = await nats.connect(
             url,
-            name="kapok-audit-slice",
+            name="kapok-audit-stretches",
             allow_reconnect=False,
             max_reconnect_attempts=1,
             connect_timeout=5,
             error_cb=failed,
         )
         tune_gc()
+        parts: dict[Slice, Part] = {}
+        done = 0
+
+        def show(_: str, now: int = 0) -> None:
+            read.value = done + now
+
         try:
-            part = await _replay_slice(
-                nc,
-                naming,
-                piece,
-                known_at,
-                batch,
-                detail,
-                lambda _, done: setattr(read, "value", done),
-            )
+            while (piece := claims.claim()) is not None:
+                parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, show)
+                done += parts[piece].audit.events
+                show("")
         finally:
             await nc.close()
-        part.cpu_seconds, part.peak_kib = cpu_and_peak()
-        return part
+        return (parts, *cpu_and_peak())
 
     try:
         connection.send(asyncio.run(run()))
