@@ -502,6 +502,7 @@ async def test_a_replica_that_still_sees_a_point_open_cannot_take_a_call_there(
     ("headers", "field"),
     [
         ({"Idempotency-Key": "k" * 201}, "Idempotency-Key"),
+        ({"Idempotency-Key": ""}, "Idempotency-Key"),
         ({"Kapok-Actor": "person:7f3a9c"}, "Kapok-Actor"),
     ],
 )

@@ -296,5 +296,5 @@ async def test_http_reads_the_first_of_each_of_its_headers_whatever_else_is_sent
         (b"idempotency-key", b"k\xe9"),
         (b"kapok-actor", b"worker:w2"),
     ]
-    assert _our_headers(raw) == {"Kapok-Actor": "worker:w1", "Idempotency-Key": "k\u00e9"}
+    assert _our_headers(raw) == {"kapok-actor": "worker:w1", "idempotency-key": "k\u00e9"}
     assert _our_headers([(b"content-type", b"application/json")]) == {}
