@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from reporting_stories import (
     aid_cancelled,
@@ -59,6 +59,19 @@ def test_wei_yi_phones_her_station_and_gets_medicine_and_vegetables() -> None:
         k.category: v for k, v in fold.increments.items() if k.metric == "aid_actions_by_kind"
     }
     assert by_kind == {"medicine": 1, "vegetables": 1}
+
+
+def test_the_business_day_is_the_date_in_guangzhou_in_any_offset_and_any_year() -> None:
+    china = timezone(timedelta(hours=8))
+    assert business_day(datetime(2020, 3, 7, 0, 5, tzinfo=china)) == date(2020, 3, 7)
+    assert business_day(datetime(2020, 3, 6, 23, 55, tzinfo=china)) == date(2020, 3, 6)
+    assert business_day(datetime(2020, 3, 7, 1, 0, tzinfo=timezone(timedelta(hours=9)))) == (
+        date(2020, 3, 7)  # 00:00 in Guangzhou
+    )
+    assert business_day(datetime(2020, 3, 6, 16, 0, tzinfo=UTC)) == date(2020, 3, 7)
+    # In the summer of 1988 Guangzhou kept daylight saving (+09:00): 23:30 at +08:00 was
+    # already the next day there, which only the zone's rules know.
+    assert business_day(datetime(1988, 7, 1, 23, 30, tzinfo=china)) == date(1988, 7, 2)
 
 
 def test_as_of_a_day_counts_what_happened_up_to_the_end_of_that_day_in_guangzhou() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -103,8 +103,16 @@ STATEFUL_EVENTS = frozenset({AidRequested, AidDelivered, AidCancelled})
 ORDERED_SOURCES = frozenset(event.source for event in STATEFUL_EVENTS)
 
 
+_CHINA_STANDARD_TIME = timedelta(hours=8)
+
+
 def business_day(moment: datetime) -> date:
     """The Asia/Shanghai date of a timezone-aware instant: the day a figure belongs to."""
+    # China has kept +08:00 all year since 1992 (no daylight saving): an instant already
+    # written in that offset is on its own date. Checking so costs a quarter of going through
+    # the zone's rules, a tenth of the fold's time per event when measured.
+    if moment.utcoffset() == _CHINA_STANDARD_TIME and moment.year >= 1992:
+        return moment.date()
     return moment.astimezone(SHANGHAI).date()
 
 
@@ -172,8 +180,9 @@ class Fold:
         self, metric: str, day: date, point: str, p: Place, grp: str, category: str
     ) -> None:
         """One more at a hotline point: a shift, a call, a follow-up."""
-        key = (metric, day, "hotline", p.district, p.street, p.station, p.organisation, point)
-        self.increments[_new(Key, (*key, grp, category, "", ""))] += 1
+        key = (metric, day, "hotline", p.district, p.street, p.station, p.organisation, point,
+               grp, category, "", "")  # fmt: skip
+        self.increments[_new(Key, key)] += 1
 
     def _point_opened(self, e: HotlinePointOpened, day: date) -> None:
         p, inc = e.place, self.increments
