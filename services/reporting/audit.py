@@ -100,10 +100,11 @@ class Replay:
 
     def merge(self) -> None:
         """Move the fold's increments so far into ``days`` (and ``increments``)."""
-        days = self.days
+        days, new = self.days, tuple.__new__  # positional: the named tuple's __new__ is Python
         for key, value in self.fold.increments.items():
-            days[DayKey(key.metric, key.day)] += value
-            if self.detail:
+            days[new(DayKey, key[:2])] += value
+        if self.detail:
+            for key, value in self.fold.increments.items():
                 self.increments[key] += value
         self.fold.increments.clear()
 
