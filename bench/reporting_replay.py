@@ -19,7 +19,6 @@ from pathlib import Path
 import orjson
 
 from services.reporting.audit import replay
-from services.reporting.entrypoints.http import today
 from shared.bus.naming import Naming
 from shared.runtime import connect, tune_gc
 from shared.settings import PRODUCERS, Settings
@@ -47,6 +46,11 @@ def status_kib(field: str, pid: str = "self") -> int:
 
 
 async def run() -> dict[str, object]:
+    # Imported here, not at the top: a replay's helper processes start by importing this
+    # module again (spawn), and the HTTP side (FastAPI) would add half a second to each, which
+    # `kapok audit replay` (kapok/cli.py imports lazily) does not pay.
+    from services.reporting.entrypoints.http import today
+
     settings = Settings()
     nc = await connect(settings, "audit")
     tune_gc()  # as `kapok audit replay` does
