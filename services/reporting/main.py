@@ -48,12 +48,22 @@ async def running(
     settings: Settings,
     database_url: str | None = None,
     *,
-    batch: int = 1000,
+    batch: int = 2500,
     totals_bucket: bool = True,
 ) -> AsyncIterator[Running]:
     """Start the consumer (and the KV bucket's publisher) in the background; stop them and
-    close everything on exit."""
-    db = Database(database_url or settings.database_url_for(SERVICE))
+    close everything on exit.
+
+    ``batch``: the most events one transaction applies while catching up (a quiet stream's
+    batches are what arrives within milliseconds). A batch costs about 4 ms of CPU whatever its
+    size (its statements' trips to SQLite's thread, the checkpoint, the commit): 2,500 spreads
+    that to under 2 µs an event (the live fold 13% faster than at 1,000 when measured; 5,000
+    was slower again and held 310 MB), for about 65 MB more memory than 1,000."""
+    # Not durable on SQLite (synchronous=NORMAL): the counters commit with their checkpoint,
+    # so a power loss can only take the last batches back, whole, and the runner then folds
+    # them again from the bus (its durable is re-created from the checkpoint when the server
+    # had it further on). One fsync a batch less.
+    db = Database(database_url or settings.database_url_for(SERVICE), durable=False)
     store = CounterStore(db)
     await store.setup()
     nc = await connect(settings, SERVICE)

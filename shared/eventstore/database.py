@@ -35,7 +35,11 @@ Step = tuple[str, Sequence[Any]]
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, durable: bool = True) -> None:
+        """``durable=False`` (SQLite): a commit is on disk by the next WAL checkpoint, not
+        when it returns (``synchronous=NORMAL``); a power loss can undo the last commits but
+        never corrupts. Only for a read model that is folded again from the bus when its
+        checkpoint goes back; an event store is the record, and stays durable."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._changed = asyncio.Event()
@@ -72,8 +76,9 @@ class Database:
                 async_creator=connect,
                 pool_reset_on_return=None,
             )
-            _sqlite_pragmas(self.writer, begin=_IMMEDIATE, lazy=self._one_trip)
-            _sqlite_pragmas(self.reader, begin="BEGIN", lazy=False)
+            synchronous = "FULL" if durable else "NORMAL"
+            _sqlite_pragmas(self.writer, begin=_IMMEDIATE, lazy=self._one_trip, sync=synchronous)
+            _sqlite_pragmas(self.reader, begin="BEGIN", lazy=False, sync=synchronous)
         else:
             self._one_trip = False
             self.writer = create_async_engine(
@@ -200,7 +205,7 @@ async def _shielded(ending: Coroutine[Any, Any, None]) -> None:
 _IMMEDIATE = "BEGIN IMMEDIATE"
 
 
-def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, lazy: bool) -> None:
+def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, lazy: bool, sync: str) -> None:
     """``begin``: how a transaction begins; ``lazy``: with its first statement, in that
     statement's trip (the writer's one-trip connections), not as a statement of its own."""
     sync_engine = engine.sync_engine
@@ -212,7 +217,7 @@ def _sqlite_pragmas(engine: AsyncEngine, *, begin: str, lazy: bool) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit that returned is on disk; the store is the record of what happened.
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={sync}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

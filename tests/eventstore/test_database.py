@@ -196,3 +196,17 @@ async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds
         assert [r.position for r in await store.read_bytes_from(11, 100, recent=True)] == [12]
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize(("durable", "synchronous"), [(True, 2), (False, 1)])  # FULL, NORMAL
+async def test_a_store_is_durable_and_a_read_model_may_choose_not_to_be(
+    tmp_path: Path, durable: bool, synchronous: int
+) -> None:
+    database = Database(databases.sqlite_url(tmp_path), durable=durable)
+    try:
+        async with database.write() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == synchronous
+        async with database.read() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == synchronous
+    finally:
+        await database.dispose()
