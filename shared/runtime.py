@@ -22,9 +22,12 @@ def tune_gc() -> None:
     """Call once a service has started. Decoding a batch of events allocates thousands of
     objects, which set off full collections of the whole heap every few thousand events:
     about a quarter of the consumer runner's CPU when measured. Freezing the start-up heap
-    and raising the first threshold cut that to a few percent."""
+    and raising the first threshold cut that to a few percent. At 500,000 (was 50,000) a
+    young collection seldom finds a batch of decoded events still alive, to be walked again
+    as they age: the live fold about 6% faster when measured (batches of 2,500). Only
+    reference cycles wait for it; everything else is freed as it is dropped."""
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(500_000, 20, 20)
 
 
 async def connect(settings: Settings, name: str) -> NATS:
