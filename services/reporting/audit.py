@@ -1,12 +1,14 @@
 """Audit replay: the figures recomputed from the bus alone, with every hash link checked.
 
-Reads each source's stream from its first message on an ephemeral consumer (no acks: an
-auditor changes nothing on the server), batched pull requests on one inbox (the raw loop the
-foundation's benchmark measures, not nats-py's per-message ``fetch``). Each message is
+Reads each source's stream from its first message on ephemeral consumers (no acks: an
+auditor changes nothing on the server), batched pull requests on one inbox, the deliveries
+taken straight off the connection's read buffer (`shared/bus/frames.py`). Each message is
 re-hashed against its predecessor (`verify_link`) and its position checked against its stream
 sequence, so an altered, dropped or inserted event is named by source and position. The events
 are folded in memory by the same `Fold` the live consumer uses, and the report is compared
-figure by figure with the live service's `/api/report` for the same as-of day.
+figure by figure with the live service's `/api/report` for the same as-of day. The longest
+stream whose fold keeps no state is folded in stretches by several processes side by side
+(`services/reporting/slices.py`), added up in stream order with each seam's link checked.
 
 ``known_at`` cuts each stream at the last message the server had stored by then (its own
 timestamp), so a report can be reproduced as it could have been known at that moment.
