@@ -34,13 +34,17 @@ async def connect(settings: Settings, name: str) -> NATS:
     """A connection that reconnects forever: while NATS is away, commands still succeed and
     the relay waits; when it is back, everything continues where it stopped."""
 
+    client: list[NATS] = []  # the connection, once made: its callbacks are made first
+
     async def disconnected() -> None:
+        if client and client[0].is_closed:
+            return  # closed on purpose (shutdown, the end of an audit): nothing waits
         log.warning("%s: NATS disconnected; events wait in the store", name)
 
     async def reconnected() -> None:
         log.info("%s: NATS reconnected", name)
 
-    return await nats.connect(
+    nc = await nats.connect(
         settings.nats_url,
         name=f"kapok-{name}",
         max_reconnect_attempts=-1,
@@ -48,6 +52,8 @@ async def connect(settings: Settings, name: str) -> NATS:
         disconnected_cb=disconnected,
         reconnected_cb=reconnected,
     )
+    client.append(nc)
+    return nc
 
 
 async def disconnect(nc: NATS) -> None:

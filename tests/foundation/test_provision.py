@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
 import pytest
 from nats.js import api
@@ -14,6 +16,7 @@ from shared.bus.provision import (
     event_stream_specs,
     require_version,
 )
+from shared.runtime import connect
 from shared.settings import PRODUCERS, Settings
 
 
@@ -81,3 +84,12 @@ async def test_the_session_server_passes_the_check(settings: Settings, naming: N
     nc = await nats.connect(settings.nats_url)
     await ensure_streams(nc, [])  # checks the version even with nothing to provision
     await nc.close()
+
+
+async def test_a_connection_closed_on_purpose_does_not_warn_of_a_disconnection(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    nc = await connect(settings, "audit")
+    await nc.close()
+    await asyncio.sleep(0.05)  # nats-py runs the callbacks as the close ends
+    assert "disconnected" not in caplog.text
