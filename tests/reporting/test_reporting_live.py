@@ -107,6 +107,22 @@ async def test_published_events_become_the_four_nets_report_as_of_a_day(
             assert health.json()["streams"]["hotline"]["lag"] == 0
 
 
+async def test_the_counters_ungrouped_are_one_total_even_before_anything_happened(
+    settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    ungrouped = {"by": "", "metric": "calls_received"}
+    async with (
+        producers(settings, tmp_path) as bus,
+        reporting(settings, database_url) as (parts, http),
+    ):
+        empty = await http.get("/api/counters", params=ungrouped)
+        assert empty.status_code == 200 and empty.json()["counters"] == [{"value": 0}]
+        await bus.record("hotline", [call(i, at(1)) for i in range(3)])
+        await caught_up(parts, await bus.heads())
+        three = await http.get("/api/counters", params=ungrouped)
+        assert three.json()["counters"] == [{"value": 3}]
+
+
 async def test_a_restart_and_a_full_redelivery_never_count_twice(
     settings: Settings, database_url: str, tmp_path: Path
 ) -> None:

@@ -148,8 +148,9 @@ class CounterStore:
         query = _summed(as_of, filters, by, since)
         async with self.db.read() as conn:
             result = await conn.execute(query)
+            # Ungrouped, the sum over no buckets at all is SQL's NULL: nothing counted yet, 0.
             return [
-                {**{name: _plain(getattr(row, name)) for name in by}, "value": int(row.value)}
+                {**{name: _plain(getattr(row, name)) for name in by}, "value": int(row.value or 0)}
                 for row in result
             ]
 
