@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from harness import databases
+from harness.calls import call
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts import Context, NewEvent
-from shared.contracts.hotline import CallReceived
-from shared.contracts.types import Place
+from shared.contracts import Context
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.eventstore.database import sqlite_driver
 from shared.eventstore.schema import events, log_head
@@ -110,19 +108,6 @@ async def test_driver_and_sqlalchemy_statements_share_one_transaction(
     assert not _locked(db)
 
 
-def _call(i: int) -> NewEvent:
-    place = Place(district="haizhu", street="s", station="station:s", organisation="org:o")
-    data = CallReceived(
-        call=f"call:{i}",
-        point="point:p",
-        place=place,
-        category="emotional_support",
-        group="elderly_alone",
-        channel="phone",
-    )
-    return NewEvent(data, datetime(2020, 2, 1, tzinfo=UTC))
-
-
 async def test_a_sqlite_url_with_options_appends_through_sqlalchemy(tmp_path: Path) -> None:
     db = Database(databases.sqlite_url(tmp_path) + "?timeout=30")
     try:
@@ -131,11 +116,11 @@ async def test_a_sqlite_url_with_options_appends_through_sqlalchemy(tmp_path: Pa
         async with db.write() as conn:
             assert sqlite_driver(conn) is None  # SQLAlchemy's own connection
         await store.append_all(
-            [Append("call:1", 0, [_call(1)]), Append("call:2", 0, [_call(2)])], Context()
+            [Append("call:1", 0, [call(1)]), Append("call:2", 0, [call(2)])], Context()
         )
-        await store.append("call:1", 1, [_call(3)], Context())
+        await store.append("call:1", 1, [call(3)], Context())
         with pytest.raises(ConcurrencyError):
-            await store.append("call:2", 0, [_call(4)], Context())
+            await store.append("call:2", 0, [call(4)], Context())
         assert [e.version for e in await store.load("call:1")] == [1, 2]
         assert [r.position for r in await store.read_bytes_from(0, 10)] == [1, 2, 3]
         assert await store.head() == 3
@@ -156,7 +141,7 @@ async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds
         await store.setup()
 
         async def group(first: int, n: int) -> None:
-            appends = [Append(f"call:{i}", 0, [_call(i)]) for i in range(first, first + n)]
+            appends = [Append(f"call:{i}", 0, [call(i)]) for i in range(first, first + n)]
             async with db.write() as conn:
                 log = await store.lock_in(conn)
                 rows = await store.add_all_in(conn, log, [(appends, Context())])
@@ -164,7 +149,7 @@ async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds
             store.committed(rows)
 
         await group(1, 3)  # positions 1-3
-        await store.append("call:other", 0, [_call(99)], Context())  # 4, not in the tail
+        await store.append("call:other", 0, [call(99)], Context())  # 4, not in the tail
         await group(4, 2)  # 5-6: the tail starts again at 5
 
         stored = [
@@ -180,7 +165,7 @@ async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds
         # Any other commit of this process since (here an append the tail never saw) means
         # the tail may not reach the head: the database is read.
         await group(7, 2)  # 7-8, in the tail
-        await store.append("call:another", 0, [_call(98)], Context())  # 9
+        await store.append("call:another", 0, [call(98)], Context())  # 9
         assert [r.position for r in await store.read_bytes_from(6, 100, recent=True)] == [7, 8, 9]
 
         # Another process's append comes after what this one committed: a recent read ends
@@ -188,7 +173,7 @@ async def test_the_relay_reads_what_a_group_just_committed_as_the_database_holds
         await group(10, 2)  # 10-11, in the tail
         other = Database(database_url)
         try:
-            await EventStore(other, "hotline").append("call:x", 0, [_call(97)], Context())  # 12
+            await EventStore(other, "hotline").append("call:x", 0, [call(97)], Context())  # 12
         finally:
             await other.dispose()
         assert [r.position for r in await store.read_bytes_from(9, 100)] == [10, 11, 12]

@@ -10,7 +10,7 @@ from typing import Any
 import nats
 import orjson
 import pytest
-from foundation_parts import CST, NANZHOU, calls
+from harness.calls import CST, NANZHOU, calls
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import nats
-from foundation_parts import calls
+from harness.calls import calls
 from test_consumer_runner import applied_positions, runner_on
 
 from shared.bus.embedded import EmbeddedNats

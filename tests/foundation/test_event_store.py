@@ -7,7 +7,7 @@ import random
 
 import orjson
 import pytest
-from foundation_parts import call, calls
+from harness.calls import call, calls
 from sqlalchemy import func, select
 
 from shared.contracts import GENESIS, Context, NewEvent, verify_link

@@ -10,7 +10,7 @@ from pathlib import Path
 import nats
 import orjson
 import pytest
-from foundation_parts import calls
+from harness.calls import calls
 
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming

@@ -1,4 +1,5 @@
-"""What the foundation's stories are made of: calls taken at Nanzhou's hotline point."""
+"""Calls taken at Nanzhou's hotline point: what the stories of the store, the relay and the
+consumer runner append."""
 
 from __future__ import annotations
 
