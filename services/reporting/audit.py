@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import multiprocessing
+import itertools
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from multiprocessing.connection import Connection
@@ -149,36 +149,33 @@ async def replay(
         min_share=min_share,
         stretch=stretch,
     )
-    context = multiprocessing.get_context("spawn")
-    claims = Claims(plan.stretches, context)
+    claims = Claims(plan.stretches)
     helpers: Helpers | None = None
     if plan.processes > 1:
         url = nats_url or nc.connected_url.geturl()
         args = (url, naming, known_at, batch, detail)
         helpers = Helpers(plan.processes - 1, claims, _replay_in_process, *args)
     cut = plan.stretches[0].source if plan.stretches else None
-    parts: dict[Slice, Part] = {}
     elsewhere: list[tuple[float, int]] = []  # the helpers' CPU seconds and peak KiB
     here = dict.fromkeys(sources, 0)  # events read by this process, by source
 
-    def show(source: str, done: int = 0) -> None:
+    def show(source: str, done: int) -> None:
+        here[source] = done
         if progress:
             there = helpers.read if helpers and source == cut else 0
-            progress(source, here[source] + done + there, lasts[source])
+            progress(source, done + there, lasts[source])
 
+    mine: Iterable[Slice] = plan.whole
+    if claim_here or helpers is None:
+        mine = itertools.chain(plan.whole, iter(claims.claim, None))
     try:
-        for piece in plan.whole:
-            parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, show)
-            here[piece.source] += parts[piece].audit.events
-        while (claim_here or helpers is None) and (piece := claims.claim()) is not None:
-            parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, show)
-            here[piece.source] += parts[piece].audit.events
+        parts = await _replay_all(nc, naming, mine, known_at, batch, detail, show)
         if helpers is not None:
             waiting = asyncio.ensure_future(helpers.results())
             while not waiting.done():
                 await asyncio.wait({waiting}, timeout=1.0)
                 if cut:
-                    show(cut)
+                    show(cut, here[cut])
             for theirs, cpu_seconds, peak_kib in waiting.result():
                 parts.update(theirs)
                 elsewhere.append((cpu_seconds, peak_kib))
@@ -267,17 +264,13 @@ def _replay_in_process(
             error_cb=failed,
         )
         tune_gc()
-        parts: dict[Slice, Part] = {}
-        done = 0
 
-        def show(_: str, now: int = 0) -> None:
-            read.value = done + now
+        def show(_: str, done: int) -> None:  # it reads the cut stream alone
+            read.value = done
 
         try:
-            while (piece := claims.claim()) is not None:
-                parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, show)
-                done += parts[piece].audit.events
-                show("")
+            claimed = iter(claims.claim, None)
+            parts = await _replay_all(nc, naming, claimed, known_at, batch, detail, show)
         finally:
             await nc.close()
         return (parts, *cpu_and_peak())
@@ -288,6 +281,30 @@ def _replay_in_process(
         connection.send(("error", repr(error)))
     finally:
         connection.close()
+
+
+async def _replay_all(
+    nc: NATS,
+    naming: Naming,
+    pieces: Iterable[Slice],
+    known_at: datetime | None,
+    batch: int,
+    detail: bool,
+    show: Callable[[str, int], None],
+) -> dict[Slice, Part]:
+    """Each piece in turn (a whole stream, or stretches as they are claimed); ``show`` hears
+    the events of each source read so far."""
+    parts: dict[Slice, Part] = {}
+    read: defaultdict[str, int] = defaultdict(int)
+    for piece in pieces:
+
+        def now(source: str, done: int, before: int = read[piece.source]) -> None:
+            show(source, before + done)
+
+        parts[piece] = await _replay_slice(nc, naming, piece, known_at, batch, detail, now)
+        read[piece.source] += parts[piece].audit.events
+        show(piece.source, read[piece.source])
+    return parts
 
 
 async def _replay_slice(

@@ -31,6 +31,8 @@ MIN_SHARE = 100_000
 """Events of the cut stream per process below which no other process is started: starting
 one costs it about half a second of imports."""
 STRETCHES_PER_PROCESS = 4
+# A fresh interpreter for each helper: no copy of this process's event loop, sockets or threads.
+_SPAWN = multiprocessing.get_context("spawn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +89,9 @@ class Plan:
 class Claims:
     """The stretches claimed in order by any process: a counter in shared memory."""
 
-    def __init__(self, stretches: list[Slice], context: Any) -> None:
+    def __init__(self, stretches: list[Slice]) -> None:
         self.stretches = stretches
-        self.next: Synchronized[int] = context.Value("i", 0)  # type: ignore[assignment]
+        self.next: Synchronized[int] = _SPAWN.Value("i", 0)  # type: ignore[assignment]
 
     def claim(self) -> Slice | None:
         with self.next.get_lock():
@@ -106,7 +108,7 @@ class Helpers:
     has read so far, and sends its result (or ``("error", text)``) down ``connection``."""
 
     def __init__(self, count: int, claims: Claims, target: Callable[..., None], *args: Any) -> None:
-        context = multiprocessing.get_context("spawn")
+        context = _SPAWN
         self.reads: list[Synchronized[int]] = []
         self._processes: list[tuple[SpawnProcess, Connection]] = []
         for n in range(count):
