@@ -73,7 +73,8 @@ class _Delivery:
     reply: bytes  # the ack subject, as it came off the wire
     data: bytes
     subject: bytes
-    # Decoded as it arrives (or why it cannot be); None if it was already applied then.
+    # Decoded as it arrives (or why it cannot be); None if it was already applied then, and
+    # so is skipped.
     event: Envelope[Any] | str | None = None
 
 
@@ -338,9 +339,9 @@ class ConsumerRunner:
         stats.skipped += len(deliveries) - len(fresh)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
         for delivery in fresh:
+            # Fresh now means fresh when it arrived (the checkpoint only grows): decoded then.
             decoded = delivery.event
-            if decoded is None:  # not decoded on arrival (it looked applied then): now
-                decoded = delivery.event = self._decode(source, delivery)
+            assert decoded is not None
             if isinstance(decoded, str):
                 await self._commit_isolating(source, run)
                 run = []
