@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 
 from services.reporting.adapters.counters import CounterStore, apply_batch
 from services.reporting.adapters.kv import open_bucket, publish_totals
+from services.reporting.adapters.tables import CONSUMER
 from services.reporting.entrypoints.http import Reporting, build_app
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
@@ -78,7 +79,7 @@ async def running(
             nc=nc,
             db=db,
             naming=Naming.of(settings),
-            name=SERVICE,
+            name=CONSUMER,  # the one whose checkpoints a rebuild of the counters resets
             sources=list(PRODUCERS),
             handler=apply_batch,
             batch=batch,
