@@ -61,7 +61,7 @@ from nats.js.errors import NotFoundError
 
 from bench import load, pull
 from bench.reporting_data import OwnStore, fill
-from bench.reporting_replay import cpu_seconds, status_kib
+from bench.reporting_replay import family_cpu_seconds, family_kib
 from services.reporting.entrypoints.http import today
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
@@ -161,21 +161,21 @@ async def live_fold(
             raise RuntimeError(f"reporting exited: see {work / 'reporting.log'}")
         await asyncio.sleep(0.01)
     began = time.perf_counter()
-    cpu = cpu_seconds(str(process.pid))
+    cpu = family_cpu_seconds(str(process.pid))
     next_sample = 0.0
     while done < total:
         if process.returncode is not None:
             raise RuntimeError(f"reporting exited: see {work / 'reporting.log'}")
         now = time.perf_counter()
         if now >= next_sample:
-            r.fold_rss.append((done, status_kib("VmRSS", str(process.pid))))
+            r.fold_rss.append((done, family_kib("VmRSS", str(process.pid))))
             next_sample = now + 0.5
         await asyncio.sleep(0.02)
         done = await acked(nc, naming)  # type: ignore[assignment]
     r.fold = total / (time.perf_counter() - began)
-    r.fold_cpu_us = (cpu_seconds(str(process.pid)) - cpu) / total * 1e6
-    r.fold_rss.append((done, status_kib("VmRSS", str(process.pid))))
-    r.fold_peak_kib = status_kib("VmHWM", str(process.pid))
+    r.fold_cpu_us = (family_cpu_seconds(str(process.pid)) - cpu) / total * 1e6
+    r.fold_rss.append((done, family_kib("VmRSS", str(process.pid))))
+    r.fold_peak_kib = family_kib("VmHWM", str(process.pid))
     base = f"http://127.0.0.1:{port}"
     await load.wait_for(base, "/api/health")
     say(

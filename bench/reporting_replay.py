@@ -45,6 +45,33 @@ def status_kib(field: str, pid: str = "self") -> int:
     return 0
 
 
+def family(pid: str) -> list[str]:
+    """A process and its descendants (the live service's fold worker, say), from ``/proc``."""
+    children: dict[str, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        children.setdefault(parent, []).append(stat.parent.name)
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+def family_cpu_seconds(pid: str) -> float:
+    """`cpu_seconds` of a process and its descendants: those that have ended do not count."""
+    return sum(cpu_seconds(member) for member in family(pid))
+
+
+def family_kib(field: str, pid: str) -> int:
+    """`status_kib` added up over a process and its descendants (for VmHWM an upper bound
+    of their peak together)."""
+    return sum(status_kib(field, member) for member in family(pid))
+
+
 async def run() -> dict[str, object]:
     # Imported here, not at the top: a replay's helper processes start by importing this
     # module again (spawn), and the HTTP side (FastAPI) would add half a second to each, which

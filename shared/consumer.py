@@ -39,9 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Envelope
-from shared.contracts.registry import REGISTRY, EventRegistry, UndecodableEvent
+from shared.contracts.registry import REGISTRY, EventRegistry, MisplacedEvent, UndecodableEvent
 from shared.eventstore.database import Database
 from shared.eventstore.schema import checkpoints
+from shared.offload import Offload, Worker
 
 log = logging.getLogger("kapok.consumer")
 
@@ -78,6 +79,19 @@ class _Delivery:
     event: Envelope[Any] | str | None = None
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A batch's fresh events as sent to the worker, and what it will make of them."""
+
+    first: int  # the first one's sequence
+    count: int
+    result: asyncio.Future[Any]
+
+    @property
+    def covers(self) -> tuple[int, int]:
+        return self.first, self.count
+
+
 class ConsumerRunner:
     def __init__(
         self,
@@ -95,6 +109,7 @@ class ConsumerRunner:
         linger: float = 0.002,
         retries: int = 3,
         retry_delay: float = 0.2,
+        offload: Offload | None = None,
     ) -> None:
         self.nc = nc
         self.db = db
@@ -110,6 +125,10 @@ class ConsumerRunner:
         self.linger = linger
         self.retries = retries
         self.retry_delay = retry_delay
+        # The worker decodes with the one registry (it is not sent across).
+        assert offload is None or registry is REGISTRY, "offload decodes with REGISTRY"
+        self.offload = offload
+        self._worker = Worker(offload.prepare) if offload is not None else None
         self.stats = {source: SourceStats() for source in self.sources}
         self._db_lock = asyncio.Lock()  # one writer per database at a time (SQLite)
         self._set_up = False
@@ -187,9 +206,25 @@ class ConsumerRunner:
         """Apply every source until `stop()`: set up first unless that was done already."""
         if not self._set_up:
             await self.setup()
-        async with asyncio.TaskGroup() as group:
-            for source in self.sources:
-                group.create_task(self._run_source(source))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for source in self.sources:
+                    group.create_task(self._run_source(source))
+        finally:
+            self.close()
+
+    async def start_worker(self) -> None:
+        """Start the offload's worker process now and return once it takes batches (without
+        this, it starts at the first batch it could take, and takes them from when it is
+        ready, about half a second later)."""
+        if self._worker is not None:
+            await self._worker.ready()
+
+    def close(self) -> None:
+        """Stop the worker process, if one was started (`run` does so when it ends; a caller
+        of `drain` with an offload, when done)."""
+        if self._worker is not None:
+            self._worker.close()
 
     def stop(self) -> None:
         """Ask `run()` and every `drain` to return after the batch in hand is committed and
@@ -238,6 +273,9 @@ class ConsumerRunner:
         state = {"open": False, "delivered": 0}
 
         stats = self.stats[source]
+        # A source whose batches may go to the worker is decoded there, or (a batch too small
+        # for it) when applied.
+        decode_on_arrival = self.offload is None or source not in self.offload.sources
 
         def on_frames(frames: list[Frame]) -> None:
             # Each read's deliveries are decoded as they arrive, while the rest of the batch
@@ -251,7 +289,7 @@ class ConsumerRunner:
                     state["open"] = False
                     continue
                 delivery = _Delivery(_stream_seq(reply), reply, data, subject)
-                if delivery.seq > stats.checkpoint:
+                if decode_on_arrival and delivery.seq > stats.checkpoint:
                     delivery.event = self._decode(source, delivery)
                 buffer.append(delivery)
                 state["delivered"] += 1
@@ -304,8 +342,10 @@ class ConsumerRunner:
                     del buffer[: self.batch]
                     if not state["open"]:
                         await pull()
+                    # Sent to the worker now, so that it works while the previous batch commits.
+                    prepared = self._prepare_elsewhere(source, taken)
                     applied += await settle()
-                    committing = asyncio.ensure_future(self._apply(source, taken))
+                    committing = asyncio.ensure_future(self._apply(source, taken, prepared))
                     idle = 0
                 elif not state["open"]:
                     applied += await settle()
@@ -333,15 +373,32 @@ class ConsumerRunner:
         if self.stats[source].last_seq > self.stats[source].checkpoint:
             await self._ensure_consumer(source)
 
-    async def _apply(self, source: str, deliveries: list[_Delivery]) -> int:
+    def _prepare_elsewhere(self, source: str, deliveries: list[_Delivery]) -> _Prepared | None:
+        """The batch's fresh events sent to the worker, when it takes them."""
+        if self._worker is None or self.offload is None or source not in self.offload.sources:
+            return None
+        checkpoint = self.stats[source].checkpoint
+        fresh = [d for d in deliveries if d.seq > checkpoint]
+        if len(fresh) < self.offload.min_batch:
+            return None
+        seqs = [d.seq for d in fresh]
+        result = self._worker.submit(source, seqs, [d.data for d in fresh])
+        return None if result is None else _Prepared(seqs[0], len(seqs), result)
+
+    async def _apply(
+        self, source: str, deliveries: list[_Delivery], prepared: _Prepared | None = None
+    ) -> int:
         stats = self.stats[source]
         fresh = [d for d in deliveries if d.seq > stats.checkpoint]
         stats.skipped += len(deliveries) - len(fresh)
+        if prepared is not None and await self._commit_prepared(source, fresh, prepared):
+            await self._ack(deliveries[-1])
+            return len(fresh)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
         for delivery in fresh:
-            # Fresh now means fresh when it arrived (the checkpoint only grows): decoded then.
+            if delivery.event is None:  # not decoded on arrival (see `drain`)
+                delivery.event = self._decode(source, delivery)
             decoded = delivery.event
-            assert decoded is not None
             if isinstance(decoded, str):
                 await self._commit_isolating(source, run)
                 run = []
@@ -353,18 +410,37 @@ class ConsumerRunner:
         await self._ack(deliveries[-1])
         return len(fresh)
 
+    async def _commit_prepared(
+        self, source: str, fresh: list[_Delivery], prepared: _Prepared
+    ) -> bool:
+        """Commit what the worker made of ``fresh``; False if it made nothing of them (the
+        caller then applies them itself, and so dead-letters or isolates what failed)."""
+        assert self.offload is not None
+        try:
+            result = await prepared.result
+        except Exception as error:
+            log.warning("consumer %s/%s: the worker failed (%r)", self.name, source, error)
+            return False
+        if result is None or not fresh or (fresh[0].seq, len(fresh)) != prepared.covers:
+            return False
+        write = self.offload.write
+        try:
+            await self._commit(source, [], fresh[-1].seq, write=lambda conn: write(conn, result),
+                               applied=len(fresh))  # fmt: skip
+        except Exception as error:
+            if _is_infrastructure(error):
+                raise
+            return False  # rolled back whole: applied event by event, the culprit is found
+        return True
+
     def _decode(self, source: str, delivery: _Delivery) -> Envelope[Any] | str:
         """The event, or the reason it cannot be applied."""
         try:
-            envelope = self.registry.decode(delivery.data)
+            return self.registry.decode_at(delivery.data, source, delivery.seq)
+        except MisplacedEvent as error:
+            return str(error)
         except UndecodableEvent as error:
             return f"undecodable: {error}"
-        if envelope.position != delivery.seq or envelope.source != source:
-            return (
-                f"not from the {source} outbox: {envelope.source} position "
-                f"{envelope.position} at stream sequence {delivery.seq}"
-            )
-        return envelope
 
     async def _commit_isolating(
         self, source: str, run: list[tuple[_Delivery, Envelope[Any]]]
@@ -401,13 +477,24 @@ class ConsumerRunner:
         await self._commit(source, [], delivery.seq, dead=1)
 
     async def _commit(
-        self, source: str, events: Sequence[Envelope[Any]], position: int, *, dead: int = 0
+        self,
+        source: str,
+        events: Sequence[Envelope[Any]],
+        position: int,
+        *,
+        dead: int = 0,
+        write: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        applied: int | None = None,
     ) -> None:
+        """One transaction: the handler's writes of ``events`` (or ``write``, which applies
+        ``applied`` events prepared elsewhere) and the checkpoint at ``position``."""
         stats = self.stats[source]
         if position <= stats.checkpoint:
             return
         async with self._db_lock, self.db.write() as conn:
-            if events:
+            if write is not None:
+                await write(conn)
+            elif events:
                 await self.handler(conn, events)
             await conn.execute(
                 update(checkpoints)
@@ -415,7 +502,7 @@ class ConsumerRunner:
                 .values(position=position, dead_letters=checkpoints.c.dead_letters + dead)
             )
         stats.checkpoint = position
-        stats.applied += len(events)
+        stats.applied += len(events) if applied is None else applied
         stats.dead_letters += dead
 
     async def _dead_letter(self, source: str, delivery: _Delivery, reason: str) -> None:

@@ -22,6 +22,10 @@ class UndecodableEvent(ValueError):
     """Bytes that are not a valid event of a known type: the reason names the field."""
 
 
+class MisplacedEvent(UndecodableEvent):
+    """A valid event, but not where its source's outbox put it (`EventRegistry.decode_at`)."""
+
+
 class EventRegistry:
     def __init__(self) -> None:
         self._types: dict[str, type[Event]] = {}
@@ -96,6 +100,18 @@ class EventRegistry:
         if isinstance(version, int) and version < current:
             return self._decode_upcast(body, type_name, version)
         raise UndecodableEvent(_describe(first)) from None
+
+    def decode_at(self, raw: bytes | str, source: str, position: int) -> Envelope[Any]:
+        """`decode`, for an event that must be ``source``'s at ``position`` of its outbox (the
+        stream sequence it was delivered at): one published by hand onto the stream, or
+        anywhere else than its place, is refused like bytes that do not decode."""
+        envelope = self.decode(raw)
+        if envelope.position != position or envelope.source != source:
+            raise MisplacedEvent(
+                f"not from the {source} outbox: {envelope.source} position "
+                f"{envelope.position} at stream sequence {position}"
+            )
+        return envelope
 
     def _decode_upcast(self, body: dict[str, Any], type_name: str, version: int) -> Envelope[Any]:
         data = body["data"]

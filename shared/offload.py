@@ -1,0 +1,141 @@
+"""A consumer's batches decoded and prepared in a worker process, beside the runner's.
+
+Why: a consumer runner is CPU-bound in one interpreter. Per event, decoding costs about as
+much as receiving it and acknowledging it, and a fold half as much again, while the machine
+has other cores. For the sources whose events can be prepared in any grouping (no state
+carried from one batch to the next), the runner hands a catching-up batch's bytes to a worker
+process, which decodes them (with the same checks as the runner) and runs the consumer's
+``prepare`` on them; the runner meanwhile receives the next batch and commits the previous.
+What ``prepare`` returns is written by ``write`` in the runner's transaction, with the
+checkpoint, exactly where the handler would have written the events.
+
+Nothing here decides anything: whenever the worker cannot prepare a batch (an event does not
+decode or is out of place, ``prepare`` raises, the worker died), the runner applies that batch
+itself, event by event, as if there were no worker, dead letters and all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.contracts.envelope import Envelope
+from shared.contracts.registry import REGISTRY, UndecodableEvent
+
+log = logging.getLogger("kapok.offload")
+
+# A fresh interpreter: no copy of the runner's event loop, sockets or threads.
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class Offload:
+    """How a consumer's batches may be prepared in a worker process.
+
+    ``prepare(events)`` runs in the worker: a module-level function (it travels by name), pure.
+    ``write(conn, prepared)`` applies its result in the runner's transaction; the two together
+    must do what the consumer's handler does with the same events. ``sources``: the sources
+    whose batches may go to the worker, those whose handler carries no state between events.
+    Batches smaller than ``min_batch`` (a quiet stream's few events) are applied in the runner:
+    sending them would cost more than folding them."""
+
+    prepare: Callable[[list[Envelope[Any]]], Any]
+    write: Callable[[AsyncConnection, Any], Awaitable[None]]
+    sources: frozenset[str]
+    min_batch: int = 200
+
+
+class Worker:
+    """One worker process, started when first asked for, about half a second of imports later
+    ready; until then (and after it died, until it is started again) it takes nothing, and
+    the runner does the work itself."""
+
+    def __init__(self, prepare: Callable[[list[Envelope[Any]]], Any]) -> None:
+        self._prepare = prepare
+        self._pool: ProcessPoolExecutor | None = None
+        self._ready: Future[None] | None = None
+
+    async def ready(self) -> None:
+        """Start the worker now, and return once it takes work."""
+        self._start()
+        assert self._ready is not None
+        await asyncio.wrap_future(self._ready)
+
+    def _start(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=_SPAWN, initializer=_exit_with, initargs=(os.getpid(),)
+            )
+            # Imports the prepare function's module and builds the decoder in the worker.
+            self._ready = self._pool.submit(_warm, self._prepare)
+
+    def submit(
+        self, source: str, seqs: list[int], payloads: list[bytes]
+    ) -> asyncio.Future[Any] | None:
+        """What ``prepare`` makes of these deliveries (None in it: the worker could not),
+        or None now if the worker is not ready."""
+        self._start()
+        assert self._pool is not None and self._ready is not None
+        if not self._ready.done():
+            return None
+        try:
+            self._ready.result()
+            work = self._pool.submit(_decode_and_prepare, self._prepare, source, seqs, payloads)
+        except BrokenProcessPool as error:
+            log.warning("offload: the worker process is gone (%s); a new one is started", error)
+            self.close()
+            return None
+        return asyncio.wrap_future(work)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._ready = None
+
+
+# -- in the worker ------------------------------------------------------------------------
+
+
+def _exit_with(parent: int) -> None:
+    """The worker ends when the runner's process does, however it ended (killed included):
+    otherwise it would wait on its queue for ever."""
+    process = multiprocessing.parent_process()
+
+    def watch() -> None:
+        if process is not None:
+            wait([process.sentinel])
+        os._exit(0)
+
+    if process is not None and process.pid == parent:
+        threading.Thread(target=watch, name="kapok-offload-parent", daemon=True).start()
+
+
+def _warm(_prepare: Callable[[list[Envelope[Any]]], Any]) -> None:
+    """Run first: receiving ``_prepare`` imports its module; then the decoder is built."""
+    REGISTRY.adapter  # noqa: B018 (built here once rather than in the first batch)
+
+
+def _decode_and_prepare(
+    prepare: Callable[[list[Envelope[Any]]], Any],
+    source: str,
+    seqs: Sequence[int],
+    payloads: Sequence[bytes],
+) -> Any:
+    events = []
+    for seq, payload in zip(seqs, payloads, strict=True):
+        try:
+            events.append(REGISTRY.decode_at(payload, source, seq))
+        except UndecodableEvent:
+            return None  # the runner dead-letters it, and applies the rest itself
+    return prepare(events)
