@@ -61,6 +61,7 @@ def _is_infrastructure(error: BaseException) -> bool:
 @dataclass(slots=True)
 class SourceStats:
     applied: int = 0
+    prepared_elsewhere: int = 0  # of those applied, how many the offload's worker prepared
     skipped: int = 0
     dead_letters: int = 0
     checkpoint: int = 0
@@ -431,6 +432,7 @@ class ConsumerRunner:
             if _is_infrastructure(error):
                 raise
             return False  # rolled back whole: applied event by event, the culprit is found
+        self.stats[source].prepared_elsewhere += len(fresh)
         return True
 
     def _decode(self, source: str, delivery: _Delivery) -> Envelope[Any] | str:

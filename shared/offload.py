@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.registry import REGISTRY, UndecodableEvent
+from shared.runtime import tune_gc
 
 log = logging.getLogger("kapok.offload")
 
@@ -122,8 +123,11 @@ def _exit_with(parent: int) -> None:
 
 
 def _warm(_prepare: Callable[[list[Envelope[Any]]], Any]) -> None:
-    """Run first: receiving ``_prepare`` imports its module; then the decoder is built."""
+    """Run first: receiving ``_prepare`` imports its module; then the decoder is built, and
+    the collector tuned as in every Kapok process (without it, decoding and folding a batch
+    here took twice as long: 25 µs an event against 12.6, measured)."""
     REGISTRY.adapter  # noqa: B018 (built here once rather than in the first batch)
+    tune_gc()
 
 
 def _decode_and_prepare(

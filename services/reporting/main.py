@@ -59,7 +59,7 @@ async def running(
     *,
     batch: int = 2500,
     totals_bucket: bool = True,
-    offload: bool = True,
+    offload_from: int | None = 200,
 ) -> AsyncIterator[Running]:
     """Start the consumer (and the KV bucket's publisher) in the background; stop them and
     close everything on exit.
@@ -68,7 +68,10 @@ async def running(
     batches are what arrives within milliseconds). A batch costs about 4 ms of CPU whatever its
     size (its statements' trips to SQLite's thread, the checkpoint, the commit): 2,500 spreads
     that to under 2 µs an event (the live fold 13% faster than at 1,000 when measured; 5,000
-    was slower again and held 310 MB), for about 65 MB more memory than 1,000."""
+    was slower again and held 310 MB), for about 65 MB more memory than 1,000.
+
+    ``offload_from``: batches of the stateless sources from this many events are decoded and
+    folded in a worker process (`_offload`); None: all in this process."""
     # Not durable on SQLite (synchronous=NORMAL): the counters commit with their checkpoint,
     # so a power loss can only take the last batches back, whole, and the runner then folds
     # them again from the bus (its durable is re-created from the checkpoint when the server
@@ -92,7 +95,7 @@ async def running(
             sources=list(PRODUCERS),
             handler=apply_batch,
             batch=batch,
-            offload=_offload() if offload else None,
+            offload=_offload(offload_from),
         )
         await runner.setup()
         task = asyncio.create_task(runner.run(), name="reporting-consumer")
@@ -112,16 +115,18 @@ async def running(
         await db.dispose()
 
 
-def _offload() -> Offload | None:
-    """The stateless sources' catching-up batches decoded and folded in a worker process
-    (`shared/offload.py`), where there is a core for it: the fold ran at about half the raw
-    pull's rate in one process, its decoding and folding two thirds of its time."""
-    if processes_wanted(None) < 2:
+def _offload(min_batch: int | None) -> Offload | None:
+    """The stateless sources' batches of at least ``min_batch`` events (catching up) decoded
+    and folded in a worker process (`shared/offload.py`), where there is a core for it: in one
+    process, the fold ran at about half the raw pull's rate, two thirds of its time decoding
+    and folding."""
+    if min_batch is None or processes_wanted(None) < 2:
         return None
     return Offload(
         prepare=fold_elsewhere,
         write=write_folded,
         sources=frozenset(PRODUCERS) - ORDERED_SOURCES,
+        min_batch=min_batch,
     )
 
 

@@ -130,6 +130,7 @@ def build_app(reporting: Reporting) -> FastAPI:
                 "checkpoint": s.checkpoint,
                 "last_seq": s.last_seq,
                 "applied": s.applied,
+                "prepared_elsewhere": s.prepared_elsewhere,
                 "dead_letters": s.dead_letters,
             }
             for source, s in runner.stats.items()

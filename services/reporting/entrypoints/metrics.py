@@ -107,6 +107,12 @@ def render(rows: Iterable[Mapping[str, Any]], stats: Mapping[str, SourceStats] |
             ("consumer_checkpoint", "gauge", "Last stream sequence applied", "checkpoint"),
             ("events_applied_total", "counter", "Events applied since start", "applied"),
             (
+                "events_prepared_elsewhere_total",
+                "counter",
+                "Of the events applied since start, those decoded and folded in the worker",
+                "prepared_elsewhere",
+            ),
+            (
                 "events_skipped_total",
                 "counter",
                 "Redelivered events skipped since start",
