@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from bench.procs import cpu_seconds
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -142,12 +144,6 @@ async def keep_alive(
 def created(head: bytes, answer: bytes) -> None:
     """``answered`` for ``keep_alive`` when every request must be answered 201."""
     assert head.startswith(b"HTTP/1.1 201"), (head + answer)[:300]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU a process (all its threads) has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def with_cpu(pid: int, run: Awaitable[dict[str, float]]) -> dict[str, float]:

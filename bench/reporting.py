@@ -16,7 +16,8 @@ On its own nats-server (nats-server's default fsync unless ``--nats-sync always`
    (`bench.pull.raw_pull_no_ack`) over the three streams; the live fold: `kapok serve reporting` as
    its own process, fresh database, timed from its durables' creation until every stream is
    acknowledged to its end (read from the server's consumer info, which costs the process
-   nothing), its resident memory sampled along the way; the audit replay
+   nothing), its resident memory sampled along the way (its fold worker's CPU and memory,
+   `shared/offload.py`, added to its own); the audit replay
    (`services.reporting.audit.replay`, what `kapok audit replay` runs) as its own process,
    which folds stretches of the longest stream in processes of its own, one per core (their
    CPU and peak memory are added to its own). The replay's figures must equal the live
@@ -60,8 +61,8 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from bench import load, pull
+from bench.procs import family_cpu_seconds, family_kib
 from bench.reporting_data import OwnStore, fill
-from bench.reporting_replay import family_cpu_seconds, family_kib
 from services.reporting.entrypoints.http import today
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming

@@ -12,64 +12,16 @@ the replay started for stretches of the streams, whose CPU time is counted too.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
 import orjson
 
+from bench.procs import cpu_seconds, status_kib
 from services.reporting.audit import replay
 from shared.bus.naming import Naming
 from shared.runtime import connect, tune_gc
 from shared.settings import PRODUCERS, Settings
-
-
-def cpu_seconds(pid: str = "self") -> float:
-    """User plus system CPU time of a process, all its threads, from ``/proc/<pid>/stat``
-    (0 if unreadable): what the machine's cores paid, whatever else ran beside."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def status_kib(field: str, pid: str = "self") -> int:
-    """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM) in KiB; 0 if unreadable."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def family(pid: str) -> list[str]:
-    """A process and its descendants (the live service's fold worker, say), from ``/proc``."""
-    children: dict[str, list[str]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue
-        children.setdefault(parent, []).append(stat.parent.name)
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
-def family_cpu_seconds(pid: str) -> float:
-    """`cpu_seconds` of a process and its descendants: those that have ended do not count."""
-    return sum(cpu_seconds(member) for member in family(pid))
-
-
-def family_kib(field: str, pid: str) -> int:
-    """`status_kib` added up over a process and its descendants (for VmHWM an upper bound
-    of their peak together)."""
-    return sum(status_kib(field, member) for member in family(pid))
 
 
 async def run() -> dict[str, object]:

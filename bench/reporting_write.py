@@ -40,8 +40,8 @@ import asyncpg
 import orjson
 from sqlalchemy import text
 
+from bench.procs import cpu_seconds
 from bench.reporting_data import History
-from bench.reporting_replay import cpu_seconds
 from services.reporting.adapters.counters import KEY_COLUMNS, CounterStore, apply_batch
 from services.reporting.domain.fold import Fold
 from shared.contracts import REGISTRY

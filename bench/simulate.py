@@ -29,6 +29,7 @@ import httpx
 import nats
 
 from bench.load import free_port
+from bench.procs import cpu_seconds, family_cpu_seconds, family_kib, status_kib
 from kapok.simulate.client import Client
 from kapok.simulate.guangzhou2020 import Scenario, wait_for_report
 from kapok.up import running
@@ -42,19 +43,10 @@ def say(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process (and its waited-for children), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory so far (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def _cpu(name: str, pid: int) -> float:
+    """A service's CPU with its worker processes'; `kapok up`'s alone (its descendants are
+    the services, counted each on its own)."""
+    return cpu_seconds(pid) if name == "up" else family_cpu_seconds(pid)
 
 
 def processes(data_dir: Path) -> dict[str, int]:
@@ -115,7 +107,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         await until_up(data_dir, ports)
         start_up = time.perf_counter() - spawned
         pids = processes(data_dir)
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        before = {name: _cpu(name, pid) for name, pid in pids.items()}
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
         scale = Decimal(args.scale)
         scenario = Scenario(args.seed, scale)
@@ -127,9 +119,11 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         say(f"{client.requests:,} requests answered in {played:.1f}s; waiting for reporting")
         ok, figures = await wait_for_report(urls["reporting"], scenario.target, within_s=600)
         shown = time.perf_counter() - started
-        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        peaks = {name: peak_rss_mb(pid) for name, pid in pids.items() if name != "up"}
-        peaks["simulator"] = peak_rss_mb(os.getpid())
+        after = {name: _cpu(name, pid) for name, pid in pids.items()}
+        peaks = {
+            name: family_kib("VmHWM", pid) / 1024 for name, pid in pids.items() if name != "up"
+        }
+        peaks["simulator"] = status_kib("VmHWM") / 1024
         bench_cpu = sum(os.times()[:2])
         events = await events_on_bus(nats_port)
     finally:
