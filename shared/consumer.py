@@ -12,6 +12,11 @@ cannot be decoded, or on which the handler keeps failing, is published to the de
 stream with the reason (awaiting the server's ack), counted in the checkpoint row, and
 stepped over, so it never blocks the stream. Infrastructure failures (the database or NATS
 unreachable) are not the message's fault: the batch is kept and retried, never dead-lettered.
+
+With an `Offload` (`shared/offload.py`), the batches of the sources it names, from a size on,
+are decoded and prepared in a worker process while the runner receives the next batch and
+commits the previous one; what the worker made is written in the same transaction as the
+checkpoint. A batch the worker cannot prepare whole is applied here, event by event, as above.
 """
 
 from __future__ import annotations
@@ -426,8 +431,9 @@ class ConsumerRunner:
             return False
         write = self.offload.write
         try:
-            await self._commit(source, [], fresh[-1].seq, write=lambda conn: write(conn, result),
-                               applied=len(fresh))  # fmt: skip
+            await self._commit(
+                source, [], fresh[-1].seq, write=lambda c: write(c, result), applied=len(fresh)
+            )
         except Exception as error:
             if _is_infrastructure(error):
                 raise

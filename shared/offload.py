@@ -58,14 +58,15 @@ class Offload:
 
 
 class Worker:
-    """One worker process, started when first asked for, about half a second of imports later
-    ready; until then (and after it died, until it is started again) it takes nothing, and
+    """One worker process, started when first asked for and ready a second or so of imports
+    later; until then (and after it died, until it is started again) it takes nothing, and
     the runner does the work itself."""
 
     def __init__(self, prepare: Callable[[list[Envelope[Any]]], Any]) -> None:
         self._prepare = prepare
         self._pool: ProcessPoolExecutor | None = None
         self._ready: Future[None] | None = None
+        self._unusable = False
 
     async def ready(self) -> None:
         """Start the worker now, and return once it takes work."""
@@ -86,12 +87,22 @@ class Worker:
     ) -> asyncio.Future[Any] | None:
         """What ``prepare`` makes of these deliveries (None in it: the worker could not),
         or None now if the worker is not ready."""
+        if self._unusable:
+            return None
         self._start()
         assert self._pool is not None and self._ready is not None
         if not self._ready.done():
             return None
         try:
             self._ready.result()
+        except Exception:
+            # It never started (its prepare function's module fails to import there, say):
+            # the runner does the work itself from now on, as on a machine with one core.
+            log.exception("offload: the worker cannot start; batches are applied in process")
+            self.close()
+            self._unusable = True
+            return None
+        try:
             work = self._pool.submit(_decode_and_prepare, self._prepare, source, seqs, payloads)
         except BrokenProcessPool as error:
             log.warning("offload: the worker process is gone (%s); a new one is started", error)

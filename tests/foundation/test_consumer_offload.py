@@ -212,6 +212,43 @@ async def test_a_worker_killed_half_way_is_replaced_and_nothing_is_lost_or_doubl
     await reporting_db.dispose()
 
 
+class PrepareThatCannotStart:
+    """Travels to the worker, and fails there on arrival (as a prepare function whose module
+    cannot be imported there would)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _cannot_start, ()
+
+    def __call__(self, events: list[Envelope[Any]]) -> Any:
+        raise AssertionError("never called")
+
+
+def _cannot_start() -> None:
+    raise RuntimeError("no such module here")
+
+
+async def test_a_worker_that_cannot_start_leaves_every_batch_to_the_runner(
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await published(store, nc, naming, 600)
+    runner = await runner_on(reporting_db, nc, naming, batch=100, prepare=PrepareThatCannotStart())
+    with pytest.raises(Exception):  # noqa: B017 (whatever the pool makes of it)
+        await runner.start_worker()
+
+    await runner.drain("hotline")
+
+    assert await rows(reporting_db) == [(p, os.getpid()) for p in range(1, 601)]
+    assert [r.message for r in caplog.records if "cannot start" in r.message] == [
+        "offload: the worker cannot start; batches are applied in process"
+    ]
+    runner.close()
+    await reporting_db.dispose()
+
+
 def test_the_worker_ends_when_the_runners_process_is_killed() -> None:
     script = textwrap.dedent(
         """
