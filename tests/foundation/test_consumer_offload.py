@@ -130,6 +130,34 @@ async def test_small_batches_and_those_before_the_worker_is_ready_are_applied_in
     await reporting_db.dispose()
 
 
+async def test_redelivered_events_are_skipped_and_the_fresh_rest_of_their_batch_applied_once(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+) -> None:
+    await published(store, nc, naming, 500)
+    first = await runner_on(reporting_db, nc, naming, batch=300)
+    await first.start_worker()
+    await first.drain("hotline")
+    first.close()
+    # Everything delivered again from the start, as to a consumer whose acks were lost, and
+    # 300 events more: one batch holds both old and new ones.
+    await store.append_all(calls(500, 300), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
+    js = nc.jetstream()
+    await js.delete_consumer(naming.stream("hotline"), "reporting")
+    await js.add_consumer(naming.stream("hotline"), first._consumer_config(start=1))
+
+    again = await runner_on(reporting_db, nc, naming, batch=300)
+    await again.start_worker()
+    await again.drain("hotline")
+
+    applied_rows = await rows(reporting_db)
+    assert [p for p, _ in applied_rows] == list(range(1, 801))
+    assert again.stats["hotline"].skipped == 500 and again.stats["hotline"].applied == 300
+    assert again.stats["hotline"].prepared_elsewhere > 0
+    again.close()
+    await reporting_db.dispose()
+
+
 async def test_a_batch_the_worker_fails_is_applied_in_process_and_the_culprit_dead_lettered(
     store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
 ) -> None:
