@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import uvicorn
 from nats.aio.client import Client as NATS
 
 from services.reporting.adapters.counters import (
@@ -34,6 +33,7 @@ from shared.consumer import ConsumerRunner
 from shared.eventstore.database import Database
 from shared.offload import Offload
 from shared.runtime import connect, disconnect, provision, tune_gc
+from shared.service.process import HttpServer, http_config
 from shared.settings import PRODUCERS, Settings
 
 SERVICE = "reporting"
@@ -145,21 +145,10 @@ def _consumer_ended(task: asyncio.Task[None]) -> None:
         log.critical("reporting consumer stopped: %r", task.exception())
 
 
-class _HttpServer(uvicorn.Server):
-    """uvicorn without its own signal handling: `serve` owns the signals and cleans up."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     async with running(settings) as parts:
         tune_gc()  # as every Kapok service does once started (shared/runtime.py)
-        config = uvicorn.Config(
-            build_app(parts.reporting), host=host, port=port, log_level="info", lifespan="off"
-        )
-        server = _HttpServer(config)
+        server = HttpServer(http_config(build_app(parts.reporting), host, port))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
@@ -50,15 +49,14 @@ ACCESS_LOG = "KAPOK_ACCESS_LOG"
 
 
 def access_log() -> bool:
-    """uvicorn's access log, a line per request: off unless ``KAPOK_ACCESS_LOG`` is 1, true
-    or yes. What a command did is recorded in its events (actor, correlation id) and refusals
-    are answered to the caller; the line cost 6-9% of a single command's CPU when measured,
-    written synchronously from the event loop. Errors are logged either way."""
-    return os.environ.get(ACCESS_LOG, "").strip().lower() in ("1", "true", "yes")
+    """uvicorn's access log (`Settings.access_log`, ``KAPOK_ACCESS_LOG=1``): off by default.
+    Errors are logged either way."""
+    return Settings().access_log
 
 
 def http_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    """How a service serves HTTP (and bench/hotline.py's bare endpoint, for a fair ratio)."""
+    """How every service serves HTTP (and bench/hotline.py's bare endpoint, for a fair
+    ratio)."""
     return uvicorn.Config(
         app, host=host, port=port, log_level="info", access_log=access_log(), lifespan="off"
     )
