@@ -20,7 +20,8 @@ import orjson
 from bench.procs import cpu_seconds, status_kib
 from services.reporting.audit import replay
 from shared.bus.naming import Naming
-from shared.runtime import connect, tune_gc
+from shared.collector import tune_gc
+from shared.runtime import connect
 from shared.settings import PRODUCERS, Settings
 
 

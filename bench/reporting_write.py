@@ -11,7 +11,7 @@ pull them in catch-up, with `services.reporting.adapters.counters.apply_batch` i
 fresh database of that server, dropped after).
 
 CPU time, not wall time (the machine is shared): ``time.process_time`` covers aiosqlite's
-thread too. Garbage collection is tuned as in the service (`shared.runtime.tune_gc`). Per
+thread too. Garbage collection is tuned as in the service (`shared.collector.tune_gc`). Per
 event it prints the whole transaction (fold, write, commit), the fold alone (the same
 batches folded in memory), their difference (the write), the write in the first and last
 thirds (the table grows), and the counter rows written per event. On PostgreSQL the server's
@@ -44,10 +44,10 @@ from bench.procs import cpu_seconds
 from bench.reporting_data import History
 from services.reporting.adapters.counters import KEY_COLUMNS, CounterStore, apply_batch
 from services.reporting.domain.fold import Fold
+from shared.collector import tune_gc
 from shared.contracts import REGISTRY
 from shared.contracts.envelope import Envelope
 from shared.eventstore.database import Database
-from shared.runtime import tune_gc
 
 SERVICES = ["calls_received", "follow_ups_completed"]
 

@@ -29,8 +29,8 @@ from bench.report import Row, compute_ratios, durability, load, machine, table, 
 from shared.bus.embedded import EmbeddedNats, Sync
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
+from shared.collector import tune_gc
 from shared.eventstore import EventStore
-from shared.runtime import tune_gc
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TARGET = 0.5  # relay ≥ 0.5 × raw publish, runner ≥ 0.5 × raw pull
@@ -246,7 +246,7 @@ async def bench(args: argparse.Namespace) -> int:
         say(f"filling a SQLite event store with {n:,} events (append_all, chunks of 5000) …")
         stores[False] = await fill_store(work / "events.db", n)
         stores[True] = await fill_store(work / "warm.db", max(200, min(5000, n // 10)))
-        tune_gc()  # as every Kapok service does once started (shared/runtime.py)
+        tune_gc()  # as every Kapok service does once started (shared/collector.py)
         data = Data(stores, {warm: await messages(store) for warm, store in stores.items()})
         say(f"stores filled in {time.perf_counter() - began:.1f} s")
         if not args.no_postgres:

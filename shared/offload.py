@@ -26,13 +26,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from shared.collector import tune_gc
 from shared.contracts.envelope import Envelope
 from shared.contracts.registry import REGISTRY, UndecodableEvent
-from shared.runtime import tune_gc
+
+if TYPE_CHECKING:  # the worker imports this module: no database code in it
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 log = logging.getLogger("kapok.offload")
 

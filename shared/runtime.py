@@ -1,11 +1,9 @@
-"""What every Kapok process does with NATS and its own interpreter: a connection that never
-gives up, the streams provisioned, a shutdown that never fails on the bus being away, and a
-garbage collector tuned for batches of events. `shared.service.process.serve` composes them
-with the store and the relay."""
+"""What every Kapok process does with NATS: a connection that never gives up, the streams
+provisioned, a shutdown that never fails on the bus being away. `shared.service.process.serve`
+composes them with the store, the relay and the collector's tuning (`shared.collector`)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 
 import nats
@@ -16,18 +14,6 @@ from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.settings import PRODUCERS, Settings
 
 log = logging.getLogger("kapok.runtime")
-
-
-def tune_gc() -> None:
-    """Call once a service has started. Decoding a batch of events allocates thousands of
-    objects, which set off full collections of the whole heap every few thousand events:
-    about a quarter of the consumer runner's CPU when measured. Freezing the start-up heap
-    and raising the first threshold cut that to a few percent. At 500,000 (was 50,000) a
-    young collection seldom finds a batch of decoded events still alive, to be walked again
-    as they age: the live fold about 6% faster when measured (batches of 2,500). Only
-    reference cycles wait for it; everything else is freed as it is dropped."""
-    gc.freeze()
-    gc.set_threshold(500_000, 20, 20)
 
 
 async def connect(settings: Settings, name: str) -> NATS:

@@ -48,9 +48,9 @@ from services.reporting.slices import (
 )
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
+from shared.collector import tune_gc
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
 from shared.contracts.envelope import Envelope
-from shared.runtime import tune_gc
 
 Progress = Callable[[str, int, int], None]
 

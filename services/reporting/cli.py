@@ -9,7 +9,8 @@ from datetime import datetime
 from services.reporting.audit import audit_replay
 from services.reporting.entrypoints.http import BadRequest, parse_day
 from shared.bus.naming import Naming
-from shared.runtime import connect, tune_gc
+from shared.collector import tune_gc
+from shared.runtime import connect
 from shared.settings import PRODUCERS, Settings
 
 
@@ -27,7 +28,7 @@ def run_audit_replay(as_of: str | None, known_at: str | None, url: str | None) -
 
     async def run() -> int:
         nc = await connect(settings, "audit")
-        tune_gc()  # folding allocates as the live consumer does (shared/runtime.py)
+        tune_gc()  # folding allocates as the live consumer does (shared/collector.py)
         try:
             return await audit_replay(
                 nc, Naming.of(settings), PRODUCERS, as_of=day, known_at=moment, live_url=url

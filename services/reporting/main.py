@@ -17,22 +17,18 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 
-from services.reporting.adapters.counters import (
-    CounterStore,
-    apply_batch,
-    fold_elsewhere,
-    write_folded,
-)
+from services.reporting.adapters.counters import CounterStore, apply_batch, write_folded
 from services.reporting.adapters.kv import open_bucket, publish_totals
 from services.reporting.adapters.tables import CONSUMER
-from services.reporting.domain.fold import ORDERED_SOURCES
+from services.reporting.domain.fold import ORDERED_SOURCES, fold_stateless
 from services.reporting.entrypoints.http import Reporting, build_app
 from services.reporting.slices import processes_wanted
 from shared.bus.naming import Naming
+from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
 from shared.eventstore.database import Database
 from shared.offload import Offload
-from shared.runtime import connect, disconnect, provision, tune_gc
+from shared.runtime import connect, disconnect, provision
 from shared.service.process import HttpServer, http_config
 from shared.settings import PRODUCERS, Settings
 
@@ -123,7 +119,7 @@ def _offload(min_batch: int | None) -> Offload | None:
     if min_batch is None or processes_wanted(None) < 2:
         return None
     return Offload(
-        prepare=fold_elsewhere,
+        prepare=fold_stateless,
         write=write_folded,
         sources=frozenset(PRODUCERS) - ORDERED_SOURCES,
         min_batch=min_batch,
@@ -147,7 +143,7 @@ def _consumer_ended(task: asyncio.Task[None]) -> None:
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     async with running(settings) as parts:
-        tune_gc()  # as every Kapok service does once started (shared/runtime.py)
+        tune_gc()  # as every Kapok service does once started (shared/collector.py)
         server = HttpServer(http_config(build_app(parts.reporting), host, port))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

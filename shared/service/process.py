@@ -23,8 +23,9 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
+from shared.collector import tune_gc
 from shared.relay import OutboxRelay
-from shared.runtime import connect, disconnect, provision, tune_gc
+from shared.runtime import connect, disconnect, provision
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.nats import build_broker, start

@@ -45,7 +45,6 @@ __all__ = [
     "KEY_COLUMNS",
     "CounterStore",
     "apply_batch",
-    "fold_elsewhere",
     "metric_totals",
     "write_folded",
 ]
@@ -76,19 +75,9 @@ async def add_totals(conn: AsyncConnection, increments: Mapping[Key, int]) -> No
     await upserts.upsert(conn, metric_totals, ("metric", "value"), list(by_metric.items()))
 
 
-def fold_elsewhere(events: list[Envelope[Any]]) -> dict[tuple[Any, ...], int]:
-    """A batch of a source whose fold keeps no state (`fold.ORDERED_SOURCES` are the others),
-    folded in the consumer's worker process (`shared/offload.py`): its increments, as plain
-    tuples, which cross the process boundary for a fraction of what named tuples cost."""
-    fold = Fold()
-    fold.apply_all(events)
-    if fold.open_requests:
-        raise ValueError("an aid request in a batch folded without the open requests")
-    return {tuple(key): value for key, value in fold.increments.items()}
-
-
 async def write_folded(conn: AsyncConnection, increments: Mapping[tuple[Any, ...], int]) -> None:
-    """`fold_elsewhere`'s increments written in the consumer's transaction."""
+    """`fold.fold_stateless`'s increments (made in the consumer's worker process) written in
+    the consumer's transaction."""
     keyed = {_new(Key, key): value for key, value in increments.items()}
     await upsert(conn, keyed)
     await add_totals(conn, keyed)

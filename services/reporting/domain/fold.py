@@ -452,3 +452,15 @@ def totals(increments: Mapping[Key, int], as_of: date | None = None) -> dict[str
         if as_of is None or key.day <= as_of:
             out[key.metric] += value
     return dict(out)
+
+
+def fold_stateless(events: list[Envelope[Any]]) -> dict[tuple[Any, ...], int]:
+    """A batch of a source whose fold keeps no state (not one of `ORDERED_SOURCES`), as the
+    live fold's worker process folds it (`shared/offload.py`): the increments, keyed by plain
+    tuples, which cross to the service's process for a fraction of what named tuples cost.
+    Defined here, with no I/O imported, so that the worker imports no database code."""
+    fold = Fold()
+    fold.apply_all(events)
+    if fold.open_requests:
+        raise ValueError("an aid request in a batch folded without the open requests")
+    return {tuple(key): value for key, value in fold.increments.items()}
