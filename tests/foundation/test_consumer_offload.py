@@ -20,6 +20,7 @@ import nats
 import orjson
 import pytest
 from harness.calls import calls
+from harness.processes import alive, children
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -298,33 +299,14 @@ def test_the_worker_ends_when_the_runners_process_is_killed() -> None:
         env={**os.environ, "PYTHONPATH": str(root)},
     )  # fmt: skip
     assert process.stdout is not None
-    parent = process.stdout.readline().strip()
-    workers = _children(parent)
+    parent = int(process.stdout.readline())
+    workers = children(parent)
     assert workers, "no worker process was started"
 
     process.kill()
     process.wait(timeout=10)
 
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in workers), "the worker outlived the runner's process"
-
-
-def _children(pid: str) -> list[str]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == pid:
-                found.append(stat.parent.name)
-        except (OSError, IndexError):
-            continue
-    return found
-
-
-def _alive(pid: str) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z"  # a zombie has ended; its parent (init, here) reaps it
+    assert not any(alive(pid) for pid in workers), "the worker outlived the runner's process"

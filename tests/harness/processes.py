@@ -91,3 +91,32 @@ async def until_answering(
         return (await client.get("/openapi.json")).status_code == 200
 
     await wait_for("kapok serve answered HTTP", answers, seconds)
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started that are still there (Linux ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, not ended (a zombie has ended: its parent has only not reaped it yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def until_gone(pids: list[int], seconds: float = 10) -> bool:
+    """Whether every one of ``pids`` has ended within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        await asyncio.sleep(0.1)
+    return not any(alive(pid) for pid in pids)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+from harness.processes import children, serve, serve_env, stop, until_gone
 from reporting_parts import producers
 from reporting_stories import aid_delivered, aid_requested, at, call, funds_received
 
@@ -99,3 +100,33 @@ async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_e
             process.send_signal(signal.SIGINT)
             assert await asyncio.wait_for(process.wait(), 30) == 0
             log.close()
+
+
+async def test_the_served_fold_hands_catching_up_to_its_worker_which_ends_with_the_service(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = serve_env(settings, tmp_path / "data")
+    async with producers(settings, tmp_path) as bus:
+        # Given a backlog, whose first batch starts the worker,
+        await bus.record("hotline", [call(i, at(1 + i % 8)) for i in range(300)])
+        process = await serve("reporting", env, tmp_path / "serve.log", port)
+        try:
+            await until_ready(base, process, 300)
+            workers = children(process.pid)
+            assert workers, "no worker process was started for the backlog"
+            await asyncio.sleep(2)  # it is ready well within this
+            # when more arrives at once than a quiet stream brings,
+            await bus.record("hotline", [call(i, at(2)) for i in range(300, 900)])
+            await until_ready(base, process, 900)
+            async with httpx.AsyncClient() as client:
+                health = (await client.get(f"{base}/api/health")).json()
+                figures = (await client.get(f"{base}/api/report")).json()["figures"]
+            # then the worker folded some of it, every call counted once,
+            assert health["streams"]["hotline"]["prepared_elsewhere"] > 0
+            assert figures["services_given"] == 900
+        finally:
+            # and a stopped service leaves no process behind.
+            assert await stop(process, 30) == 0
+    assert await until_gone(workers)
