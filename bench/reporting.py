@@ -4,6 +4,7 @@ HTTP response to its counter in ``/api/counters``.
 
     .venv/bin/python -m bench.reporting [--events 1000000] [--rounds 1] [--seconds 20]
                                         [--rate 500] [--json PATH] [--quick]
+                                        [--postgres postgresql+asyncpg://…/test]
 
 On its own nats-server (nats-server's default fsync unless ``--nats-sync always``):
 
@@ -63,6 +64,7 @@ from nats.js.errors import NotFoundError
 from bench import load, pull
 from bench.procs import family_cpu_seconds, family_kib
 from bench.reporting_data import OwnStore, fill
+from bench.run import Postgres
 from services.reporting.entrypoints.http import today
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
@@ -373,6 +375,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="kapok-bench-reporting-"))
     rounds: list[Round] = []
     processes: list[asyncio.subprocess.Process] = []
+    databases: list[Postgres] = []  # the live fold's, one a round (--postgres)
     try:
         with EmbeddedNats(work / "nats", port=0, sync=args.nats_sync) as server:
             nc = await nats.connect(server.url)
@@ -397,10 +400,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         processes.remove(reporting[0])
                     data = work / f"round{n}"
                     data.mkdir()
-                    round_env = {
-                        **env,
-                        "KAPOK_DATABASE_URL": f"sqlite+aiosqlite:///{data / 'reporting.db'}",
-                    }
+                    database = f"sqlite+aiosqlite:///{data / 'reporting.db'}"
+                    if args.postgres:
+                        databases.append(Postgres(args.postgres))
+                        await databases[-1].create()
+                        database = databases[-1].url
+                    round_env = {**env, "KAPOK_DATABASE_URL": database}
                     reporting = await live_fold(nc, naming, total, round_env, data, r)
                     processes.append(reporting[0])
                     replayed = await audit_replay(env, data, r)
@@ -424,6 +429,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for process in processes:
                     if process.returncode is None:
                         await load.stop(process)
+                for database in databases:
+                    await database.drop()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -443,7 +450,8 @@ def report(
     load_avg = os.getloadavg()[0]
     print(
         f"reporting benchmark: {total:,} events (HOTLINE, AID, DONATION), {len(rounds)} round(s), "
-        f"{os.cpu_count()} cores, load {load_avg:.1f}, nats-server fsync {args.nats_sync}"
+        f"{os.cpu_count()} cores, load {load_avg:.1f}, nats-server fsync {args.nats_sync}, "
+        f"live counters on {'PostgreSQL' if args.postgres else 'SQLite'}"
     )
     print(f"| {'measure':<46} | {'value':>15} | {'vs raw':>9} | {'target':>8} | met? |")
     print(f"|{'-' * 48}|{'-' * 17}|{'-' * 11}|{'-' * 10}|------|")
@@ -510,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="commands per second")
     parser.add_argument("--poll-ms", type=float, default=5.0, help="between /api/counters polls")
     parser.add_argument("--nats-sync", choices=["always", "default"], default="default")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="the live fold's counters in a fresh database a round on this PostgreSQL server "
+        "(postgresql+asyncpg://…; default: a SQLite file)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--quick", action="store_true", help="smoke: 20,000 events, 2 s")
