@@ -59,7 +59,7 @@ class Offload:
 
 
 class Worker:
-    """One worker process, started when first asked for and ready a second or so of imports
+    """One worker process, started when first asked for and ready about half a second of imports
     later; until then (and after it died, until it is started again) it takes nothing, and
     the runner does the work itself."""
 
