@@ -124,14 +124,15 @@ def _exit_with(parent: int) -> None:
     """The worker ends when the runner's process does, however it ended (killed included):
     otherwise it would wait on its queue for ever."""
     process = multiprocessing.parent_process()
+    if process is None or process.pid != parent:
+        return
+    sentinel = process.sentinel  # readable once the parent has ended
 
     def watch() -> None:
-        if process is not None:
-            wait([process.sentinel])
+        wait([sentinel])
         os._exit(0)
 
-    if process is not None and process.pid == parent:
-        threading.Thread(target=watch, name="kapok-offload-parent", daemon=True).start()
+    threading.Thread(target=watch, name="kapok-offload-parent", daemon=True).start()
 
 
 def _warm(_prepare: Callable[[list[Envelope[Any]]], Any]) -> None:
