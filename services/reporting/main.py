@@ -115,7 +115,7 @@ def _offload(min_batch: int | None) -> Offload | None:
     """The stateless sources' batches of at least ``min_batch`` events (catching up) decoded
     and folded in a worker process (`shared/offload.py`), where there is a core for it: in one
     process, the fold ran at about half the raw pull's rate, two thirds of its time decoding
-    and folding."""
+    and folding; with the worker, at 0.75-0.82 of it (README)."""
     if min_batch is None or processes_wanted(None) < 2:
         return None
     return Offload(

@@ -75,15 +75,15 @@ async def add_totals(conn: AsyncConnection, increments: Mapping[Key, int]) -> No
     await upserts.upsert(conn, metric_totals, ("metric", "value"), list(by_metric.items()))
 
 
+_new = tuple.__new__  # a `Key` from a plain tuple through tuple's own constructor, a C call
+
+
 async def write_folded(conn: AsyncConnection, increments: Mapping[tuple[Any, ...], int]) -> None:
     """`fold.fold_stateless`'s increments (made in the consumer's worker process) written in
     the consumer's transaction."""
     keyed = {_new(Key, key): value for key, value in increments.items()}
     await upsert(conn, keyed)
     await add_totals(conn, keyed)
-
-
-_new = tuple.__new__
 
 
 # Looked up by exact type: isinstance on a pydantic model class goes through its metaclass's
