@@ -35,7 +35,7 @@ from services.reporting.adapters.tables import (
     open_requests,
     rebuild_if_old,
 )
-from services.reporting.domain.fold import DIMENSIONS, Fold, Key
+from services.reporting.domain.fold import DIMENSIONS, Fold, Increments
 from shared.contracts.aid import AidCancelled, AidDelivered, AidRequested
 from shared.contracts.envelope import Envelope
 from shared.eventstore.database import Database
@@ -54,7 +54,7 @@ GROUPABLE = KEY_COLUMNS
 ROW_COLUMNS = ("metric_id", "day", "dims_id", "value")
 
 
-async def upsert(conn: AsyncConnection, increments: Mapping[Key, int]) -> int:
+async def upsert(conn: AsyncConnection, increments: Increments) -> int:
     """Add a batch's increments to their rows; returns how many rows it touched."""
     fast = upserts.compiled(conn.dialect, counter_days, ROW_COLUMNS)
     day = fast.processors.get(1) if fast is not None else None
@@ -63,7 +63,7 @@ async def upsert(conn: AsyncConnection, increments: Mapping[Key, int]) -> int:
     return len(rows)
 
 
-async def add_totals(conn: AsyncConnection, increments: Mapping[Key, int]) -> None:
+async def add_totals(conn: AsyncConnection, increments: Increments) -> None:
     """Add a batch's increments to the running totals per metric (a few dozen rows). A
     metric gets its row exactly when `upsert` writes one of its buckets (a non-zero
     increment), even if its batch sums to zero (a request opened and closed), so the totals
@@ -75,15 +75,11 @@ async def add_totals(conn: AsyncConnection, increments: Mapping[Key, int]) -> No
     await upserts.upsert(conn, metric_totals, ("metric", "value"), list(by_metric.items()))
 
 
-_new = tuple.__new__  # a `Key` from a plain tuple through tuple's own constructor, a C call
-
-
 async def write_folded(conn: AsyncConnection, increments: Mapping[tuple[Any, ...], int]) -> None:
     """`fold.fold_stateless`'s increments (made in the consumer's worker process) written in
-    the consumer's transaction."""
-    keyed = {_new(Key, key): value for key, value in increments.items()}
-    await upsert(conn, keyed)
-    await add_totals(conn, keyed)
+    the consumer's transaction, keyed as they came: not made into `Key`s again."""
+    await upsert(conn, increments)
+    await add_totals(conn, increments)
 
 
 # Looked up by exact type: isinstance on a pydantic model class goes through its metaclass's

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.reporting.adapters.tables import dims, metrics
-from services.reporting.domain.fold import DIMENSIONS, Key
+from services.reporting.domain.fold import DIMENSIONS, Increments
 from shared.eventstore.database import sqlite_driver
 
 Row = tuple[int, Any, int, int]  # metric_id, day (as bound), dims_id, value
@@ -40,7 +40,7 @@ class KeyIds:
     async def rows(
         self,
         conn: AsyncConnection,
-        increments: Mapping[Key, int],
+        increments: Increments,
         day: Callable[[date], Any] | None = None,
     ) -> list[Row]:
         """The batch's non-zero increments as rows, adding what the tables lack; ``day``

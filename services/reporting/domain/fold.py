@@ -95,6 +95,11 @@ class Key(NamedTuple):
     campaign: str = ""
 
 
+Increments = Mapping[Key, int] | Mapping[tuple[Any, ...], int]
+"""A batch's increments by `Key`, or by plain tuples in `Key`'s order (what the live fold's
+worker sends back, `fold_stateless`): the writes read a key by position only."""
+
+
 # The events whose fold reads or changes what earlier events left (the open aid requests):
 # their sources' histories must be folded whole and in order. Every other event only adds to
 # counters, which come out the same in any grouping (the audit replay cuts those streams into
