@@ -81,7 +81,8 @@ class _Delivery:
     data: bytes
     subject: bytes
     # Decoded as it arrives (or why it cannot be); None if it was already applied then, and
-    # so is skipped.
+    # so is skipped, or if its source's batches may go to the offload's worker (decoded
+    # there, or in `_apply` if the runner applies it itself).
     event: Envelope[Any] | str | None = None
 
 
@@ -287,7 +288,8 @@ class ConsumerRunner:
             # Each read's deliveries are decoded as they arrive, while the rest of the batch
             # is still on its way, and while their bytes are fresh in the cache: the batch
             # is then ready to fold when its last delivery is in. The checkpoint only grows,
-            # so what is fresh when applied was decoded here.
+            # so what is fresh when applied was decoded here (unless `decode_on_arrival` is
+            # off for this source).
             for subject, reply, data, _ in frames:
                 if not reply:
                     # A status (404 no messages, 408 expired, 409 consumer changed): the pull
