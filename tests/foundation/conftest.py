@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import nats
+import orjson
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
@@ -53,5 +55,25 @@ def stream_messages(nc: NATS, naming: Naming) -> Callable[[], object]:
             await js.get_msg(naming.stream("hotline"), seq=seq)
             for seq in range(1, info.state.last_seq + 1)
         ]
+
+    return read
+
+
+@pytest.fixture
+def reporting_db(database_url: str) -> Database:
+    """A consumer's own database, of the same kind as the producer's under test."""
+    return Database(database_url.replace("x.db", "reporting.db"))
+
+
+@pytest.fixture
+def last_dead_letter(nc: NATS, naming: Naming) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """The entry the consumer named "reporting" last published to the dead letters."""
+
+    async def read() -> dict[str, Any]:
+        entry = await nc.jetstream().get_last_msg(
+            naming.dead_letter_stream, naming.dead_letter_subject("reporting")
+        )
+        letter: dict[str, Any] = orjson.loads(entry.data)
+        return letter
 
     return read

@@ -12,14 +12,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import nats
-import orjson
 import pytest
-from harness.calls import calls
+from harness.calls import calls, published
 from harness.processes import alive, children
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -76,11 +75,6 @@ async def rows(db: Database) -> list[tuple[int, int]]:
         return [(int(p), int(pid)) for p, pid in result]
 
 
-async def published(store: EventStore, nc: nats.NATS, naming: Naming, count: int) -> None:
-    await store.append_all(calls(0, count), Context())
-    await OutboxRelay(store, nc, naming).publish_pending()
-
-
 async def runner_on(db: Database, nc: nats.NATS, naming: Naming, **kw: Any) -> ConsumerRunner:
     await db.create_schema(state)
     offload = Offload(prepare=kw.pop("prepare", prepare), write=kw.pop("write", write),
@@ -91,11 +85,6 @@ async def runner_on(db: Database, nc: nats.NATS, naming: Naming, **kw: Any) -> C
     )  # fmt: skip
     await runner.setup()
     return runner
-
-
-@pytest.fixture
-def reporting_db(database_url: str) -> Database:
-    return Database(database_url.replace("x.db", "reporting.db"))
 
 
 async def test_the_worker_prepares_each_batch_once_in_order_with_its_checkpoint(
@@ -160,7 +149,11 @@ async def test_redelivered_events_are_skipped_and_the_fresh_rest_of_their_batch_
 
 
 async def test_a_batch_the_worker_fails_is_applied_in_process_and_the_culprit_dead_lettered(
-    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
 ) -> None:
     await published(store, nc, naming, 1000)
     runner = await runner_on(
@@ -177,20 +170,18 @@ async def test_a_batch_the_worker_fails_is_applied_in_process_and_the_culprit_de
     assert here == list(range(here[0], here[-1] + 1)) and len(here) > 1
     assert len(here) < 1000, "the worker prepared none"
     assert runner.stats["hotline"].dead_letters == 1
-    letter = orjson.loads(
-        (
-            await nc.jetstream().get_last_msg(
-                naming.dead_letter_stream, naming.dead_letter_subject("reporting")
-            )
-        ).data
-    )
+    letter = await last_dead_letter()
     assert letter["stream_seq"] == TRAP and f"a bug at position {TRAP}" in letter["reason"]
     runner.close()
     await reporting_db.dispose()
 
 
 async def test_an_event_out_of_its_place_in_a_worker_batch_is_dead_lettered(
-    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
 ) -> None:
     await published(store, nc, naming, 600)
     js = nc.jetstream()
@@ -204,13 +195,7 @@ async def test_an_event_out_of_its_place_in_a_worker_batch_is_dead_lettered(
     assert [p for p, _ in await rows(reporting_db)] == list(range(1, 601))
     assert runner.stats["hotline"].dead_letters == 1
     assert runner.stats["hotline"].checkpoint == 601
-    letter = orjson.loads(
-        (
-            await js.get_last_msg(
-                naming.dead_letter_stream, naming.dead_letter_subject("reporting")
-            )
-        ).data
-    )
+    letter = await last_dead_letter()
     assert letter["stream_seq"] == 601 and "not from the hotline outbox" in letter["reason"]
     runner.close()
     await reporting_db.dispose()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import nats
 import orjson
 import pytest
-from harness.calls import CST, NANZHOU, calls
+from harness.calls import CST, NANZHOU, calls, published
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -63,11 +63,6 @@ async def dead_letters_counted(db: Database, name: str) -> int:
         )
 
 
-async def published(store: EventStore, nc: nats.NATS, naming: Naming, count: int) -> None:
-    await store.append_all(calls(0, count), Context())
-    await OutboxRelay(store, nc, naming).publish_pending()
-
-
 async def runner_on(
     db: Database, nc: nats.NATS, naming: Naming, handler=record, **kw
 ) -> ConsumerRunner:  # type: ignore[no-untyped-def]
@@ -77,12 +72,6 @@ async def runner_on(
     )
     await runner.setup()
     return runner
-
-
-@pytest.fixture
-def reporting_db(database_url: str, tmp_path) -> Database:  # type: ignore[no-untyped-def]
-    # The consumer's own database, of the same kind as the producer's under test.
-    return Database(database_url.replace("x.db", "reporting.db"))
 
 
 async def test_each_event_is_applied_once_in_order_with_its_checkpoint(
@@ -143,7 +132,11 @@ async def test_a_runner_killed_half_way_resumes_without_counting_twice(
 
 
 async def test_an_event_the_handler_cannot_apply_goes_to_the_dead_letters_and_is_counted(
-    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
 ) -> None:
     await published(store, nc, naming, 1000)
 
@@ -157,17 +150,18 @@ async def test_an_event_the_handler_cannot_apply_goes_to_the_dead_letters_and_is
 
     assert await applied_positions(reporting_db) == [p for p in range(1, 1001) if p != 701]
     assert await dead_letters_counted(reporting_db, "reporting") == 1
-    entry = await nc.jetstream().get_last_msg(
-        naming.dead_letter_stream, naming.dead_letter_subject("reporting")
-    )
-    letter = orjson.loads(entry.data)
+    letter = await last_dead_letter()
     assert letter["stream_seq"] == 701 and "a bug on call 700" in letter["reason"]
     assert orjson.loads(letter["original"])["data"]["call"] == "call:700"
     await reporting_db.dispose()
 
 
 async def test_a_message_that_is_not_an_event_is_dead_lettered_without_blocking(
-    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
 ) -> None:
     await published(store, nc, naming, 10)
     js = nc.jetstream()
@@ -183,13 +177,7 @@ async def test_a_message_that_is_not_an_event_is_dead_lettered_without_blocking(
 
     assert await applied_positions(reporting_db) == list(range(1, 11))
     assert runner.stats["hotline"].dead_letters == 1
-    letter = orjson.loads(
-        (
-            await js.get_last_msg(
-                naming.dead_letter_stream, naming.dead_letter_subject("reporting")
-            )
-        ).data
-    )
+    letter = await last_dead_letter()
     assert letter["stream_seq"] == 11 and letter["reason"].startswith("undecodable")
     await reporting_db.dispose()
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from shared.contracts import NewEvent
+from nats.aio.client import Client as NATS
+
+from shared.bus.naming import Naming
+from shared.contracts import Context, NewEvent
 from shared.contracts.hotline import CallReceived
 from shared.contracts.types import Place
-from shared.eventstore import Append
+from shared.eventstore import Append, EventStore
+from shared.relay import OutboxRelay
 
 CST = timezone(timedelta(hours=8))
 NANZHOU = Place(
@@ -34,3 +38,9 @@ def call(i: int) -> NewEvent:
 def calls(first: int, count: int) -> list[Append]:
     """New call aggregates, one event each, as a station's day log would append them."""
     return [Append(f"call-{i}", 0, [call(i)]) for i in range(first, first + count)]
+
+
+async def published(store: EventStore, nc: NATS, naming: Naming, count: int) -> None:
+    """``count`` calls appended to ``store`` and published by its relay."""
+    await store.append_all(calls(0, count), Context())
+    await OutboxRelay(store, nc, naming).publish_pending()
