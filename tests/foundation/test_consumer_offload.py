@@ -19,7 +19,7 @@ from typing import Any
 import nats
 import pytest
 from harness.calls import calls, published
-from harness.processes import alive, children
+from harness.processes import alive, descendants
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -285,7 +285,7 @@ def test_the_worker_ends_when_the_runners_process_is_killed() -> None:
     )  # fmt: skip
     assert process.stdout is not None
     parent = int(process.stdout.readline())
-    workers = children(parent)
+    workers = descendants(parent)
     assert workers, "no worker process was started"
 
     process.kill()

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import nats
 
+from bench.procs import family
 from shared.settings import Settings
 
 
@@ -93,16 +94,9 @@ async def until_answering(
     await wait_for("kapok serve answered HTTP", answers, seconds)
 
 
-def children(pid: int) -> list[int]:
-    """The processes ``pid`` started that are still there (Linux ``/proc``)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] == str(pid):
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError):
-            continue
-    return found
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs, that are still there (Linux ``/proc``)."""
+    return [int(member) for member in family(pid)[1:]]
 
 
 def alive(pid: int) -> bool:

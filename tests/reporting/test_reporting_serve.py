@@ -4,9 +4,6 @@ two processes that agree, until someone edits the live counters behind the fold'
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -15,17 +12,11 @@ from pathlib import Path
 
 import httpx
 import orjson
-from harness.processes import children, serve, serve_env, stop, until_gone
+from harness.processes import descendants, free_port, serve, serve_env, stop, until_gone
 from reporting_parts import producers
 from reporting_stories import aid_delivered, aid_requested, at, call, funds_received
 
 from shared.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def until_ready(base: str, process: asyncio.subprocess.Process, expect: int) -> None:
@@ -60,23 +51,12 @@ async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_e
 ) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "KAPOK_NATS_URL": settings.nats_url,
-        "KAPOK_DATA_DIR": str(tmp_path / "data"),
-        "KAPOK_SUBJECT_ROOT": settings.subject_root,
-        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
-    }
-    env.pop("KAPOK_DATABASE_URL", None)
+    env = serve_env(settings, tmp_path / "data")
     async with producers(settings, tmp_path) as bus:
         await bus.record("hotline", [call(i, at(1 + i % 8)) for i in range(40)])
         await bus.record("aid", [aid_requested(1, at(2)), aid_delivered(1, at(3), persons=3)])
         await bus.record("donation", [funds_received(1, at(4), "136210.00")])
-        log = (tmp_path / "serve.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "kapok.cli", "serve", "reporting", "--port", str(port)),
-            env=env, stdout=log, stderr=log,
-        )  # fmt: skip
+        process = await serve("reporting", env, tmp_path / "serve.log", port)
         try:
             await until_ready(base, process, 40)
 
@@ -97,9 +77,7 @@ async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_e
             assert "DIFFERENT services_given: replay 35 != live 135" in err
             assert "DIFFERENT calls_received: replay 35 != live 135" in err
         finally:
-            process.send_signal(signal.SIGINT)
-            assert await asyncio.wait_for(process.wait(), 30) == 0
-            log.close()
+            assert await stop(process, 30) == 0
 
 
 async def test_the_served_fold_hands_catching_up_to_its_worker_which_ends_with_the_service(
@@ -114,7 +92,7 @@ async def test_the_served_fold_hands_catching_up_to_its_worker_which_ends_with_t
         process = await serve("reporting", env, tmp_path / "serve.log", port)
         try:
             await until_ready(base, process, 300)
-            workers = children(process.pid)
+            workers = descendants(process.pid)
             assert workers, "no worker process was started for the backlog"
             await asyncio.sleep(2)  # it is ready well within this
             # when more arrives at once than a quiet stream brings,
