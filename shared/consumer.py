@@ -72,6 +72,8 @@ class SourceStats:
     checkpoint: int = 0
     last_seq: int = 0  # the stream's last sequence when last looked at
     lag: int = 0  # this consumer's events on the stream not yet committed (after refresh_lag)
+    last_dead_letter: str | None = None  # the reason of the last message dead-lettered
+    chain_breaks: int = 0  # events whose prev_hash was not the hash of the event before
 
 
 @dataclass(slots=True)

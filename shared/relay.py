@@ -66,6 +66,9 @@ class RelayStats:
     failures: int = 0
     progress: int = 0
     head: int = 0
+    stream_last: int = 0  # the stream's last sequence when last looked at
+    verified: int = 0  # every message up to here was checked to be the store's event there
+    stopped: str | None = None  # why the relay stopped, in an operator's words (None: running)
 
     @property
     def lag(self) -> int:
