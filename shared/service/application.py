@@ -22,12 +22,12 @@ from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.envelope import Context, uuid7_str
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import DomainError, InvalidInput, NotFound, RuleBroken
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.service import idempotency
-from shared.service.aggregate import Aggregate
 from shared.service.commands import Command
 from shared.service.commit import GroupCommit, Guard
-from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
 from shared.service.replies import Refused, Reply, refusal_from
 
 

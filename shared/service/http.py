@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from shared.service.aggregate import Aggregate
+from shared.domain.aggregate import Aggregate
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import INTERNAL_ERROR, Reply

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from shared.domain.errors import DomainError, InvalidInput, NotFound, RuleBroken
 from shared.service.commands import gc_paused
-from shared.service.errors import DomainError, InvalidInput, NotFound, RuleBroken
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -13,8 +13,8 @@ from services.aid.domain import AidRequest, EmergencyCase, request_id_for_referr
 from shared.contracts.aid import AidAssigned, AidCancelled, AidDelivered, AidRequested
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import AidItem
-from shared.service.aggregate import Aggregate
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import InvalidInput, NotFound, RuleBroken
 
 REQUEST = "request:1"
 

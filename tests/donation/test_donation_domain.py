@@ -19,8 +19,8 @@ from shared.contracts.donation import (
     StockShortfallRecorded,
 )
 from shared.contracts.types import AidItem, Item
-from shared.service.aggregate import Aggregate
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import InvalidInput, NotFound, RuleBroken
 
 CAMPAIGN = "campaign:lunch"
 TAGS: dict[str, Any] = {"campaign": CAMPAIGN, "campaign_kind": "charity", "organisation": ORG}

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 from shared.contracts.envelope import Event
-from shared.service.aggregate import Aggregate
+from shared.domain.aggregate import Aggregate
 
 CST = timezone(timedelta(hours=8), "Asia/Shanghai")
 MORNING = datetime(2020, 2, 10, 9, 0, tzinfo=CST)

@@ -22,8 +22,8 @@ from shared.contracts.hotline import (
     ShiftEnded,
     ShiftStarted,
 )
-from shared.service.aggregate import Aggregate
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import InvalidInput, NotFound, RuleBroken
 
 POINT = "point:nanzhou-1"
 A = TypeVar("A", bound=Aggregate)

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.contracts.envelope import Context, Event, NewEvent
 from shared.contracts.registry import EventRegistry
 from shared.contracts.types import PositiveCount, Ref
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import RuleBroken
 from shared.eventstore import Database, EventStore
-from shared.service.aggregate import Aggregate
 from shared.service.application import CommandService, Decision, Handler, Loader
 from shared.service.commands import Command, Happened
-from shared.service.errors import RuleBroken
 from shared.service.idempotency import idempotency_table
 
 REGISTRY = EventRegistry()

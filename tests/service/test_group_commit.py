@@ -12,9 +12,9 @@ from service_parts import REGISTRY, Counted, TallyOpened, keys
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import Context, NewEvent
+from shared.domain.errors import RuleBroken
 from shared.eventstore import Append, Database, EventStore
 from shared.service.commit import EventCheck, GroupCommit
-from shared.service.errors import RuleBroken
 from shared.service.replies import Reply
 
 AT = datetime(2020, 2, 1, tzinfo=UTC)

@@ -14,7 +14,7 @@ from services.aid.application.commands import (
     RequestAids,
 )
 from services.aid.domain import AidRequest, EmergencyCase
-from shared.service.aggregate import Aggregate
+from shared.domain.aggregate import Aggregate
 from shared.service.application import Decision, Handler, Loader, batch_item, new_id
 from shared.service.commands import Command
 

@@ -10,7 +10,7 @@ from services.aid.domain.request import AidRequest
 from shared.contracts.aid import EmergencyCaseOpened, EmergencyKind, Origin
 from shared.contracts.envelope import Event
 from shared.contracts.types import Group, Need, Place
-from shared.service.aggregate import Aggregate, iso
+from shared.domain.aggregate import Aggregate, iso
 
 
 class EmergencyCase(Aggregate):

@@ -22,8 +22,8 @@ from shared.contracts.aid import (
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import AidItem, Group, Need, Place, Urgency
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, RuleBroken
 
 Status = Literal["requested", "assigned", "delivered", "cancelled"]
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from shared.domain.aggregate import Aggregate
 from shared.eventstore import EventStore
 from shared.eventstore.schema import events
-from shared.service.aggregate import Aggregate
 from shared.service.application import A, Loader
 
 # Campaigns are few (hundreds in a city); this bounds memory if references are made up.

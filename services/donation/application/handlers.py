@@ -19,9 +19,9 @@ from services.donation.application.commands import (
 )
 from services.donation.domain import Campaign, VolunteerLink
 from shared.contracts.types import Item
+from shared.domain.errors import InvalidInput
 from shared.service.application import Decision, Handler, Loader, batch_item, new_id
 from shared.service.commands import Command
-from shared.service.errors import InvalidInput
 
 
 def additive(changed: Sequence[Campaign], status: int, body: dict[str, Any]) -> Additive:

@@ -42,8 +42,8 @@ from shared.contracts.donation import (
 )
 from shared.contracts.envelope import Event
 from shared.contracts.types import AidItem, District, GoodsKind, Group, Item, Unit
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, NotFound, RuleBroken
 
 StockKey = tuple[str, str]  # (kind, unit)
 # Business days are Guangzhou's: a campaign ending on 2020-03-07 takes receipts until midnight

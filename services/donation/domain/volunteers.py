@@ -10,7 +10,7 @@ from typing import Any
 from shared.contracts.donation import VolunteersLinked
 from shared.contracts.envelope import Event
 from shared.contracts.types import District
-from shared.service.aggregate import Aggregate, iso
+from shared.domain.aggregate import Aggregate, iso
 
 
 class VolunteerLink(Aggregate):

@@ -7,8 +7,8 @@ from fastapi import FastAPI, Request, Response
 
 from services.donation.application import commands as c
 from services.donation.domain import Campaign, VolunteerLink
+from shared.domain.errors import NotFound
 from shared.service.application import CommandService
-from shared.service.errors import NotFound
 from shared.service.http import CommandRoute, ViewRoute, build_app, respond
 from shared.service.replies import Reply, refusal_from
 

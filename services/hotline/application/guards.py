@@ -18,8 +18,8 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.hotline.adapters import tables
+from shared.domain.errors import RuleBroken
 from shared.service.commit import EventCheck, Guard
-from shared.service.errors import RuleBroken
 
 Work = Literal["shifts", "calls", "follow_ups"]
 

@@ -25,11 +25,11 @@ from services.hotline.application.commands import (
 from services.hotline.application.loader import HotlineLoader
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from services.hotline.domain.shift import ShiftsOverlap
-from shared.service.aggregate import Aggregate
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import DomainError
 from shared.service.application import Decision, Handler, batch_item, new_id
 from shared.service.commands import Command, gc_paused
 from shared.service.commit import Guard
-from shared.service.errors import DomainError
 
 
 async def open_point(cmd: OpenHotlinePoint, load: HotlineLoader) -> Decision:

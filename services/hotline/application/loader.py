@@ -16,8 +16,8 @@ from typing import TypeVar, cast
 
 from services.hotline.adapters import tables
 from services.hotline.domain import HotlinePoint
+from shared.domain.aggregate import Aggregate
 from shared.eventstore import EventStore
-from shared.service.aggregate import Aggregate
 from shared.service.application import Loader
 
 A = TypeVar("A", bound=Aggregate)

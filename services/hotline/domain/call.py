@@ -9,8 +9,8 @@ from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import CallCompleted, CallOutcome, CallReceived, Category, Channel
 from shared.contracts.types import Group, Place
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, RuleBroken
 
 
 class Call(Aggregate):

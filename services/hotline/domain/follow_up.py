@@ -16,8 +16,8 @@ from shared.contracts.hotline import (
     FollowUpScheduled,
 )
 from shared.contracts.types import Group, Place, VulnerableGroup
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, RuleBroken
 
 
 class FollowUp(Aggregate):

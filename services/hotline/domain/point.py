@@ -8,8 +8,8 @@ from typing import Any, Literal
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import HotlinePointClosed, HotlinePointOpened, PointClosure, PointSite
 from shared.contracts.types import Place
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, RuleBroken
 
 
 class HotlinePoint(Aggregate):

@@ -13,8 +13,8 @@ from services.hotline.domain.call import Call
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import Group, Need, Place, Urgency
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, RuleBroken
 
 
 class Referral(Aggregate):

@@ -10,8 +10,8 @@ from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import ShiftEnded, ShiftStarted
 from shared.contracts.types import Place
-from shared.service.aggregate import Aggregate, iso
-from shared.service.errors import InvalidInput, RuleBroken
+from shared.domain.aggregate import Aggregate, iso
+from shared.domain.errors import InvalidInput, RuleBroken
 
 OVERLAP = "shifts_of_a_worker_do_not_overlap"
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Self
 from uuid import UUID
 
 from shared.contracts.envelope import Envelope, Event, NewEvent
-from shared.service.errors import NotFound
+from shared.domain.errors import NotFound
 
 
 class Aggregate:
