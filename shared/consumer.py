@@ -41,6 +41,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.bus.acks import stream_seq_and_time
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Envelope
@@ -298,7 +299,7 @@ class ConsumerRunner:
                     # is over.
                     state["open"] = False
                     continue
-                delivery = _Delivery(_stream_seq(reply), reply, data, subject)
+                delivery = _Delivery(stream_seq_and_time(reply)[0], reply, data, subject)
                 if decode_on_arrival and delivery.seq > stats.checkpoint:
                     delivery.event = self._decode(source, delivery)
                 buffer.append(delivery)
@@ -578,11 +579,3 @@ class ConsumerRunner:
             info = await js.consumer_info(stream, self.name)
             stats.lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         return {source: stats.lag for source, stats in self.stats.items()}
-
-
-def _stream_seq(reply: bytes) -> int:
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (9 tokens), or the
-    # 12-token form with domain and account hash in front: the stream sequence is 5th/4th from
-    # the end respectively.
-    tokens = reply.split(b".")
-    return int(tokens[5] if len(tokens) == 9 else tokens[7])

@@ -46,6 +46,7 @@ from services.reporting.slices import (
     cpu_and_peak,
     processes_wanted,
 )
+from shared.bus.acks import stream_seq_and_time
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
@@ -338,7 +339,7 @@ async def _replay_slice(
             if not reply:  # a status: the request is over
                 over.set()
                 continue
-            seq, stamp = _seq_and_time(reply)
+            seq, stamp = stream_seq_and_time(reply)
             buffer.append((seq, stamp, data))
             state["in_request"] += 1
             # The stretch's last message ends the wait too: a request for more than remain
@@ -471,15 +472,6 @@ def _check_and_fold_exactly(
         return
     fold.apply(envelope)
     audit.folded += 1
-
-
-def _seq_and_time(reply: bytes) -> tuple[int, int]:
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or 12 tokens with
-    # domain and account hash in front.
-    tokens = reply.split(b".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[7])
-    return int(tokens[7]), int(tokens[9])
 
 
 # -- the command ------------------------------------------------------------------------
