@@ -5,6 +5,9 @@ composes them with the store, the relay and the collector's tuning (`shared.coll
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -16,29 +19,85 @@ from shared.settings import PRODUCERS, Settings
 log = logging.getLogger("kapok.runtime")
 
 
-async def connect(settings: Settings, name: str) -> NATS:
-    """A connection that reconnects forever: while NATS is away, commands still succeed and
-    the relay waits; when it is back, everything continues where it stopped."""
+@dataclass
+class Link:
+    """A connection's state as nats-py's callbacks tell it, for health and for the log.
 
-    client: list[NATS] = []  # the connection, once made: its callbacks are made first
+    nats-py calls ``error_cb`` at every failed reconnect attempt (twice a second here) and its
+    default logs each with a traceback: thousands of lines for a minute's outage. An outage
+    is logged twice instead: when it begins, and when it ends, with its duration and the
+    attempts' last error."""
 
-    async def disconnected() -> None:
-        if client and client[0].is_closed:
+    name: str
+    nc: NATS | None = None
+    down_since: float | None = None  # wall-clock time the outage began; None: connected
+    outages: int = 0
+    failed_attempts: int = 0  # in the current (or last) outage
+    last_error: str | None = None
+    _began: float = field(default=0.0, repr=False)  # monotonic, for the duration
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "error_cb": self._error,
+            "disconnected_cb": self._disconnected,
+            "reconnected_cb": self._reconnected,
+        }
+
+    def _begin(self) -> None:
+        if self.down_since is None:
+            self.down_since, self._began = time.time(), time.monotonic()
+            self.outages += 1
+            self.failed_attempts = 0
+            log.warning(
+                "%s: NATS connection lost; reconnecting (events wait in the store, logged "
+                "again when back)",
+                self.name,
+            )
+
+    async def _disconnected(self) -> None:
+        if self.nc is not None and self.nc.is_closed:
             return  # closed on purpose (shutdown, the end of an audit): nothing waits
-        log.warning("%s: NATS disconnected; events wait in the store", name)
+        self._begin()
 
-    async def reconnected() -> None:
-        log.info("%s: NATS reconnected", name)
+    async def _error(self, error: Exception) -> None:
+        self.last_error = repr(error)
+        if self.down_since is not None or (self.nc is not None and not self.nc.is_connected):
+            self._begin()
+            self.failed_attempts += 1
+            return
+        log.warning("%s: NATS error: %r", self.name, error)
 
+    async def _reconnected(self) -> None:
+        if self.down_since is None:
+            return
+        took = time.monotonic() - self._began
+        log.warning(
+            "%s: NATS reconnected after %.1fs (%d failed attempts, the last: %s)",
+            self.name,
+            took,
+            self.failed_attempts,
+            self.last_error,
+        )
+        self.down_since = None
+
+
+async def connect(settings: Settings, name: str, link: Link | None = None) -> NATS:
+    """A connection that reconnects forever: while NATS is away, commands still succeed and
+    the relay waits; when it is back, everything continues where it stopped. ``link``: where
+    its state is kept (`Link`); one of its own otherwise."""
+    link = link if link is not None else Link(name)
     nc = await nats.connect(
         settings.nats_url,
         name=f"kapok-{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
-        disconnected_cb=disconnected,
-        reconnected_cb=reconnected,
+        **link.callbacks(),
     )
-    client.append(nc)
+    link.nc = nc
     return nc
 
 

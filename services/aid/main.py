@@ -3,8 +3,6 @@ referral consumer, in one. `kapok serve aid` runs `serve`."""
 
 from __future__ import annotations
 
-from nats.aio.client import Client as NATS
-
 from services.aid.application.commands import COMMANDS
 from services.aid.application.service import SERVICE, aid_service
 from services.aid.entrypoints.http import build_aid_app
@@ -19,11 +17,6 @@ DEFAULT_PORT = 8002
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     service = aid_service(EventStore(Database(settings.database_url_for(SERVICE)), SERVICE))
-
-    async def referrals(nc: NATS) -> None:
-        # Runs after provisioning, so the HOTLINE stream exists for its durable.
-        await referral_runner(nc, service.store, Naming.of(settings)).run()
-
     await process.serve(
         settings,
         service,
@@ -31,5 +24,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
         COMMANDS,
         host,
         port,
-        background=[referrals],
+        # Made after provisioning, so the HOTLINE stream exists for its durable; its stats
+        # are in the process's /api/health.
+        consumers=[lambda nc: referral_runner(nc, service.store, Naming.of(settings))],
     )

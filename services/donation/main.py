@@ -3,8 +3,6 @@ delivery consumer, in one. `kapok serve donation` runs `serve`."""
 
 from __future__ import annotations
 
-from nats.aio.client import Client as NATS
-
 from services.donation.application.commands import COMMANDS
 from services.donation.application.service import SERVICE, donation_service
 from services.donation.entrypoints.deliveries import delivery_runner
@@ -19,11 +17,6 @@ DEFAULT_PORT = 8003
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     service = donation_service(EventStore(Database(settings.database_url_for(SERVICE)), SERVICE))
-
-    async def deliveries(nc: NATS) -> None:
-        # Runs after provisioning, so the AID stream exists for its durable.
-        await delivery_runner(nc, service.store, Naming.of(settings)).run()
-
     await process.serve(
         settings,
         service,
@@ -31,5 +24,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
         COMMANDS,
         host,
         port,
-        background=[deliveries],
+        # Made after provisioning, so the AID stream exists for its durable; its stats
+        # are in the process's /api/health.
+        consumers=[lambda nc: delivery_runner(nc, service.store, Naming.of(settings))],
     )

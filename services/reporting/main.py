@@ -28,7 +28,8 @@ from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
 from shared.eventstore.database import Database
 from shared.offload import Offload
-from shared.runtime import connect, disconnect, provision
+from shared.runtime import Link, connect, disconnect, provision
+from shared.service.health import Health
 from shared.service.process import HttpServer, http_config
 from shared.settings import PRODUCERS, Settings
 
@@ -75,7 +76,8 @@ async def running(
     db = Database(database_url or settings.database_url_for(SERVICE), durable=False)
     store = CounterStore(db)
     await store.setup()
-    nc = await connect(settings, SERVICE)
+    link = Link(SERVICE)
+    nc = await connect(settings, SERVICE, link)
     task: asyncio.Task[None] | None = None
     kv_task: asyncio.Task[None] | None = None
     stopping = asyncio.Event()
@@ -98,7 +100,18 @@ async def running(
         task.add_done_callback(_consumer_ended)
         kv = await open_bucket(nc, Naming.of(settings))
         kv_task = asyncio.create_task(publish_totals(kv, store, db, stopping), name="reporting-kv")
-        yield Running(db, nc, runner, Reporting(store, runner), task)
+        reporting = Reporting(store, runner)
+        # Not ready without NATS: the figures would go stale with nothing to show it.
+        reporting.health = Health(
+            SERVICE,
+            db,
+            link,
+            runners=[runner],
+            tasks=[task, kv_task],
+            ready_lag=reporting.ready_lag,
+            needs_nats=True,
+        )
+        yield Running(db, nc, runner, reporting, task)
     finally:
         stopping.set()
         await _stop(kv_task)

@@ -24,8 +24,10 @@ from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
+from shared.consumer import ConsumerRunner
 from shared.relay import OutboxRelay
-from shared.runtime import connect, disconnect, provision
+from shared.runtime import Link, connect, disconnect, provision
+from shared.service import health
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.nats import build_broker, start
@@ -35,6 +37,10 @@ log = logging.getLogger("kapok.service")
 
 Background = Callable[[NATS], Coroutine[Any, Any, None]]
 """A task the process runs beside its handlers (given the process's NATS connection)."""
+
+Consumer = Callable[[NATS], ConsumerRunner]
+"""A consumer runner the process runs beside its handlers, made on the process's NATS
+connection: its stats are in the process's health."""
 
 
 class HttpServer(uvicorn.Server):
@@ -66,7 +72,7 @@ def http_config(app: Any, host: str, port: int) -> uvicorn.Config:
 def _ended(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         # A relay stops only on StreamDiverged, a runner on a bug: commands still land in
-        # the store, but say it as loudly as we can.
+        # the store, but say it as loudly as we can; /api/health says it too (not ready).
         log.critical("%s stopped: %s", task.get_name(), task.exception())
 
 
@@ -89,22 +95,31 @@ async def serve(
     host: str,
     port: int,
     background: Sequence[Background] = (),
+    consumers: Sequence[Consumer] = (),
 ) -> None:
     name = service.name
     naming = Naming.of(settings)
     await service.setup()
-    nc = await connect(settings, name)
+    link = Link(name)
+    nc = await connect(settings, name, link)
     tasks: list[asyncio.Task[None]] = []
+    runners: list[ConsumerRunner] = []
+    consuming: list[asyncio.Task[None]] = []  # the runners' tasks
     broker = build_broker(settings.nats_url, service, naming, commands)
     try:
         # Every producer's stream: a consumer of another service's events needs its stream.
         await provision(nc, settings)
         relay = OutboxRelay(service.store, nc, naming)
         tasks.append(asyncio.create_task(relay.run(), name=f"{name}-relay"))
+        for make in consumers:
+            runners.append(runner := make(nc))
+            consuming.append(asyncio.create_task(runner.run(), name=f"{name}-{runner.name}"))
+        tasks += consuming
         for index, run in enumerate(background):
             tasks.append(asyncio.create_task(run(nc), name=f"{name}-background-{index}"))
         for task in tasks:
             task.add_done_callback(_ended)
+        health.register(app, health.Health(name, service.db, link, relay, runners, tasks))
         await start(broker)
         tune_gc()
         config = http_config(app, host, port)
@@ -118,6 +133,10 @@ async def serve(
         # The broker's own drain fails when NATS left first; its subscriptions end anyway.
         with contextlib.suppress(nats.errors.Error, OSError):
             await broker.stop()
+        for runner in runners:
+            runner.stop()  # after the batch in hand: a cancel mid-commit can lock SQLite
+        if consuming:
+            await asyncio.wait(consuming, timeout=5.0)
         for task in reversed(tasks):
             await _stop(task)
         await disconnect(nc)

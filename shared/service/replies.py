@@ -2,16 +2,21 @@
 
 Success: the status and the result's JSON. Errors: ``{"status": 422, "error": "...",
 "field": "items.17.category"}``, ``{"status": 409, "error": "...", "rule": "..."}``,
-``{"status": 404, "error": "...", "resource": "..."}``; 500 says nothing was stored.
+``{"status": 404, "error": "...", "resource": "..."}``; 500 says nothing was stored; 503 that
+the database cannot be reached (nothing was stored: retry with the same Idempotency-Key).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.domain.errors import DomainError, InvalidInput, NotFound, RuleBroken
 from shared.service.commands import gc_paused
@@ -20,6 +25,12 @@ M = TypeVar("M", bound=BaseModel)
 
 # Same shape as every other error; the transaction rolled back, so nothing was stored.
 INTERNAL_ERROR = b'{"status":500,"error":"internal error: nothing was stored"}'
+UNAVAILABLE = (
+    b'{"status":503,"error":"the database cannot be reached: nothing was stored; '
+    b'retry with the same Idempotency-Key"}'
+)
+
+log = logging.getLogger("kapok.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +111,67 @@ def refusal_from(error: DomainError) -> Refused:
         return Refused(404, error.message, resource=error.resource)
     assert isinstance(error, RuleBroken)
     return Refused(409, error.message, rule=error.rule)
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached (down, restarting, a dropped or
+    timed-out connection) rather than that this request is wrong: SQLAlchemy's
+    OperationalError or InterfaceError, a DBAPIError whose connection was invalidated, the
+    pool's timeout, or the driver's connection errors (asyncpg's, OSError, a timeout)."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the cause chain: SQLAlchemy wraps the driver's error
+        if seen is None:
+            return False
+        if isinstance(seen, DBAPIError):
+            if seen.connection_invalidated or type(seen).__name__ in _UNREACHABLE_DBAPI:
+                return True
+        elif isinstance(seen, PoolTimeout | OSError | TimeoutError):
+            return True
+        elif type(seen).__module__.startswith("asyncpg") and "Connection" in type(seen).__name__:
+            return True  # ConnectionDoesNotExistError, PostgresConnectionError, …
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+# The DB-API's own classes for a server that cannot be used now (PEP 249), whatever driver.
+_UNREACHABLE_DBAPI = frozenset({"OperationalError", "InterfaceError"})
+
+
+class Outage:
+    """The database's outage as this process sees it: logged once when it begins and once
+    when it ends, with its duration, however many requests or health checks meet it."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # wall-clock time; None: reachable
+        self.last_error: str | None = None
+        self.refused = 0  # requests answered 503 in this outage
+        self._began = 0.0
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        if self.since is None:
+            self.since, self._began, self.refused = time.time(), time.monotonic(), 0
+            log.error("the database cannot be reached (%s); answering 503", self.last_error)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "the database is back after %.1fs (%d requests answered 503)",
+                time.monotonic() - self._began,
+                self.refused,
+            )
+            self.since = None
+
+
+DATABASE = Outage()
+"""This process's database (each process has one)."""
+
+
+def unavailable(error: BaseException) -> Reply | None:
+    """The 503 reply if ``error`` says the database cannot be reached (noted in `DATABASE`);
+    None for any other error."""
+    if not unreachable(error):
+        return None
+    DATABASE.failed(error)
+    DATABASE.refused += 1
+    return Reply(503, UNAVAILABLE)

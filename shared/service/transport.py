@@ -11,7 +11,7 @@ from shared.contracts.types import Actor
 from shared.service import idempotency
 from shared.service.application import Service
 from shared.service.commands import Command
-from shared.service.replies import Refused, Reply, parse
+from shared.service.replies import DATABASE, Refused, Reply, parse, unavailable
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 # Who asks: a worker's or service's reference; recorded on every event as the actor.
@@ -50,4 +50,13 @@ async def handle(
         return refused.reply
     # From the JSON received: cheaper than re-serialising the validated command.
     fingerprint = idempotency.raw_fingerprint(model, raw, path) if key is not None else None
-    return await service.execute(command, Context(actor=actor), key, fingerprint)
+    try:
+        reply = await service.execute(command, Context(actor=actor), key, fingerprint)
+    except Exception as error:
+        # The database away: 503 in the one error shape, the outage logged once.
+        if (unavailable_reply := unavailable(error)) is None:
+            raise
+        return unavailable_reply
+    if DATABASE.since is not None:
+        DATABASE.ok()
+    return reply

@@ -23,6 +23,7 @@ from services.reporting.domain.fold import DIMENSIONS, SHANGHAI, business_day
 from services.reporting.domain.report import report
 from services.reporting.entrypoints.metrics import render
 from shared.consumer import ConsumerRunner
+from shared.service.health import Health, register_live
 
 
 class BadRequest(ValueError):
@@ -54,6 +55,9 @@ class Reporting:
     runner: ConsumerRunner | None = None
     ready_lag: int = 1000  # ready when no stream is further behind than this
     extra: dict[str, Any] = field(default_factory=dict)
+    # The process's parts as /api/health names them (`shared.service.health`): set by
+    # `services.reporting.main.running`.
+    health: Health | None = None
 
     async def report_as_of(self, as_of: date | None) -> dict[str, object]:
         totals = await self.store.totals(as_of)
@@ -114,31 +118,18 @@ def build_app(reporting: Reporting) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> JSONResponse:
-        runner = reporting.runner
-        if runner is None:
-            return JSONResponse({"ready": False, "reason": "no consumer"}, status_code=503)
-        try:
-            lag = await runner.refresh_lag()
-        except Exception as error:  # NATS away: not ready, and say why
-            return JSONResponse(
-                {"ready": False, "reason": f"cannot read lag: {error!r}"}, status_code=503
-            )
-        ready = all(value <= reporting.ready_lag for value in lag.values())
-        streams = {
-            source: {
-                "lag": s.lag,
-                "checkpoint": s.checkpoint,
-                "last_seq": s.last_seq,
-                "applied": s.applied,
-                "prepared_elsewhere": s.prepared_elsewhere,
-                "dead_letters": s.dead_letters,
-            }
-            for source, s in runner.stats.items()
-        }
-        return JSONResponse(
-            {"ready": ready, "ready_lag": reporting.ready_lag, "streams": streams},
-            status_code=200 if ready else 503,
-        )
+        """Readiness (`shared.service.health`): not ready (503) while the database or NATS
+        is away, the consumer or the KV publisher died, or a stream is more than
+        ``ready_lag`` events behind; degraded (200) with dead letters or chain breaks.
+        ``streams``: the consumer's sources, as ``consumers.reporting`` has them."""
+        if reporting.health is None or reporting.runner is None:
+            return JSONResponse({"status": "down", "ready": False, "reason": "no consumer"}, 503)
+        status, body = await reporting.health.check()
+        body["ready_lag"] = reporting.ready_lag
+        body["streams"] = body.get("consumers", {}).get(reporting.runner.name, {})
+        return JSONResponse(body, status_code=status)
+
+    register_live(app)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:

@@ -1,0 +1,222 @@
+"""A process's health, every part named: ``GET /api/health`` (readiness) and
+``GET /api/health/live`` (liveness).
+
+Liveness answers 200 while the process's event loop answers at all: restart it only when
+that fails. Readiness looks at every part and answers with ``status``:
+
+- ``"down"`` (503, ``ready`` false): the database does not answer a ``SELECT 1`` within
+  `TIMEOUT`; the relay stopped (commands would still be stored, but their events would never
+  reach the bus); a background task (relay, consumer runner, KV publisher) died or ended; a
+  consumer further behind than its ``ready_lag`` (reporting); NATS away where the process is
+  useless without it (``needs_nats``: reporting's figures would go stale unseen).
+- ``"degraded"`` (200, ``ready`` true, every cause in ``problems``): NATS reconnecting for a
+  command service (commands succeed, events wait in the store); a consumer with dead letters
+  (the count and the last reason) or hash-chain breaks. It serves, but someone must look.
+- ``"ok"`` (200): nothing to say.
+
+Degraded is 200 on purpose: a load balancer that took a degraded service out would turn a
+stuck dead letter into an outage of every command; the body and ``kapok status`` say it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from shared.consumer import ConsumerRunner
+from shared.eventstore import Database
+from shared.relay import OutboxRelay
+from shared.runtime import Link
+from shared.service.replies import DATABASE, unreachable
+
+TIMEOUT = 2.0  # seconds for the database's answer, and for the bus's answer on lag
+LIVE = "/api/health/live"
+READY = "/api/health"
+
+
+def _iso(moment: float | None) -> str | None:
+    return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()
+
+
+@dataclass
+class Verdict:
+    """What a check found: why the process is not ready, and what else someone must see."""
+
+    down: list[str] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "down" if self.down else "degraded" if self.degraded else "ok"
+
+
+@dataclass
+class Health:
+    """The parts of one process that its health names (what it does not run stays None)."""
+
+    name: str
+    db: Database
+    link: Link | None = None
+    relay: OutboxRelay | None = None
+    runners: Sequence[ConsumerRunner] = ()
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    ready_lag: int | None = None  # a consumer further behind is not ready; None: shown only
+    needs_nats: bool = False  # NATS away makes it not ready (else degraded)
+    timeout: float = TIMEOUT
+
+    async def check(self) -> tuple[int, dict[str, Any]]:
+        """The status code and the body of ``GET /api/health``."""
+        verdict = Verdict()
+        body: dict[str, Any] = {"service": self.name}
+        body["database"] = await self._database(verdict)
+        if self.link is not None:
+            body["nats"] = self._nats(verdict)
+        if self.relay is not None:
+            body["relay"] = self._relay(verdict)
+        if self.runners:
+            body["consumers"] = await self._consumers(verdict)
+        body["tasks"] = self._tasks(verdict)
+        head = {
+            "status": verdict.status,
+            "ready": not verdict.down,
+            "problems": verdict.down + verdict.degraded,
+        }
+        return (503 if verdict.down else 200), {**head, **body}
+
+    async def _database(self, verdict: Verdict) -> dict[str, Any]:
+        began = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.timeout), self.db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as error:  # whatever it is, the database did not answer
+            if unreachable(error):
+                DATABASE.failed(error)
+            why = DATABASE.last_error if unreachable(error) else f"{type(error).__name__}"
+            verdict.down.append(f"database: unreachable ({why})")
+            return {"reachable": False, "error": why, "since": _iso(DATABASE.since)}
+        DATABASE.ok()
+        return {"reachable": True, "ms": round((time.perf_counter() - began) * 1000, 1)}
+
+    def _nats(self, verdict: Verdict) -> dict[str, Any]:
+        link = self.link
+        assert link is not None
+        if link.connected:
+            return {"connected": True, "outages": link.outages}
+        since = link.down_since
+        why = f"nats: reconnecting since {_iso(since)} ({link.last_error})"
+        (verdict.down if self.needs_nats else verdict.degraded).append(why)
+        return {
+            "connected": False,
+            "reconnecting_since": _iso(since),
+            "for_s": None if since is None else round(time.time() - since, 1),
+            "last_error": link.last_error,
+            "outages": link.outages,
+        }
+
+    def _relay(self, verdict: Verdict) -> dict[str, Any]:
+        assert self.relay is not None
+        stats = self.relay.stats
+        if stats.stopped:
+            verdict.down.append(f"relay: stopped: {stats.stopped}")
+        return {
+            "stream": self.relay.stream,
+            "position": stats.progress,
+            "head": stats.head,
+            "stream_last": stats.stream_last,
+            "lag": stats.lag,
+            "verified": stats.verified,
+            "failures": stats.failures,
+            "stopped": stats.stopped,
+        }
+
+    async def _consumers(self, verdict: Verdict) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for runner in self.runners:
+            fresh = True
+            if self.link is None or self.link.connected:
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await runner.refresh_lag()
+                except Exception:  # the bus did not answer: the lag as last seen
+                    fresh = False
+            else:
+                fresh = False
+            sources: dict[str, Any] = {}
+            for source, s in runner.stats.items():
+                where = f"consumer {runner.name} on {source}"
+                if s.dead_letters:
+                    last = s.last_dead_letter or "see the DEADLETTER stream"
+                    verdict.degraded.append(f"{where}: {s.dead_letters} dead letters ({last})")
+                if s.chain_breaks:
+                    verdict.degraded.append(f"{where}: {s.chain_breaks} hash-chain breaks")
+                if self.ready_lag is not None and s.lag > self.ready_lag:
+                    verdict.down.append(f"{where}: {s.lag} events behind")
+                sources[source] = {
+                    "checkpoint": s.checkpoint,
+                    "last_seq": s.last_seq,
+                    "lag": s.lag,
+                    "lag_fresh": fresh,
+                    "applied": s.applied,
+                    "prepared_elsewhere": s.prepared_elsewhere,
+                    "dead_letters": s.dead_letters,
+                    "last_dead_letter": s.last_dead_letter,
+                    "chain_breaks": s.chain_breaks,
+                }
+            out[runner.name] = sources
+        return out
+
+    def _tasks(self, verdict: Verdict) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for task in self.tasks:
+            name = task.get_name()
+            if not task.done():
+                out[name] = "running"
+                continue
+            if task.cancelled():
+                out[name] = "cancelled"
+            elif (error := task.exception()) is not None:
+                out[name] = f"died: {type(error).__name__}: {error}"
+            else:
+                out[name] = "ended"
+            verdict.down.append(f"{name}: {out[name]}")
+        return out
+
+
+def register(app: FastAPI, health: Health) -> None:
+    """``/api/health`` and ``/api/health/live`` on ``app``."""
+
+    async def ready() -> JSONResponse:
+        status, body = await health.check()
+        return JSONResponse(body, status_code=status)
+
+    app.add_api_route(
+        READY,
+        ready,
+        methods=["GET"],
+        summary="Readiness: the database, NATS, the relay, the consumers, background tasks",
+        operation_id="health",
+        responses={
+            200: {"description": 'ready: status "ok" or "degraded" (problems name why)'},
+            503: {"description": 'not ready: status "down" (problems name why)'},
+        },
+    )
+    register_live(app)
+
+
+def register_live(app: FastAPI) -> None:
+    """``/api/health/live``: 200 while the process answers at all."""
+
+    async def live() -> JSONResponse:
+        return JSONResponse({"status": "ok", "live": True})
+
+    app.add_api_route(
+        LIVE, live, methods=["GET"], summary="Liveness: the process answers", operation_id="live"
+    )
