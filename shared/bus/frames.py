@@ -14,9 +14,10 @@ client back exactly as nats-py's parser does (`_process_msg` for every other sub
 messages, `_process_ping`, `_process_pong`, `_process_info`, `_process_err`), except that a
 frame for a subscription made here goes, unparsed beyond its control line, to that
 subscription's sink. The connection, its reconnects, resubscriptions, auth and TLS remain
-nats-py's. These are nats-py internals (2.x): where the client does not have them as
-expected, the subscription is an ordinary nats-py one feeding the same sink, so nothing but
-speed depends on them.
+nats-py's. These are nats-py internals (2.x), checked by `shared.compat.natspy` before a
+client's parser is taken over: where they are not as expected, or with ``KAPOK_FAST_PATHS=0``,
+the subscription is an ordinary nats-py one feeding the same sink, so nothing but speed
+depends on them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import ProtocolError
-from nats.protocol import parser as nats_parser
+
+from shared.compat import natspy
 
 log = logging.getLogger("kapok.bus")
 
@@ -44,11 +46,13 @@ Sink = Callable[[list[Frame]], None]
 
 _CRLF = b"\r\n"
 _STATUS_LINE = b"NATS/1.0"
-_AWAITING_CONTROL_LINE = nats_parser.AWAITING_CONTROL_LINE
-_AWAITING_MSG_PAYLOAD = nats_parser.AWAITING_MSG_PAYLOAD
+# nats-py's parser module: FrameParser is only ever installed where natspy found it as expected.
+_wire: Any = natspy.wire
+_AWAITING_CONTROL_LINE = getattr(_wire, "AWAITING_CONTROL_LINE", None)
+_AWAITING_MSG_PAYLOAD = getattr(_wire, "AWAITING_MSG_PAYLOAD", None)
 
 
-class FrameParser(nats_parser.Parser):
+class FrameParser(natspy.Parser):
     """nats-py's parser, state for state, with frames for ``sinks`` taken a read at a time.
 
     A message whose bytes are not all in yet stays in the buffer with its control line and is
@@ -70,7 +74,7 @@ class FrameParser(nats_parser.Parser):
             while pos < end:
                 eol = buf.find(_CRLF, pos)
                 if eol < 0:
-                    if end - pos > nats_parser.MAX_CONTROL_LINE_SIZE:
+                    if end - pos > _wire.MAX_CONTROL_LINE_SIZE:
                         raise ProtocolError("nats: control line too long")
                     break
                 if buf[pos] not in _MESSAGE_OPS:
@@ -109,15 +113,15 @@ class FrameParser(nats_parser.Parser):
 
     async def _control(self, line: bytes) -> None:
         """Everything but messages, handled as nats-py's parser handles it."""
-        if nats_parser.PING_RE.match(line):
+        if _wire.PING_RE.match(line):
             await self.nc._process_ping()
-        elif nats_parser.PONG_RE.match(line):
+        elif _wire.PONG_RE.match(line):
             await self.nc._process_pong()
-        elif nats_parser.OK_RE.match(line):
+        elif _wire.OK_RE.match(line):
             pass
-        elif match := nats_parser.ERR_RE.match(line):
+        elif match := _wire.ERR_RE.match(line):
             await self.nc._process_err(match.groups()[0].decode().lower())
-        elif match := nats_parser.INFO_RE.match(line):
+        elif match := _wire.INFO_RE.match(line):
             await self.nc._process_info(json.loads(match.groups()[0].decode()))
         else:
             raise ProtocolError("nats: unknown protocol")
@@ -152,13 +156,6 @@ def _deliver(sink: Sink, frames: list[Frame]) -> None:
         log.exception("nats: a frame sink failed on %d frame(s)", len(frames))
 
 
-_CLIENT_METHODS = (
-    "_process_msg",
-    "_process_ping",
-    "_process_pong",
-    "_process_info",
-    "_process_err",
-)
 _MESSAGE_OPS = frozenset(b"HM")  # HMSG, MSG: the only server ops starting with these
 
 
@@ -184,7 +181,7 @@ def _status(headers: bytes) -> bytes:
 async def subscribe_frames(nc: NATS, subject: str, sink: Sink) -> Subscription:
     """Subscribe ``subject`` with its messages going to ``sink`` as `Frame` lists. Unsubscribe
     with `unsubscribe_frames`."""
-    fast = _install(nc)
+    parser = await _install(nc)
 
     async def one_by_one(msg: Msg) -> None:
         # Where the parser could not be installed: the same frames, one nats-py message each.
@@ -195,29 +192,26 @@ async def subscribe_frames(nc: NATS, subject: str, sink: Sink) -> Subscription:
         sink([(msg.subject.encode(), msg.reply.encode(), msg.data, status)])
 
     sub = await nc.subscribe(subject, cb=one_by_one)
-    if fast:
-        nc._ps.sinks[sub._id] = sink  # type: ignore[attr-defined]
+    sid = natspy.subscription_id(sub)
+    if parser is not None and sid is not None:
+        parser.sinks[sid] = sink
     return sub
 
 
 async def unsubscribe_frames(nc: NATS, sub: Subscription) -> None:
-    sinks: dict[int, Sink] | None = getattr(nc._ps, "sinks", None)
+    sinks: dict[int, Sink] | None = getattr(getattr(nc, "_ps", None), "sinks", None)
     if sinks is not None:
-        sinks.pop(sub._id, None)
+        sinks.pop(natspy.subscription_id(sub), None)
     await sub.unsubscribe()
 
 
-def _install(nc: NATS) -> bool:
-    """Make the client's parser a `FrameParser` (once); False where nats-py's client or parser
-    is not what this module was written against."""
-    ps: Any = getattr(nc, "_ps", None)
-    if type(ps) is FrameParser:
-        return True
-    expected = ("buf", "state", "needed", "header_needed", "msg_arg", "nc")
-    if type(ps) is not nats_parser.Parser or not all(hasattr(ps, a) for a in expected):
-        return False
-    if not all(hasattr(nc, m) for m in _CLIENT_METHODS):
-        return False
-    ps.__class__ = FrameParser
-    ps.sinks = {}
-    return True
+async def _install(nc: NATS) -> FrameParser | None:
+    """The client's parser made a `FrameParser` (once); None where `natspy` found nats-py's
+    client or parser not what this module was written against, or fast paths are off."""
+    ps: Any = await natspy.readable_parser(nc)
+    if ps is None:
+        return None
+    if type(ps) is not FrameParser:
+        ps.__class__ = FrameParser
+        ps.sinks = {}
+    return ps

@@ -16,6 +16,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from shared.bus.naming import Naming
+from shared.compat import natspy
 from shared.settings import MIN_NATS_VERSION
 
 log = logging.getLogger("kapok.provision")
@@ -59,7 +60,8 @@ def check_server_version(nc: NATS) -> None:
     version = nc.connected_server_version
     where = nc.connected_url.netloc if nc.connected_url else "?"
     require_version((version.major, version.minor, version.patch), where)
-    if not nc._server_info.get("jetstream"):
+    info = natspy.server_info(nc)  # None: nats-py hides it; provisioning then finds out
+    if info is not None and not info.get("jetstream"):
         raise NatsTooOld(f"the nats-server at {where} runs without JetStream: start it with -js")
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from aiosqlite.context import Result
-from sqlalchemy import MetaData, event
+from sqlalchemy import Connection, MetaData, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from shared.compat import sqlite as internals
+from shared.compat.sqlite import Result, on_thread, sqlite3_of
 from shared.eventstore.schema import metadata
 
 Step = tuple[str, Sequence[Any]]
@@ -49,8 +50,9 @@ class Database:
             database = self.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            # URL options (a URI, a timeout…) are SQLAlchemy's to apply: its own connection.
-            self._one_trip = not self.url.query
+            # URL options (a URI, a timeout…) are SQLAlchemy's to apply: its own connection;
+            # so too where aiosqlite's internals are not as expected (shared/compat/sqlite.py).
+            self._one_trip = not self.url.query and internals.one_trip()
             connect = _one_trip_connector(database or ":memory:") if self._one_trip else None
             self.writer = create_async_engine(
                 self.url,
@@ -87,10 +89,12 @@ class Database:
             self.reader = self.writer
 
     async def create_schema(self, *more: MetaData) -> None:
-        """Create shared/'s tables and a service's own (idempotent)."""
+        """Create shared/'s tables and a service's own (idempotent), and add the nullable
+        columns a table made by an older Kapok lacks (the only kind of change so far)."""
         async with self.writer.begin() as conn:
             for tables in (metadata, *more):
                 await conn.run_sync(tables.create_all)
+                await conn.run_sync(_add_missing_columns, tables)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -154,6 +158,18 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+def _add_missing_columns(conn: Connection, tables: MetaData) -> None:
+    inspector = inspect(conn)
+    for table in tables.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                if not column.nullable:
+                    raise RuntimeError(f"{table.name}.{column.name}: a NOT NULL column to add")
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def sqlite_driver(conn: AsyncConnection) -> OneTripConnection | None:
@@ -247,7 +263,7 @@ def _one_trip_connector(database: str) -> Callable[[], Awaitable[aiosqlite.Conne
         connection = OneTripConnection(
             functools.partial(sqlite3.connect, database, check_same_thread=False), 64
         )
-        connection._thread.daemon = True
+        internals.daemon(connection)
         return await connection
 
     return connect
@@ -265,18 +281,18 @@ class OneTripConnection(aiosqlite.Connection):
 
     async def fetch(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """The statement's rows, in one trip."""
-        return (await self._execute(_statement, self, False, sql, parameters))[3]
+        return (await on_thread(self, _statement, self, False, sql, parameters))[3]
 
     async def run(self, sql: str, parameters: Sequence[Any] = ()) -> int:
         """Run the statement in one trip; return its row count."""
-        return (await self._execute(_statement, self, False, sql, parameters))[1]
+        return (await on_thread(self, _statement, self, False, sql, parameters))[1]
 
     async def run_many(
         self, sql: str, rows: Sequence[Sequence[Any]], then: Step | None = None
     ) -> int:
         """The statement once per row, and ``then`` after it, in one trip; return the
         statement's row count."""
-        return (await self._execute(_statement, self, True, sql, rows, then))[1]
+        return (await on_thread(self, _statement, self, True, sql, rows, then))[1]
 
     async def _one_trip_cursor(self) -> _OneTripCursor:
         return _OneTripCursor(self)
@@ -301,8 +317,8 @@ class _OneTripCursor:
 
     async def _run(self, many: bool, sql: str, parameters: Any) -> _OneTripCursor:
         connection = self._connection
-        self.description, self.rowcount, self.lastrowid, self._rows = await connection._execute(
-            _statement, connection, many, sql, parameters
+        self.description, self.rowcount, self.lastrowid, self._rows = await on_thread(
+            connection, _statement, connection, many, sql, parameters
         )
         return self
 
@@ -333,7 +349,7 @@ def _statement(
 ) -> tuple[Any, int, int | None, list[Any]]:
     """On the connection's thread: the transaction begun if one is due, one statement, all
     its rows, its cursor closed; then ``then``."""
-    db = connection._conn
+    db = sqlite3_of(connection)
     if connection.begin_with is not None and not db.in_transaction:
         db.execute(connection.begin_with).close()
     cursor = db.cursor()
