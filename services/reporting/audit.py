@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import sys
 import time
@@ -51,7 +50,7 @@ from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
-from shared.contracts.envelope import Envelope
+from shared.contracts.envelope import Envelope, hashes_to
 
 Progress = Callable[[str, int, int], None]
 
@@ -411,9 +410,6 @@ def _open_mid_stream(audit: SourceAudit, data: bytes) -> None:
     audit.opening = f"{body.get('source')} position {body.get('position')} ({body.get('event_id')})"
 
 
-_HASH_KEY = b',"hash":"'
-
-
 def _check_and_fold(audit: SourceAudit, fold: Fold, seq: int, data: bytes) -> None:
     """The fast way first: decode once, and re-hash the bytes as they are minus their
     ``"hash"`` member (what the producer hashed, when the bytes are canonical). Anything
@@ -427,28 +423,13 @@ def _check_and_fold(audit: SourceAudit, fold: Fold, seq: int, data: bytes) -> No
         envelope is not None
         and envelope.prev_hash == audit.head
         and envelope.position == seq
-        and _hash_of_canonical(data, envelope.hash)
+        and hashes_to(data, envelope.hash)
     ):
         audit.head = envelope.hash
         fold.apply(envelope)
         audit.folded += 1
         return
     _check_and_fold_exactly(audit, fold, seq, data, envelope)
-
-
-def _hash_of_canonical(data: bytes, expected: str) -> bool:
-    """Whether ``data`` without its top-level ``"hash"`` member hashes to ``expected``. In
-    canonical bytes (sorted keys) that member is the last `,"hash":"` (only scalars follow
-    it). False is not a finding: the exact check decides."""
-    at = data.rfind(_HASH_KEY)
-    end = at + len(_HASH_KEY) + 64
-    if (
-        at < 0
-        or data[at + len(_HASH_KEY) : end] != expected.encode()
-        or data[end : end + 1] != b'"'
-    ):
-        return False
-    return hashlib.sha256(data[:at] + data[end + 1 :]).hexdigest() == expected
 
 
 def _check_and_fold_exactly(

@@ -11,7 +11,6 @@ per link.
 from __future__ import annotations
 
 import gc
-import hashlib
 import itertools
 from collections import deque
 from collections.abc import Sequence
@@ -19,12 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import orjson
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, uuid7_str
+from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, sealed, uuid7_str
 from shared.contracts.registry import REGISTRY, EventRegistry
 from shared.eventstore.database import Database, sqlite_driver
 from shared.eventstore.schema import events, log_head
@@ -77,7 +75,6 @@ class OpenLog:
 
 
 _IN_CHUNK = 500
-_SORTED = orjson.OPT_SORT_KEYS
 
 Row = tuple[int, str, int, str, str, bytes]
 """An event's row: position, stream_id, version, event_id, type, body (its UTF-8 bytes)."""
@@ -233,36 +230,24 @@ class EventStore:
                     version += 1
                     event_id = uuid7_str()
                     type_name = event_type.type_name()
-                    # `seal`'s canonical bytes, made in two halves around "hash" (the
-                    # envelope's keys in sorted order, the payload sorted on its own) instead
-                    # of the sorted dump of the whole body twice, with and without its hash.
                     # `model_dump(mode="json")` without its Python-side argument handling.
                     payload = new.data.__pydantic_serializer__.to_python(new.data, mode="json")
-                    data = orjson.dumps(payload, option=_SORTED)
-                    before = orjson.dumps(
-                        {
-                            "actor": ctx.actor,
-                            "causation_id": causation,
-                            "correlation_id": correlation,
-                            "data": orjson.Fragment(data),
-                            "event_id": event_id,
-                        }
-                    )[:-1]
-                    after = orjson.dumps(
-                        {
-                            "occurred_at": new.occurred_at.isoformat(),
-                            "position": position,
-                            "prev_hash": prev_hash,
-                            "recorded_at": recorded_at,
-                            "schema_version": event_type.schema_version,
-                            "source": source,
-                            "stream_id": stream_id,
-                            "type": type_name,
-                            "version": version,
-                        }
-                    )[1:]
-                    prev_hash = hashlib.sha256(b"%s,%s" % (before, after)).hexdigest()
-                    raw = b'%s,"hash":"%s",%s' % (before, prev_hash.encode(), after)
+                    prev_hash, raw = sealed(
+                        ctx.actor,
+                        causation,
+                        correlation,
+                        payload,
+                        event_id,
+                        new.occurred_at.isoformat(),
+                        position,
+                        prev_hash,
+                        recorded_at,
+                        event_type.schema_version,
+                        source,
+                        stream_id,
+                        type_name,
+                        version,
+                    )
                     rows.append((position, stream_id, version, event_id, type_name, raw))
         finally:
             if collecting:

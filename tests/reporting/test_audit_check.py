@@ -12,10 +12,10 @@ from services.reporting.audit import (
     Replay,
     SourceAudit,
     _check_and_fold,
-    _hash_of_canonical,
 )
 from services.reporting.domain.fold import totals
 from services.reporting.domain.report import figures
+from shared.contracts.envelope import hashes_to
 
 
 def audit_of(source: str, messages: list[bytes]) -> tuple[SourceAudit, Replay]:
@@ -30,9 +30,9 @@ def audit_of(source: str, messages: list[bytes]) -> tuple[SourceAudit, Replay]:
 def test_canonical_bytes_pass_the_fast_check_and_reformatted_ones_do_not() -> None:
     [raw] = chain("hotline", [call(1, at(1))])
     body = orjson.loads(raw)
-    assert _hash_of_canonical(raw, body["hash"])
-    assert not _hash_of_canonical(orjson.dumps(body, option=orjson.OPT_INDENT_2), body["hash"])
-    assert not _hash_of_canonical(raw.replace(b"call:1", b"call:2"), body["hash"])
+    assert hashes_to(raw, body["hash"])
+    assert not hashes_to(orjson.dumps(body, option=orjson.OPT_INDENT_2), body["hash"])
+    assert not hashes_to(raw.replace(b"call:1", b"call:2"), body["hash"])
 
 
 def test_an_intact_event_in_other_bytes_than_canonical_still_counts() -> None:
