@@ -77,6 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = commands.add_parser("up", help="run the whole system: nats-server and every service")
     up_command.add_arguments(up, SERVABLE)
 
+    status = commands.add_parser(
+        "status",
+        help="the health of the `kapok up` on --data-dir, a line per process "
+        "(exit 0: all ok, 1: something degraded or down, 2: nothing runs there)",
+    )
+    status.add_argument("--data-dir", type=Path, default=None, help="default: $KAPOK_DATA_DIR")
+
     from kapok import simulate as simulate_command
 
     simulate = commands.add_parser(
@@ -131,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_service(args.service, args.host, args.port)
     if args.command == "up":
         return up_command.run(args, SERVABLE)
+    if args.command == "status":
+        from kapok.status import run as run_status
+        from shared.settings import Settings
+
+        return run_status(args.data_dir or Settings().data_dir)
     if args.command == "simulate":
         ports = up_command.ports_from(args, SERVABLE)
         urls = simulate_command.urls(args.base_url, ports)

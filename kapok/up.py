@@ -1,12 +1,13 @@
 """`kapok up`: the whole system on one machine, one process per service, one Ctrl-C to stop.
 
 A small supervisor on asyncio subprocesses. It starts the embedded nats-server (unless
-``--nats URL``), then each service in ``SERVABLE`` as ``python -m kapok.cli serve <name>``
-with ``KAPOK_NATS_URL`` and ``KAPOK_DATA_DIR`` in its environment, prefixes every log line
-with the service's name, restarts a service that dies (with a backoff), and on SIGINT or
-SIGTERM stops the services first and nats-server last, so each service can drain its
-connection to a live server. All state lives under the data directory, so a second
-`kapok up` on it picks up where the first stopped.
+``--nats URL``) and restarts it on the same port when it dies (`NatsKeeper`), then each
+service in ``SERVABLE`` as ``python -m kapok.cli serve <name>`` with ``KAPOK_NATS_URL`` and
+``KAPOK_DATA_DIR`` in its environment, prefixes every log line with the service's name,
+restarts a service that dies (with a backoff), and on SIGINT or SIGTERM stops the services
+first and nats-server last, so each service can drain its connection to a live server. All
+state lives under the data directory, so a second `kapok up` on it picks up where the first
+stopped. `kapok status` reads what it writes in ``<data-dir>/up.json``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ NATS_DEFAULT_PORT = 4222
 HEALTHY_AFTER_S = 30.0
 BACKOFF_MAX_S = 30.0
 STOP_TIMEOUT_S = 15.0
+WATCH_S = 0.5  # how often the embedded nats-server is looked at
 PIDS_FILE = "up.json"
 
 
@@ -118,6 +120,11 @@ class Supervisor:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def started(self, name: str, pid: int) -> None:
+        """A process other than a service (nats-server) runs now as ``pid``: in up.json."""
+        self.extra_pids[name] = pid
+        self._write_pids()
 
     async def _supervise(self, child: Child) -> None:
         backoff = 1.0
@@ -203,6 +210,53 @@ class Supervisor:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body))
         tmp.replace(path)
+
+
+@dataclass
+class NatsKeeper:
+    """The embedded nats-server, watched: when it dies (kill -9, a crash), it is reaped, said,
+    and started again on the same port and store after a backoff (1 s, doubling up to
+    `BACKOFF_MAX_S`, from 1 s again once it stayed up `HEALTHY_AFTER_S`). The services'
+    connections reconnect by themselves; the relays publish what waited in their stores."""
+
+    server: EmbeddedNats
+    say: Callable[[str], None]
+    started: Callable[[int], None]  # told the pid of each restart
+    restarts: int = 0
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        backoff, since = 1.0, time.monotonic()
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), WATCH_S)
+            # `running` polls the process, which reaps it once dead: no zombie is left.
+            if stopping.is_set() or self.server.running:
+                continue
+            pid, code = self.server.pid, self.server.wait(0)
+            self.server.stop()  # forgets the dead process; the port and store stay chosen
+            if time.monotonic() - since > HEALTHY_AFTER_S:
+                backoff = 1.0
+            self.say(f"nats-server (pid {pid}) exited with code {code}; restarting in {backoff:g}s")
+            while not stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), backoff)
+                if stopping.is_set():
+                    return
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                try:
+                    # Blocking for about a second (it waits until JetStream answers).
+                    await asyncio.to_thread(self.server.start)
+                except (NatsStartError, FileNotFoundError, OSError) as error:
+                    self.say(f"nats-server did not start again: {error}; next try in {backoff:g}s")
+                    continue
+                break
+            else:
+                return
+            self.restarts += 1
+            since = time.monotonic()
+            assert self.server.pid is not None
+            self.say(f"nats-server restarted: {self.server.url} (pid {self.server.pid})")
+            self.started(self.server.pid)
 
 
 async def wait_http(port: int, path: str, within_s: float) -> bool:
@@ -359,6 +413,10 @@ async def up(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, supervisor.stop)
     watcher: asyncio.Task[None] | None = None
+    keeper: asyncio.Task[None] | None = None
+    if server is not None:
+        nats_keeper = NatsKeeper(server, say, lambda pid: supervisor.started("nats", pid))
+        keeper = asyncio.create_task(nats_keeper.run(supervisor.stopping))
     try:
         for name in services:
             label = "dashboard" if name == "reporting" else name
@@ -386,10 +444,11 @@ async def up(
         watcher = asyncio.create_task(announce())
         await supervisor.run()
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+        for task in (watcher, keeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         if server is not None:

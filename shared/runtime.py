@@ -65,7 +65,9 @@ class Link:
 
     async def _error(self, error: Exception) -> None:
         self.last_error = repr(error)
-        if self.down_since is not None or (self.nc is not None and not self.nc.is_connected):
+        # The read loop's end of the connection (EOF, a stale one) comes before nats-py says
+        # it is disconnected: it is the outage's first sign.
+        if isinstance(error, _LOST) or self.down_since is not None or not self.connected:
             self._begin()
             self.failed_attempts += 1
             return
@@ -83,6 +85,9 @@ class Link:
             self.last_error,
         )
         self.down_since = None
+
+
+_LOST = (OSError, nats.errors.UnexpectedEOF, nats.errors.StaleConnectionError)
 
 
 async def connect(settings: Settings, name: str, link: Link | None = None) -> NATS:

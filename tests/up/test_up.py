@@ -39,17 +39,7 @@ def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: P
 
         # Something recorded through the hotline's public API.
         hotline = f"http://127.0.0.1:{ports['hotline']}"
-        place = {
-            "district": "haizhu",
-            "street": "南洲街",
-            "station": "station:nanzhou",
-            "organisation": "org:haizhu-sw",
-        }
-        opened = httpx.post(
-            f"{hotline}/points",
-            json={"place": place, "opened_at": datetime(2020, 1, 25, tzinfo=UTC).isoformat()},
-            timeout=10,
-        )
+        opened = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
         assert opened.status_code == 201, opened.text
         point = opened.json()["point"]
         # Reporting counts it (the bus and the consumer work too).
@@ -132,3 +122,74 @@ def test_a_postgres_url_it_cannot_use_is_named_and_nothing_starts(tmp_path: Path
         )
         assert out.returncode == 2 and why in out.stdout, out.stdout + out.stderr
         assert "nats-server" not in out.stdout  # refused before anything started
+
+
+def test_a_killed_nats_server_is_reaped_restarted_and_said_while_commands_keep_working(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "state"
+    ports = {name: free_port() for name in SERVABLE}
+    up = Up(data_dir, ports, "nats.log")
+    try:
+        pids = up.wait_ready()
+        wait_until("kapok status says all ok", lambda: status(data_dir)[0] == 0, 30, up)
+        hotline = f"http://127.0.0.1:{ports['hotline']}"
+        report_url = f"http://127.0.0.1:{ports['reporting']}/api/report?as_of=2020-03-07"
+
+        # Given nats-server killed outright under `kapok up`,
+        old = pids["nats"]
+        os.kill(old, signal.SIGKILL)
+        # when a point is opened while it is away (or as it comes back),
+        opened = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
+        # then the command succeeds, its event waiting in the hotline's store,
+        assert opened.status_code == 201, opened.text
+        # nats-server is reaped (no zombie), started again and said, and up.json has its pid,
+        new = wait_until(
+            "nats-server restarted", lambda: up.pids().get("nats") not in (None, old), 30, up
+        )
+        assert not Path(f"/proc/{old}").exists(), "the killed nats-server was left a zombie"
+        log = up.log()
+        assert f"nats-server (pid {old}) exited with code -9; restarting in 1s" in log
+        assert f"(pid {up.pids()['nats']})" in log and new
+
+        # the event reaches reporting once the relay is reconnected,
+        def counted() -> bool:
+            return httpx.get(report_url, timeout=5).json()["figures"]["hotline_points_opened"] == 1
+
+        wait_until("reporting counts the point", counted, 60, up)
+        # each service said the outage twice (lost, back after its duration), no traceback,
+        log = up.log()
+        for name in SERVABLE:
+            assert log.count(f"{name}: NATS connection lost") == 1, log
+            assert log.count(f"{name}: NATS reconnected after") == 1, log
+        assert "Traceback" not in log
+        # and `kapok status` says all is well again, a line per process.
+        code, out = status(data_dir)
+        assert code == 0, out
+        assert out.count(" ok ") == len(SERVABLE) + 1, out
+        assert up.ctrl_c() == 0, up.log()
+    finally:
+        if up.proc.poll() is None:
+            os.killpg(up.proc.pid, signal.SIGKILL)
+    # Nothing runs there any more: `kapok status` says so with exit code 2.
+    assert status(data_dir)[0] == 2
+
+
+def status(data_dir: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "kapok.cli", "status", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def point_opened() -> dict[str, object]:
+    place = {
+        "district": "haizhu",
+        "street": "南洲街",
+        "station": "station:nanzhou",
+        "organisation": "org:haizhu-sw",
+    }
+    return {"place": place, "opened_at": datetime(2020, 1, 25, tzinfo=UTC).isoformat()}

@@ -1,0 +1,98 @@
+"""`kapok status`: the whole system's health at a glance, a line per process.
+
+It reads ``<data-dir>/up.json`` (written by the `kapok up` running there: pids, ports, the
+NATS URL), asks nats-server for its INFO and JetStream (one protocol round trip,
+`shared.bus.embedded.probe`) and every service for ``/api/health``, and prints each one's
+status (``ok``, ``degraded``, ``down``) with the problems it names. The exit code is 0 only
+when everything is ``ok``: 1 when anything is degraded or down, 2 when no `kapok up` runs on
+the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+TIMEOUT_S = 5.0  # per question; a health check itself answers within about 2 s
+
+
+@dataclass
+class Row:
+    """One process's line, and the problems under it."""
+
+    name: str
+    status: str  # ok, degraded, down
+    pid: object
+    where: str
+    detail: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        pid = f"pid {self.pid}" if self.pid else "no pid"
+        head = f"{self.name:<11} {self.status:<9} {pid:<10} {self.where}"
+        return [f"{head}  {self.detail}".rstrip(), *(f"    - {p}" for p in self.problems)]
+
+
+async def nats_row(url: str, pid: object) -> Row:
+    from shared.bus.embedded import NatsStartError, NotReady, probe
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+    try:
+        status = await asyncio.to_thread(probe, host, port, TIMEOUT_S)
+    except (NotReady, NatsStartError, OSError) as error:
+        return Row("nats-server", "down", pid, url, problems=[str(error)])
+    streams = status.jetstream.get("streams")
+    return Row("nats-server", "ok", pid, url, f"{status.version}, JetStream, {streams} streams")
+
+
+async def service_row(name: str, port: int, pid: object) -> Row:
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    if not pid:
+        return Row(name, "down", pid, base, problems=["not running (restarting?)"])
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+            answer = await client.get(f"{base}/api/health")
+        body: dict[str, Any] = answer.json()
+    except (httpx.HTTPError, ValueError) as error:
+        return Row(name, "down", pid, base, problems=[f"/api/health: {error!r}"])
+    status = str(body.get("status") or ("ok" if answer.status_code == 200 else "down"))
+    return Row(name, status, pid, base, _detail(body), [str(p) for p in body.get("problems", [])])
+
+
+def _detail(body: dict[str, Any]) -> str:
+    """The figures worth a glance: the relay's lag, the consumers' lag and dead letters."""
+    said: list[str] = []
+    if relay := body.get("relay"):
+        said.append(f"relay at {relay.get('position')} of {relay.get('head')}")
+    for sources in (body.get("consumers") or {}).values():
+        for source, s in sources.items():
+            said.append(f"{source} lag {s.get('lag')}")
+    return ", ".join(said)
+
+
+async def rows(up: dict[str, Any]) -> list[Row]:
+    pids = up.get("services") or {}
+    asked = [service_row(n, int(p), pids.get(n)) for n, p in (up.get("ports") or {}).items()]
+    if up.get("nats_url"):
+        asked.insert(0, nats_row(str(up["nats_url"]), up.get("nats")))
+    return list(await asyncio.gather(*asked))
+
+
+def run(data_dir: Path) -> int:
+    from kapok.up import running
+
+    up = running(data_dir)
+    if not up:
+        print(f"kapok status: no `kapok up` runs on {data_dir} (no live {data_dir}/up.json)")
+        return 2
+    print(f"kapok status: {data_dir.resolve()} (kapok up pid {up.get('up')})")
+    found = asyncio.run(rows(up))
+    for row in found:
+        print("\n".join(row.lines()))
+    return 0 if all(row.status == "ok" for row in found) else 1
