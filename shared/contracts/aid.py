@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from shared.contracts.corrections import Recorded, Voiding
 from shared.contracts.envelope import Event
 from shared.contracts.registry import event
 from shared.contracts.types import (
@@ -18,8 +19,8 @@ from shared.contracts.types import (
     AidKind,
     Group,
     Needs,
+    Persons,
     Place,
-    PositiveCount,
     Ref,
     Urgency,
 )
@@ -84,7 +85,7 @@ class AidDelivered(AidEvent):
     group: Group
     place: Place
     items: tuple[AidItem, ...] = Field(min_length=1, max_length=50)
-    persons_served: PositiveCount
+    persons_served: Persons
 
     @property
     def kinds(self) -> tuple[AidKind, ...]:
@@ -113,3 +114,21 @@ class EmergencyCaseOpened(AidEvent):
     person: Ref
     group: Group
     place: Place
+
+
+# -- corrections (shared/contracts/corrections.py) ---------------------------------------
+
+
+@event
+class AidDeliveryVoided(AidEvent, Voiding):
+    """An aid delivery recorded by mistake taken out of the figures, or recorded again as it
+    really was (``replacement``). ``request_reopened``: the request has no delivery left, so
+    it is open again. Goods the delivery drew from a campaign stay drawn: the distribution
+    is the donation service's to void."""
+
+    fact_field = "delivery"
+    request: Ref
+    delivery: Ref
+    voided: tuple[Recorded[AidDelivered], ...] = Field(min_length=1, max_length=1)
+    replacement: tuple[Recorded[AidDelivered], ...] = Field(default=(), max_length=1)
+    request_reopened: bool = False

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from shared.contracts.corrections import Recorded, Voiding
 from shared.contracts.envelope import Event
 from shared.contracts.registry import event
 from shared.contracts.types import (
@@ -23,11 +24,12 @@ from shared.contracts.types import (
     Group,
     Item,
     Label,
-    PositiveCount,
     Quantity,
+    Recipients,
     Ref,
     Stock,
     Unit,
+    Volunteers,
     Yuan,
 )
 
@@ -118,7 +120,7 @@ class FundsReceived(CampaignEvent):
 class VolunteersLinked(DonationEvent):
     """Volunteer person-times (志愿者人次) linked to a campaign, a station, or both."""
 
-    volunteers: PositiveCount
+    volunteers: Volunteers
     organisation: Ref
     district: District
     station: Ref | None = None
@@ -142,7 +144,7 @@ class GoodsDistributed(CampaignEvent):
     distribution: Ref
     items: Goods = Field(min_length=1)
     recipient_kind: RecipientKind
-    recipients: PositiveCount
+    recipients: Recipients
     district: District
     station: Ref | None = None
     group: Group | None = None
@@ -181,7 +183,7 @@ class ProjectOutputRecorded(CampaignEvent):
     kind: GoodsKind
     quantity: Quantity
     unit: Unit
-    beneficiaries: PositiveCount
+    beneficiaries: Recipients
     district: District
     station: Ref | None = None
     group: Group | None = None
@@ -192,3 +194,59 @@ class ProjectOutputRecorded(CampaignEvent):
         if self.campaign_kind != "self_help":
             raise ValueError("campaign_kind: project outputs belong to self_help campaigns")
         return self
+
+
+# -- corrections (shared/contracts/corrections.py) ---------------------------------------
+
+
+@event
+class GoodsReceiptVoided(CampaignEvent, Voiding):
+    """Goods recorded as received by mistake: out of the stock and the figures, or recorded
+    again as they really came (``replacement``)."""
+
+    fact_field = "receipt"
+    receipt: Ref
+    voided: tuple[Recorded[GoodsReceived], ...] = Field(min_length=1, max_length=1)
+    replacement: tuple[Recorded[GoodsReceived], ...] = Field(default=(), max_length=1)
+
+
+@event
+class FundsReceiptVoided(CampaignEvent, Voiding):
+    """Money recorded as received by mistake, taken out or recorded again."""
+
+    fact_field = "receipt"
+    receipt: Ref
+    voided: tuple[Recorded[FundsReceived], ...] = Field(min_length=1, max_length=1)
+    replacement: tuple[Recorded[FundsReceived], ...] = Field(default=(), max_length=1)
+
+
+@event
+class VolunteersLinkVoided(DonationEvent, Voiding):
+    """Volunteers linked to a station by mistake (a ``volunteers:…`` link), taken out or
+    recorded again."""
+
+    fact_field = "link"
+    link: Ref
+    voided: tuple[Recorded[VolunteersLinked], ...] = Field(min_length=1, max_length=1)
+    replacement: tuple[Recorded[VolunteersLinked], ...] = Field(default=(), max_length=1)
+
+
+@event
+class DistributionVoided(CampaignEvent, Voiding):
+    """Goods recorded as handed out by mistake: back in the stock and out of the figures, or
+    recorded again as they really went."""
+
+    fact_field = "distribution"
+    distribution: Ref
+    voided: tuple[Recorded[GoodsDistributed], ...] = Field(min_length=1, max_length=1)
+    replacement: tuple[Recorded[GoodsDistributed], ...] = Field(default=(), max_length=1)
+
+
+@event
+class ProjectOutputVoided(CampaignEvent, Voiding):
+    """A self-help project's output recorded by mistake, taken out or recorded again."""
+
+    fact_field = "output"
+    output: Ref
+    voided: tuple[Recorded[ProjectOutputRecorded], ...] = Field(min_length=1, max_length=1)
+    replacement: tuple[Recorded[ProjectOutputRecorded], ...] = Field(default=(), max_length=1)

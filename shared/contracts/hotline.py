@@ -10,11 +10,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
+from shared.contracts.corrections import Recorded, Voiding
 from shared.contracts.envelope import Event
 from shared.contracts.registry import event
-from shared.contracts.types import Count, Group, Needs, Place, Ref, Urgency, VulnerableGroup
+from shared.contracts.types import (
+    CallSeconds,
+    Group,
+    Needs,
+    Place,
+    Ref,
+    ShiftMinutes,
+    Urgency,
+    VulnerableGroup,
+)
 
 Category = Literal[
     "psychological_counselling",  # 心理辅导
@@ -75,7 +85,7 @@ class ShiftEnded(HotlineEvent):
     worker: Ref
     point: Ref
     place: Place
-    minutes_on_duty: Count
+    minutes_on_duty: ShiftMinutes
 
 
 @event
@@ -102,7 +112,7 @@ class CallCompleted(HotlineEvent):
     category: Category
     group: Group
     outcome: CallOutcome
-    duration_seconds: Count
+    duration_seconds: CallSeconds
 
 
 @event
@@ -145,3 +155,54 @@ class ReferredToAid(HotlineEvent):
     place: Place
     needs: Needs
     urgency: Urgency
+
+
+# -- corrections (shared/contracts/corrections.py): a fact voided, or voided and recorded again
+
+CallRecords = tuple[Recorded[CallReceived] | Recorded[CallCompleted], ...]
+FollowUpRecords = tuple[Recorded[FollowUpScheduled] | Recorded[FollowUpCompleted], ...]
+ShiftRecords = tuple[Recorded[ShiftStarted] | Recorded[ShiftEnded], ...]
+ReferralRecords = tuple[Recorded[ReferredToAid], ...]
+
+
+@event
+class CallVoided(HotlineEvent, Voiding):
+    """A call recorded by mistake (logged twice, never happened) taken out of the figures,
+    or, with a ``replacement``, recorded again as it really was."""
+
+    fact_field = "call"
+    call: Ref
+    voided: CallRecords = Field(min_length=1, max_length=2)
+    replacement: CallRecords = Field(default=(), max_length=2)
+
+
+@event
+class FollowUpVoided(HotlineEvent, Voiding):
+    """A tracked follow-up recorded by mistake, taken out or recorded again."""
+
+    fact_field = "follow_up"
+    follow_up: Ref
+    voided: FollowUpRecords = Field(min_length=1, max_length=2)
+    replacement: FollowUpRecords = Field(default=(), max_length=2)
+
+
+@event
+class ShiftVoided(HotlineEvent, Voiding):
+    """A shift recorded by mistake, taken out or recorded again."""
+
+    fact_field = "shift"
+    shift: Ref
+    voided: ShiftRecords = Field(min_length=1, max_length=2)
+    replacement: ShiftRecords = Field(default=(), max_length=2)
+
+
+@event
+class ReferralVoided(HotlineEvent, Voiding):
+    """A referral to aid recorded by mistake, taken out of the figures or recorded again.
+    The aid request it opened is the aid service's: cancel it there if it is not to be
+    served."""
+
+    fact_field = "referral"
+    referral: Ref
+    voided: ReferralRecords = Field(min_length=1, max_length=1)
+    replacement: ReferralRecords = Field(default=(), max_length=1)

@@ -17,30 +17,41 @@ from shared.contracts.aid import (
     AidAssigned,
     AidCancelled,
     AidDelivered,
+    AidDeliveryVoided,
     AidRequested,
     EmergencyCaseOpened,
 )
+from shared.contracts.corrections import Recorded
 from shared.contracts.donation import (
     CampaignLaunched,
+    DistributionVoided,
     DonationPledged,
+    FundsReceiptVoided,
     FundsReceived,
     GoodsDistributed,
+    GoodsReceiptVoided,
     GoodsReceived,
     ProjectOutputRecorded,
+    ProjectOutputVoided,
     StockShortfallRecorded,
     VolunteersLinked,
+    VolunteersLinkVoided,
 )
 from shared.contracts.envelope import seal
 from shared.contracts.hotline import (
     CallCompleted,
     CallReceived,
+    CallVoided,
     FollowUpCompleted,
     FollowUpScheduled,
+    FollowUpVoided,
     HotlinePointClosed,
     HotlinePointOpened,
+    ReferralVoided,
     ReferredToAid,
     ShiftEnded,
     ShiftStarted,
+    ShiftVoided,
 )
 from shared.contracts.types import AidItem, Item, Place
 
@@ -188,10 +199,48 @@ def _examples() -> list[Event]:
     ]
 
 
+# Each void example takes out its fact's examples above; the call's is a correction.
+VOIDED = {
+    CallVoided: ("call", "call:0001", (CallReceived, CallCompleted)),
+    FollowUpVoided: ("follow_up", "follow-up:0001", (FollowUpScheduled, FollowUpCompleted)),
+    ShiftVoided: ("shift", "shift:0001", (ShiftStarted, ShiftEnded)),
+    ReferralVoided: ("referral", "referral:0001", (ReferredToAid,)),
+    AidDeliveryVoided: ("delivery", "delivery:0001", (AidDelivered,)),
+    GoodsReceiptVoided: ("receipt", "receipt:0001", (GoodsReceived,)),
+    FundsReceiptVoided: ("receipt", "receipt:0002", (FundsReceived,)),
+    VolunteersLinkVoided: ("link", "volunteers:0001", (VolunteersLinked,)),
+    DistributionVoided: ("distribution", "distribution:0001", (GoodsDistributed,)),
+    ProjectOutputVoided: ("output", "output:0001", (ProjectOutputRecorded,)),
+}
+
+
+def _voids(recorded: list[Event]) -> list[Event]:
+    at = datetime(2020, 2, 10, 9, 30, tzinfo=CST)
+    out: list[Event] = []
+    for void, (field, fact, types) in VOIDED.items():
+        taken = tuple(Recorded(at=at, event=e) for e in recorded if type(e) in types)
+        tags = {k: getattr(taken[0].event, k) for k in ("campaign", "campaign_kind", "organisation")
+                if k in void.model_fields}  # fmt: skip
+        extra = {"request": "request:0001"} if void is AidDeliveryVoided else {}
+        replacement = taken if void is CallVoided else ()
+        out.append(
+            void(
+                **{field: fact},
+                **tags,
+                **extra,
+                reason="logged twice",
+                voided=taken,
+                replacement=replacement,
+            )
+        )
+    return out
+
+
 @pytest.fixture(scope="session")
 def examples() -> dict[str, Event]:
     """One example per event type, by type name."""
-    return {example.type_name(): example for example in _examples()}
+    events = _examples()
+    return {example.type_name(): example for example in [*events, *_voids(events)]}
 
 
 Body = dict[str, Any]

@@ -11,10 +11,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from services.reporting.domain.fold import Fold
 from shared.contracts import GENESIS, REGISTRY, Envelope, NewEvent, uuid7
 from shared.contracts import aid as a
 from shared.contracts import donation as d
 from shared.contracts import hotline as h
+from shared.contracts.corrections import Recorded
 from shared.contracts.envelope import seal
 from shared.contracts.types import AidItem, Item, Place
 
@@ -236,5 +238,51 @@ def envelopes(source: str, news: Sequence[NewEvent]) -> list[Envelope[Any]]:
     return [REGISTRY.decode(raw) for raw in chain(source, news)]
 
 
+def folded(source: str, news: Sequence[NewEvent], fold: Fold | None = None) -> Fold:
+    """These events of ``source`` folded into ``fold`` (a new `Fold` if None)."""
+    fold = fold or Fold()
+    fold.apply_all(envelopes(source, news))
+    return fold
+
+
 def day(d: int, month: int = 3) -> date:
     return date(2020, month, d)
+
+
+def voided(
+    originals: Sequence[NewEvent],
+    when: datetime,
+    replacement: Sequence[NewEvent] = (),
+    reason: str = "logged twice",
+    **extra: Any,
+) -> NewEvent:
+    """The void of the fact these events recorded (its type and reference taken from the
+    first: a CallReceived gives a CallVoided of its call), made at ``when``."""
+    first = originals[0].data
+    void: Any = VOID_OF[type(first)]
+    tags = {name: getattr(first, name) for name in void.model_fields if hasattr(first, name)}
+    tags.pop("reason", None)  # a cancellation's reason is not the void's
+    return NewEvent(
+        void(
+            **{**tags, **extra},
+            reason=reason,
+            voided=tuple(Recorded(at=n.occurred_at, event=n.data) for n in originals),
+            replacement=tuple(Recorded(at=n.occurred_at, event=n.data) for n in replacement),
+        ),
+        when,
+    )
+
+
+VOID_OF: dict[type, type] = {
+    h.CallReceived: h.CallVoided,
+    h.ShiftStarted: h.ShiftVoided,
+    h.FollowUpScheduled: h.FollowUpVoided,
+    h.FollowUpCompleted: h.FollowUpVoided,
+    h.ReferredToAid: h.ReferralVoided,
+    a.AidDelivered: a.AidDeliveryVoided,
+    d.GoodsReceived: d.GoodsReceiptVoided,
+    d.FundsReceived: d.FundsReceiptVoided,
+    d.VolunteersLinked: d.VolunteersLinkVoided,
+    d.GoodsDistributed: d.DistributionVoided,
+    d.ProjectOutputRecorded: d.ProjectOutputVoided,
+}

@@ -17,7 +17,7 @@ insert, the same statement on SQLite and PostgreSQL). With the compact key the w
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -34,9 +34,10 @@ from services.reporting.adapters.tables import (
     metrics,
     open_requests,
     rebuild_if_old,
+    revisions,
 )
-from services.reporting.domain.fold import DIMENSIONS, Fold, Increments
-from shared.contracts.aid import AidCancelled, AidDelivered, AidRequested
+from services.reporting.domain.fold import DIMENSIONS, Fold, Increments, Revision
+from shared.contracts.aid import AidCancelled, AidDelivered, AidDeliveryVoided, AidRequested
 from shared.contracts.envelope import Envelope
 from shared.eventstore.database import Database
 
@@ -75,16 +76,49 @@ async def add_totals(conn: AsyncConnection, increments: Increments) -> None:
     await upserts.upsert(conn, metric_totals, ("metric", "value"), list(by_metric.items()))
 
 
-async def write_folded(conn: AsyncConnection, increments: Mapping[tuple[Any, ...], int]) -> None:
-    """`fold.fold_stateless`'s increments (made in the consumer's worker process) written in
-    the consumer's transaction, keyed as they came: not made into `Key`s again."""
+async def write_folded(
+    conn: AsyncConnection, folded: tuple[Mapping[tuple[Any, ...], int], list[Revision]]
+) -> None:
+    """`fold.fold_stateless`'s increments and revisions (made in the consumer's worker
+    process) written in the consumer's transaction, keyed as they came: not made into `Key`s
+    again."""
+    increments, revised = folded
     await upsert(conn, increments)
     await add_totals(conn, increments)
+    await add_revisions(conn, revised)
+
+
+def utc_text(moment: datetime) -> str:
+    """An instant as `tables.revisions` keeps it: UTC, one fixed width, comparable as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def add_revisions(conn: AsyncConnection, revised: Sequence[Revision]) -> None:
+    if not revised:
+        return
+    rows = [
+        {
+            "event_id": r.event_id,
+            "source": r.source,
+            "type": r.type,
+            "fact": r.fact,
+            "recorded_at": utc_text(datetime.fromisoformat(r.recorded_at)),
+            "first_day": min((date.fromisoformat(day) for day, _, _ in r.changes), default=_NO_DAY),
+            "actor": r.actor,
+            "reason": r.reason,
+            "changes": orjson.dumps(r.changes).decode(),
+        }
+        for r in revised
+    ]
+    await conn.execute(revisions.insert(), rows)
+
+
+_NO_DAY = date(1970, 1, 1)  # a void that changed no counter (a fact that counted nothing)
 
 
 # Looked up by exact type: isinstance on a pydantic model class goes through its metaclass's
 # Python-level __instancecheck__, about a microsecond per event of the batch.
-_REQUEST_EVENTS = frozenset({AidRequested, AidDelivered, AidCancelled})
+_REQUEST_EVENTS = frozenset({AidRequested, AidDelivered, AidCancelled, AidDeliveryVoided})
 
 
 async def apply_batch(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None:
@@ -103,6 +137,7 @@ async def apply_batch(conn: AsyncConnection, events: Sequence[Envelope[Any]]) ->
     fold.apply_all(events)
     await upsert(conn, fold.increments)
     await add_totals(conn, fold.increments)
+    await add_revisions(conn, fold.revisions)
     closed = set(known) - set(fold.open_requests)
     opened = set(fold.open_requests) - set(known)
     if closed:
@@ -147,6 +182,39 @@ class CounterStore:
                 return {row.metric: int(row.value) for row in result}
         rows = await self.counters(as_of, filters or {}, by=("metric",))
         return {r["metric"]: r["value"] for r in rows}
+
+    async def totals_known_at(self, as_of: date | None, known_at: datetime) -> dict[str, int]:
+        """The totals as of a day as they were known at an instant: the corrections recorded
+        after it undone. (Records made after it on days up to ``as_of`` still count: the
+        counters are by business day; `kapok audit replay --known-at` cuts those too.)"""
+        out = await self.totals(as_of)
+        for revision in await self.revisions(as_of, after=known_at):
+            for day, metric, change in revision["changes"]:
+                if as_of is None or date.fromisoformat(day) <= as_of:
+                    out[metric] = out.get(metric, 0) - change
+        return out
+
+    async def revisions(
+        self, as_of: date | None = None, after: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The voids and corrections that changed a figure on a day up to ``as_of``,
+        recorded after the instant ``after`` (None: all), in the order they were recorded."""
+        r = revisions.c
+        query = select(revisions).order_by(r.recorded_at, r.event_id)
+        if as_of is not None:
+            query = query.where(r.first_day <= as_of)
+        if after is not None:
+            query = query.where(r.recorded_at > utc_text(after))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            {
+                **row,
+                "first_day": row["first_day"].isoformat(),
+                "changes": orjson.loads(row["changes"]),
+            }
+            for row in rows
+        ]
 
     async def counters(
         self,

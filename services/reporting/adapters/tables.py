@@ -112,6 +112,25 @@ open_requests = Table(
     Column("dims", Text, nullable=False),
 )
 
+# The voids and corrections folded (`fold.Revision`), one row each: what `/api/revisions`
+# lists, and what a report "as known at" an instant undoes (those recorded after it).
+# ``recorded_at`` is UTC text of one fixed width, so it compares as it sorts on both
+# databases; ``first_day`` the earliest business day it changed; ``changes`` JSON
+# ``[[day, metric, change], …]``. Few rows: one per void.
+revisions = Table(
+    "reporting_revisions",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("source", String(16), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("fact", String(64), nullable=False),
+    Column("recorded_at", String(27), nullable=False, index=True),
+    Column("first_day", Day, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changes", Text, nullable=False),
+)
+
 # What tells this layout from the earlier one (twelve text columns in the key).
 _MARK = "dims_id"
 

@@ -14,6 +14,12 @@ sum over daily buckets as every other figure. The only state the fold needs beyo
 counters is which aid requests are still open (a request is closed by its first delivery or
 its cancellation, and a second delivery must not close it twice); the caller hands in what
 it knows of the requests an event batch touches (`open_requests`) and persists the changes.
+
+A void (`shared/contracts/corrections.py`) carries the events it takes out and any put in
+their place, with their business times: `Fold._void` folds those, negated and as they are,
+on their own days, so a void needs no state either, and as of any day the figure is the
+corrected one. Each void is also kept as a `Revision` (who, when, why, what changed), which
+the live fold stores beside the counters for `/api/revisions` and reports "as known at".
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from shared.contracts.aid import (
     AidAssigned,
     AidCancelled,
     AidDelivered,
+    AidDeliveryVoided,
     AidRequested,
     EmergencyCaseOpened,
 )
+from shared.contracts.corrections import Recorded, Voiding
 from shared.contracts.donation import (
     CampaignLaunched,
     DonationPledged,
@@ -43,7 +51,7 @@ from shared.contracts.donation import (
     StockShortfallRecorded,
     VolunteersLinked,
 )
-from shared.contracts.envelope import Envelope
+from shared.contracts.envelope import Envelope, Event
 from shared.contracts.hotline import (
     CallCompleted,
     CallReceived,
@@ -55,6 +63,7 @@ from shared.contracts.hotline import (
     ShiftEnded,
     ShiftStarted,
 )
+from shared.contracts.registry import REGISTRY
 from shared.contracts.types import Place
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -100,11 +109,31 @@ Increments = Mapping[Key, int] | Mapping[tuple[Any, ...], int]
 worker sends back, `fold_stateless`): the writes read a key by position only."""
 
 
+class Revision(NamedTuple):
+    """A void or correction as the report lists it: what (its type and fact), when (the
+    void's ``recorded_at``), who (its actor), why (its reason), and what it changed:
+    ``(business day, metric, change)`` for each counter it moved. Plain values only, so it
+    crosses from the live fold's worker as cheaply as the increments do."""
+
+    event_id: str
+    source: str
+    type: str
+    fact: str
+    recorded_at: str
+    actor: str
+    reason: str
+    changes: tuple[tuple[str, str, int], ...]
+
+
+# Every void event type: folded by `Fold._void`, never by a handler of its own.
+VOIDS = frozenset(t for t in REGISTRY.types() if issubclass(t, Voiding))
+
+
 # The events whose fold reads or changes what earlier events left (the open aid requests):
 # their sources' histories must be folded whole and in order. Every other event only adds to
 # counters, which come out the same in any grouping (the audit replay cuts those streams into
 # stretches folded side by side: services/reporting/slices.py).
-STATEFUL_EVENTS = frozenset({AidRequested, AidDelivered, AidCancelled})
+STATEFUL_EVENTS = frozenset({AidRequested, AidDelivered, AidCancelled, AidDeliveryVoided})
 ORDERED_SOURCES = frozenset(event.source for event in STATEFUL_EVENTS)
 
 
@@ -158,6 +187,7 @@ class Fold:
     open_requests: MutableMapping[str, dict[str, str]] = field(default_factory=dict)
     increments: defaultdict[Key, int] = field(default_factory=lambda: defaultdict(int))
     applied: int = 0
+    revisions: list[Revision] = field(default_factory=list)  # the voids folded, in order
 
     def add(self, metric: str, day: date, value: int = 1, **dims: str) -> None:
         if value:
@@ -170,14 +200,56 @@ class Fold:
             handler = handlers.get(type(data))
             if handler is not None:
                 handler(self, data, business_day(envelope.occurred_at))
+            elif type(data) in VOIDS:  # rare: looked up only for what has no handler
+                self._void(envelope)
             applied += 1
         self.applied += applied
 
     def apply(self, envelope: Envelope[Any]) -> None:
-        handler = _HANDLERS.get(type(envelope.data))
-        if handler is not None:
-            handler(self, envelope.data, business_day(envelope.occurred_at))
-        self.applied += 1
+        self.apply_all((envelope,))
+
+    # -- corrections: a void takes its fact's counts off the days they fell on -------------
+
+    def _void(self, envelope: Envelope[Voiding]) -> None:
+        """The voided events' increments taken off, the replacement's added, each on its own
+        business day (a figure as of any day is then what it would have been had the fact
+        been recorded right); and the change kept as a revision, with who, when and why."""
+        void = envelope.data
+        change = Fold()
+        change._fold_recorded(void.voided)
+        for key in change.increments:
+            change.increments[key] = -change.increments[key]
+        change._fold_recorded(void.replacement)
+        if type(void) is AidDeliveryVoided and void.request_reopened:
+            self._reopen(void.voided[0].event, business_day(void.voided[0].at))
+        by_day: defaultdict[tuple[str, str], int] = defaultdict(int)
+        for key, value in change.increments.items():
+            if value:
+                self.increments[key] += value
+                by_day[(key.day.isoformat(), key.metric)] += value
+        self.revisions.append(
+            Revision(
+                event_id=str(envelope.event_id),
+                source=envelope.source,
+                type=envelope.type,
+                fact=void.fact,
+                recorded_at=envelope.recorded_at.isoformat(),
+                actor=envelope.actor,
+                reason=void.reason,
+                changes=tuple((day, metric, value) for (day, metric), value in by_day.items()),
+            )
+        )
+
+    def _fold_recorded(self, records: Iterable[Recorded[Event]]) -> None:
+        for record in records:
+            _HANDLERS[type(record.event)](self, record.event, business_day(record.at))
+
+    def _reopen(self, delivered: AidDelivered, day: date) -> None:
+        """A request whose only delivery was voided is open again from the day that delivery
+        closed it, on the key its gauge was counted on."""
+        dims = {"net": "aid", "grp": delivered.group, **place_dims(delivered.place)}
+        self.open_requests[delivered.request] = dims  # in `_aid_requested`'s order
+        self.add("aid_requests_open", day, **dims)
 
     # -- hotline: the psychological protection net ---------------------------------------
 
@@ -459,13 +531,16 @@ def totals(increments: Mapping[Key, int], as_of: date | None = None) -> dict[str
     return dict(out)
 
 
-def fold_stateless(events: list[Envelope[Any]]) -> dict[tuple[Any, ...], int]:
+def fold_stateless(
+    events: list[Envelope[Any]],
+) -> tuple[dict[tuple[Any, ...], int], list[Revision]]:
     """A batch of a source whose fold keeps no state (not one of `ORDERED_SOURCES`), as the
     live fold's worker process folds it (`shared/offload.py`): the increments, keyed by plain
-    tuples, which cross to the service's process for a fraction of what named tuples cost.
+    tuples, which cross to the service's process for a fraction of what named tuples cost,
+    and the batch's revisions (voids; usually none).
     Defined here, with no I/O imported, so that the worker imports no database code."""
     fold = Fold()
     fold.apply_all(events)
     if fold.open_requests:
         raise ValueError("an aid request in a batch folded without the open requests")
-    return {tuple(key): value for key, value in fold.increments.items()}
+    return {tuple(key): value for key, value in fold.increments.items()}, fold.revisions

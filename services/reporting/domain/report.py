@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 # The stable core scripts rely on (README): counts are ints, money a string in yuan.
 CORE_FIGURES = (
@@ -157,6 +158,27 @@ def report(as_of: date | str, totals: Mapping[str, int]) -> dict[str, object]:
             }
             for zh, en, lines in PARAGRAPHS
         ],
+    }
+
+
+def revision_view(revision: Mapping[str, Any]) -> dict[str, object]:
+    """A stored revision (`fold.Revision`) as `/api/revisions` lists it, with the reported
+    figures it changed (what a reader of the report sees move), zeros left out."""
+    by_metric: dict[str, int] = {}
+    for _, metric, change in revision["changes"]:
+        by_metric[metric] = by_metric.get(metric, 0) + change
+    moved = {name: value for name, value in figures(by_metric).items() if value not in (0, "0.00")}
+    return {
+        "event_id": revision["event_id"],
+        "type": revision["type"],
+        "source": revision["source"],
+        "fact": revision["fact"],
+        "recorded_at": revision["recorded_at"],
+        "actor": revision["actor"],
+        "reason": revision["reason"],
+        "days": sorted({day for day, _, _ in revision["changes"]}),
+        "figures": moved,
+        "changes": [list(change) for change in revision["changes"]],
     }
 
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from services.reporting.adapters.counters import GROUPABLE, CounterStore
 from services.reporting.domain.fold import DIMENSIONS, SHANGHAI, business_day
-from services.reporting.domain.report import report
+from services.reporting.domain.report import report, revision_view
 from services.reporting.entrypoints.metrics import render
 from shared.consumer import ConsumerRunner
 from shared.service.health import Health, register_live
@@ -32,15 +32,23 @@ class BadRequest(ValueError):
 
 def parse_day(text: str, name: str = "as_of") -> date:
     """A date (2020-03-07) or a timezone-aware instant, as its Asia/Shanghai business day."""
+    if len(text) != 10:
+        return business_day(parse_instant(text, name))
     try:
-        if len(text) == 10:
-            return date.fromisoformat(text)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return date.fromisoformat(text)
     except ValueError:
         raise BadRequest(f"{name}: not a date or an ISO 8601 instant: {text!r}") from None
+
+
+def parse_instant(text: str, name: str) -> datetime:
+    """A timezone-aware ISO 8601 instant."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name}: not an ISO 8601 instant: {text!r}") from None
     if moment.tzinfo is None:
         raise BadRequest(f"{name}: an instant needs its timezone, e.g. {text}+08:00")
-    return business_day(moment)
+    return moment
 
 
 def today() -> date:
@@ -59,9 +67,14 @@ class Reporting:
     # `services.reporting.main.running`.
     health: Health | None = None
 
-    async def report_as_of(self, as_of: date | None) -> dict[str, object]:
-        totals = await self.store.totals(as_of)
-        return report(as_of or today(), totals)
+    async def report_as_of(
+        self, as_of: date | None, known_at: datetime | None = None
+    ) -> dict[str, object]:
+        """``known_at``: as it was reported at that instant, the corrections since undone."""
+        if known_at is None:
+            return report(as_of or today(), await self.store.totals(as_of))
+        body = report(as_of or today(), await self.store.totals_known_at(as_of, known_at))
+        return {**body, "known_at": known_at.isoformat()}
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -105,9 +118,14 @@ def build_app(reporting: Reporting) -> FastAPI:
         )
 
     @app.get("/api/report")
-    async def get_report(as_of: str | None = None, format: str = "json") -> Response:
+    async def get_report(
+        as_of: str | None = None, format: str = "json", known_at: str | None = None
+    ) -> Response:
+        """``known_at``: an instant; the report as it stood then (corrections made since
+        undone), as `kapok audit replay --known-at` replays it."""
         day = parse_day(as_of) if as_of else None
-        body = await reporting.report_as_of(day)
+        known = parse_instant(known_at, "known_at") if known_at else None
+        body = await reporting.report_as_of(day, known)
         if format == "json":
             return JSONResponse(body)
         if format == "csv":
@@ -115,6 +133,22 @@ def build_app(reporting: Reporting) -> FastAPI:
         if format == "html":
             return HTMLResponse(_html(body))
         raise BadRequest("format: one of json, csv, html")
+
+    @app.get("/api/revisions")
+    async def get_revisions(as_of: str | None = None, since: str | None = None) -> JSONResponse:
+        """The voids and corrections that changed a figure on a day up to ``as_of`` (a date
+        or an instant), recorded after the instant ``since`` (e.g. when the report was
+        published): what (type, fact, figures changed), when, who (the actor) and why."""
+        day = parse_day(as_of) if as_of else None
+        after = parse_instant(since, "since") if since else None
+        rows = await reporting.store.revisions(day, after)
+        return JSONResponse(
+            {
+                "as_of": (day or today()).isoformat(),
+                "since": after.isoformat() if after else None,
+                "revisions": [revision_view(row) for row in rows],
+            }
+        )
 
     @app.get("/api/health")
     async def health() -> JSONResponse:
