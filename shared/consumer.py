@@ -17,6 +17,13 @@ With an `Offload` (`shared/offload.py`), the batches of the sources it names, fr
 are decoded and prepared in a worker process while the runner receives the next batch and
 commits the previous one; what the worker made is written in the same transaction as the
 checkpoint. A batch the worker cannot prepare whole is applied here, event by event, as above.
+
+Every event is checked before it is applied: its bytes are those its hash was made of
+(`EventRegistry.decode_at`), and, for a consumer of every event of a source, its prev_hash is
+the hash of the event applied before it (kept with the checkpoint). An event that fails
+either is dead-lettered with the reason, counted (`SourceStats.chain_breaks` for a broken
+link) and never applied; the chain goes on from the last event that was in it. A consumer
+of some event types only sees gaps in the chain by design, so only the hashes are checked.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus.acks import stream_seq_and_time
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
-from shared.contracts.envelope import Envelope
+from shared.contracts.envelope import GENESIS, Envelope
 from shared.contracts.registry import REGISTRY, EventRegistry, MisplacedEvent, UndecodableEvent
 from shared.eventstore.database import Database
 from shared.eventstore.schema import checkpoints
@@ -75,6 +82,9 @@ class SourceStats:
     lag: int = 0  # this consumer's events on the stream not yet committed (after refresh_lag)
     last_dead_letter: str | None = None  # the reason of the last message dead-lettered
     chain_breaks: int = 0  # events whose prev_hash was not the hash of the event before
+    # The hash of the last event in the chain at the checkpoint (None: not known, the next
+    # event is trusted to link; see `checkpoints.c.hash`).
+    chain_head: str | None = GENESIS
 
 
 @dataclass(slots=True)
@@ -83,6 +93,8 @@ class _Delivery:
     reply: bytes  # the ack subject, as it came off the wire
     data: bytes
     subject: bytes
+    # The hash its successor must name as prev_hash (the chain's head once it is applied).
+    head: str | None = None
     # Decoded as it arrives (or why it cannot be); None if it was already applied then, and
     # so is skipped, or if its source's batches may go to the offload's worker (decoded
     # there, or in `_apply` if the runner applies it itself).
@@ -406,15 +418,22 @@ class ConsumerRunner:
             await self._ack(deliveries[-1])
             return len(fresh)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
+        head = stats.chain_head  # as committed: a batch that fails is checked again whole
         for delivery in fresh:
             if delivery.event is None:  # not decoded on arrival (see `drain`)
                 delivery.event = self._decode(source, delivery)
             decoded = delivery.event
+            if not isinstance(decoded, str):
+                if self.event_types is None and head is not None and decoded.prev_hash != head:
+                    decoded = _broken_link(decoded, head)
+                else:
+                    head = decoded.hash
+            delivery.head = head
             if isinstance(decoded, str):
                 await self._commit_isolating(source, run)
                 run = []
                 await self._dead_letter(source, delivery, decoded)
-                await self._commit(source, [], delivery.seq, dead=1)
+                await self._commit(source, [], delivery.seq, dead=1, head=head)
             else:
                 run.append((delivery, decoded))
         await self._commit_isolating(source, run)
@@ -434,10 +453,20 @@ class ConsumerRunner:
             return False
         if result is None or not fresh or (fresh[0].seq, len(fresh)) != prepared.covers:
             return False
+        # The worker checked each link inside the batch; the first is checked here.
+        first_prev, last_hash, made = result
+        head = self.stats[source].chain_head
+        if self.event_types is None and head is not None and first_prev != head:
+            return False
         write = self.offload.write
         try:
             await self._commit(
-                source, [], fresh[-1].seq, write=lambda c: write(c, result), applied=len(fresh)
+                source,
+                [],
+                fresh[-1].seq,
+                write=lambda c: write(c, made),
+                applied=len(fresh),
+                head=last_hash,
             )
         except Exception as error:
             if _is_infrastructure(error):
@@ -463,7 +492,7 @@ class ConsumerRunner:
         if not run:
             return
         try:
-            await self._commit(source, [e for _, e in run], run[-1][0].seq)
+            await self._commit(source, [e for _, e in run], run[-1][0].seq, head=run[-1][0].head)
             return
         except Exception as error:
             if _is_infrastructure(error):
@@ -478,7 +507,7 @@ class ConsumerRunner:
         for attempt in range(1, self.retries):
             await asyncio.sleep(self.retry_delay * attempt)
             try:
-                await self._commit(source, [envelope], delivery.seq)
+                await self._commit(source, [envelope], delivery.seq, head=delivery.head)
                 return
             except Exception as error:
                 if _is_infrastructure(error):
@@ -487,7 +516,7 @@ class ConsumerRunner:
         reason = "handler failed: " + "".join(traceback.format_exception_only(failure)).strip()
         log.error("consumer %s/%s seq %d: %s", self.name, source, delivery.seq, reason)
         await self._dead_letter(source, delivery, reason)
-        await self._commit(source, [], delivery.seq, dead=1)
+        await self._commit(source, [], delivery.seq, dead=1, head=delivery.head)
 
     async def _commit(
         self,
@@ -498,12 +527,21 @@ class ConsumerRunner:
         dead: int = 0,
         write: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         applied: int | None = None,
+        head: str | None = None,
     ) -> None:
         """One transaction: the handler's writes of ``events`` (or ``write``, which applies
-        ``applied`` events prepared elsewhere) and the checkpoint at ``position``."""
+        ``applied`` events prepared elsewhere) and the checkpoint at ``position``, where the
+        chain's head is ``head``."""
         stats = self.stats[source]
         if position <= stats.checkpoint:
             return
+        values: dict[str, Any] = {
+            "position": position,
+            "dead_letters": checkpoints.c.dead_letters + dead,
+            "hash": head,
+        }
+        if dead:
+            values["last_dead_letter"] = stats.last_dead_letter
         async with self._db_lock, self.db.write() as conn:
             if write is not None:
                 await write(conn)
@@ -512,13 +550,17 @@ class ConsumerRunner:
             await conn.execute(
                 update(checkpoints)
                 .where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
-                .values(position=position, dead_letters=checkpoints.c.dead_letters + dead)
+                .values(**values)
             )
-        stats.checkpoint = position
+        stats.checkpoint, stats.chain_head = position, head
         stats.applied += len(events) if applied is None else applied
         stats.dead_letters += dead
 
     async def _dead_letter(self, source: str, delivery: _Delivery, reason: str) -> None:
+        stats = self.stats[source]
+        stats.last_dead_letter = reason
+        if reason.startswith(_BROKEN_LINK):
+            stats.chain_breaks += 1
         try:
             original: Any = delivery.data.decode()
         except UnicodeDecodeError:
@@ -553,9 +595,12 @@ class ConsumerRunner:
         async with self._db_lock, self.db.write() as conn:
             row = (
                 await conn.execute(
-                    select(checkpoints.c.position, checkpoints.c.dead_letters).where(
-                        checkpoints.c.consumer == self.name, checkpoints.c.source == source
-                    )
+                    select(
+                        checkpoints.c.position,
+                        checkpoints.c.dead_letters,
+                        checkpoints.c.hash,
+                        checkpoints.c.last_dead_letter,
+                    ).where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
                 )
             ).first()
             if row is None:
@@ -567,6 +612,8 @@ class ConsumerRunner:
         stats = self.stats[source]
         # Dead letters over the consumer's whole life, not only this process's.
         stats.checkpoint, stats.dead_letters = (int(row[0]), int(row[1])) if row else (0, 0)
+        stats.last_dead_letter = row[3] if row else None
+        stats.chain_head = row[2] if row and row[2] else (GENESIS if not stats.checkpoint else None)
 
     async def refresh_lag(self) -> dict[str, int]:
         """Per source, the events for this consumer that are on the stream but not yet
@@ -579,3 +626,14 @@ class ConsumerRunner:
             info = await js.consumer_info(stream, self.name)
             stats.lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         return {source: stats.lag for source, stats in self.stats.items()}
+
+
+_BROKEN_LINK = "chain broken"
+
+
+def _broken_link(event: Envelope[Any], head: str) -> str:
+    return (
+        f"{_BROKEN_LINK}: {event.type} {event.event_id} at stream sequence {event.position} "
+        f"names {event.prev_hash[:16]}… as the hash before it, but the event applied before it "
+        f"hashes to {head[:16]}… (an event inserted, dropped or forged)"
+    )

@@ -149,10 +149,17 @@ def _decode_and_prepare(
     seqs: Sequence[int],
     payloads: Sequence[bytes],
 ) -> Any:
-    events = []
+    """(the first event's prev_hash, the last one's hash, what ``prepare`` made of them), or
+    None when the runner must apply the batch itself: an event does not decode, is out of
+    place or altered, or does not link to the one before it (the runner dead-letters it, and
+    checks the batch's first link against its checkpoint)."""
+    events: list[Envelope[Any]] = []
     for seq, payload in zip(seqs, payloads, strict=True):
         try:
-            events.append(REGISTRY.decode_at(payload, source, seq))
+            event = REGISTRY.decode_at(payload, source, seq)
         except UndecodableEvent:
-            return None  # the runner dead-letters it, and applies the rest itself
-    return prepare(events)
+            return None
+        if events and event.prev_hash != events[-1].hash:
+            return None
+        events.append(event)
+    return events[0].prev_hash, events[-1].hash, prepare(events)

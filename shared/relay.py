@@ -1,26 +1,37 @@
 """The outbox relay: publishes a source's stored events to its JetStream stream, in order.
 
-Invariant: the stream's sequence number IS the store's position. Each publish carries
-``Nats-Expected-Last-Sequence: position - 1``, so the server refuses anything that would
-leave a gap or land out of order, and ``Nats-Msg-Id: event_id``, so a retried publish within
-the duplicate window is acknowledged as a duplicate instead of stored twice. Publishes are
-pipelined (up to `window` chunks in flight, acks gathered on one inbox), a chunk's messages
-written at once with an ack asked for its last (which the stream can only hold at its
-position if it holds every one before it); progress is written only after that ack.
+Invariant: the stream's sequence number IS the store's position, and the relay's progress
+only ever moves to a position whose every message up to it is proven to be the store's event
+there. Each publish carries ``Nats-Msg-Id: event_id`` (a retry within the duplicate window is
+acknowledged as a duplicate instead of stored twice) and ``Nats-Expected-Last-Sequence:
+position - 1``; every publish but a chunk's first also carries
+``Nats-Expected-Last-Msg-Id: <the previous event's id>``. So a message someone else slips in
+anywhere in a chunk makes every later message of it refused, not only the one whose place it
+took: without the id, the message after the stranger found the sequence it expected (the
+stranger's) and was stored, the chunk's last ack was fine and the event the stranger
+displaced was lost. A chunk's first message needs no id: the one before it was proven by its
+own chunk's ack (and the server forgets the last id across a restart once the duplicate
+window has passed, which would refuse a good publish). Publishes are pipelined (up to
+`window` chunks in flight, acks gathered on one inbox), a chunk's messages written at once
+with an ack asked for its last.
 
 A running relay (`run`) keeps its progress in memory and writes it down at most every
 `save_every` seconds: a write per publish took the store's one writer (and a flush to disk)
 once per group commit, as often as the commands themselves. Progress written late is the
 case of acks lost before progress was written, which `reconcile` handles at start.
 
-The invariant also makes the bus checkable against the store at any time (`reconcile`):
+`reconcile` checks the bus against the store (at start, after any failure, every 30 s):
 - stream behind the recorded progress: the bus lost a tail (a crash inside nats-server's
   fsync interval); the relay moves back and publishes the tail again, with the same ids and
   sequence numbers, so consumers that already saw it skip it;
-- stream ahead of the progress: acks were lost before progress was written; the relay checks
-  the last message is ours and moves forward;
-- the stream's message at a position is not the store's event there: the stream belongs to
-  another database. The relay stops with `StreamDiverged` rather than mix two histories.
+- stream ahead of the progress: every message past the progress is compared with the store
+  (id, subject and bytes); if all are ours (acks lost), the progress moves to the stream's end;
+- a message that is not the store's event at its position (a stray or forged publish on the
+  source's subjects, or a stream of another database): `StreamDiverged`, naming the sequence,
+  the subject and what was found. The relay then stops publishing (mixing two histories would
+  make the stream unprovable), says so once, shows it in `stats.stopped` (the service's
+  health), keeps every event safe in the store, and looks again every `reconcile_every`
+  seconds, so a repaired stream is caught up without a restart.
 """
 
 from __future__ import annotations
@@ -35,11 +46,15 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.js.api import RawStreamMsg
+from nats.js.client import JetStreamContext
 from nats.js.errors import Error as JetStreamError
+from nats.js.errors import NotFoundError
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
 from shared.bus.naming import Naming
+from shared.compat import natspy
 from shared.eventstore.schema import outbox_progress
 from shared.eventstore.store import EventStore, StoredBytes
 
@@ -67,8 +82,13 @@ class RelayStats:
     progress: int = 0
     head: int = 0
     stream_last: int = 0  # the stream's last sequence when last looked at
-    verified: int = 0  # every message up to here was checked to be the store's event there
     stopped: str | None = None  # why the relay stopped, in an operator's words (None: running)
+
+    @property
+    def verified(self) -> int:
+        """Every message up to here is proven the store's event there: the relay's progress
+        moves only to such a position (see the module's doc)."""
+        return self.progress
 
     @property
     def lag(self) -> int:
@@ -117,12 +137,14 @@ class OutboxRelay:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Publish forever: catch up, then follow new commits. Only `StreamDiverged` ends it."""
+        """Publish forever: catch up, then follow new commits. A diverged stream pauses it
+        (`stats.stopped`) until a later check finds the stream repaired; nothing ends it."""
         backoff = 0.2
         while True:
             try:
                 await self._save_unsaved()
                 await self.reconcile()
+                self._resumed()
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.reconcile_every
                 while True:
@@ -142,8 +164,11 @@ class OutboxRelay:
                         await self.reconcile()
                         next_check = loop.time() + self.reconcile_every
                     backoff = 0.2
-            except StreamDiverged:
-                raise
+            except StreamDiverged as diverged:
+                if self.stats.stopped != str(diverged):
+                    log.critical("relay %s stopped: %s", self.source, diverged)
+                self.stats.stopped = str(diverged)
+                await asyncio.sleep(self.reconcile_every)
             except (
                 _ChunkFailed,
                 NatsError,
@@ -156,6 +181,13 @@ class OutboxRelay:
                 log.warning("relay %s: %s; retrying in %.1fs", self.source, error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _resumed(self) -> None:
+        if self.stats.stopped is not None:
+            log.warning(
+                "relay %s: the stream %s is whole again; publishing", self.source, self.stream
+            )
+            self.stats.stopped = None
 
     async def publish_pending(self) -> int:
         """Publish everything stored after the recorded progress; return how many.
@@ -210,21 +242,27 @@ class OutboxRelay:
         nats-py's `publish` per message and an ack (a message through nats-py's subscription
         machinery) per message were most of the relay's cost, which the relay takes from the
         commands of its process. One ack per chunk says as much: each message expects the
-        sequence before it, so the last one is stored at its position only if every one
-        before it is there, and after a refusal every later one is refused too.
+        sequence and (but the first) the id of the one before it, so the last one is stored
+        at its position only if every one before it is there, each right after its
+        predecessor, and after a refusal every later one is refused too.
         """
         nc = self.nc
-        if not nc.is_connected or max(len(row.body) for row in rows) > nc.max_payload:
+        write = natspy.frame_writer(nc)  # None: nats-py's internals not as expected, or off
+        too_big = max(len(row.body) for row in rows) > nc.max_payload
+        if write is None or not nc.is_connected or too_big:
             await self._send_each(rows, prefix)  # nats-py buffers while reconnecting, or refuses
             return
         subject_prefix = self._subject_prefix
         frames: list[bytes] = []
         last = rows[-1].position
+        previous = ""  # the chunk's first expects only a sequence (see the module's doc)
         for row in rows:
             headers = (
                 f"NATS/1.0\r\nNats-Msg-Id: {row.event_id}\r\n"
-                f"Nats-Expected-Last-Sequence: {row.position - 1}\r\n\r\n"
+                f"Nats-Expected-Last-Sequence: {row.position - 1}\r\n"
+                f"{previous}\r\n"
             )
+            previous = f"Nats-Expected-Last-Msg-Id: {row.event_id}\r\n"
             reply = f" {prefix}{row.position}" if row.position == last else ""
             size = len(headers)  # ASCII: characters are bytes
             frames.append(
@@ -235,22 +273,26 @@ class OutboxRelay:
             frames.append(b"\r\n")
         # nats-py's own buffer and flusher, as its `publish` uses them (no public API takes
         # ready-made frames).
-        await nc._send_command(b"".join(frames))
-        await nc._flush_pending()
+        await write(nc, b"".join(frames))
 
     async def _send_each(self, rows: list[StoredBytes], prefix: str) -> None:
         publish = self.nc.publish
         subject_prefix = self._subject_prefix
         last = rows[-1].position
+        previous: str | None = None
         for row in rows:
+            headers = {
+                "Nats-Msg-Id": row.event_id,
+                "Nats-Expected-Last-Sequence": str(row.position - 1),
+            }
+            if previous is not None:
+                headers["Nats-Expected-Last-Msg-Id"] = previous
+            previous = row.event_id
             await publish(
                 subject_prefix + row.type,
                 row.body,
                 reply=prefix + str(row.position) if row.position == last else "",
-                headers={
-                    "Nats-Msg-Id": row.event_id,
-                    "Nats-Expected-Last-Sequence": str(row.position - 1),
-                },
+                headers=headers,
             )
 
     async def _acked_through(self, progress: int, last: int) -> int:
@@ -305,27 +347,16 @@ class OutboxRelay:
     # -- checking the bus against the store --------------------------------------------------
 
     async def reconcile(self) -> None:
+        """Compare the stream with the store past what is proven (see the module's doc)."""
         js = self.nc.jetstream()
         info = await js.stream_info(self.stream)
         last = int(info.state.last_seq)
         head = await self.store.head()
         progress = await self._load_progress()
-        self.stats.head = head
-        if last > head:
-            raise StreamDiverged(
-                f"stream {self.stream} holds {last} messages but this {self.source} store "
-                f"only {head} events: the stream belongs to another database"
-            )
-        if last > 0:
-            message = await js.get_msg(self.stream, seq=last)
-            on_bus = (message.headers or {}).get("Nats-Msg-Id")
-            in_store = (await self.store.event_ids_at([last])).get(last)
-            if on_bus != in_store:
-                raise StreamDiverged(
-                    f"stream {self.stream} sequence {last} is event {on_bus}, but this store's "
-                    f"position {last} is {in_store}: the stream belongs to another database"
-                )
-        if last < progress:
+        self.stats.head, self.stats.stream_last = head, last
+        if last > progress:
+            await self._verify(progress, last)
+        elif last < progress:
             lost = progress - last
             self.stats.republished += lost
             log.warning(
@@ -339,6 +370,60 @@ class OutboxRelay:
             )
         if last != progress:
             await self._save_progress(last, republished=max(0, progress - last))
+
+    async def _verify(self, after: int, last: int) -> None:
+        """Every message at sequences ``after``+1 .. ``last`` is the store's event there (its
+        id, subject and bytes), or `StreamDiverged` names the first that is not."""
+        js = self.nc.jetstream()
+        position = after
+        while position < last:
+            rows = await self.store.read_bytes_from(position, min(500, last - position))
+            count = max(len(rows), 1)  # past the store's head: one message, to name it
+            seqs = range(position + 1, min(position + count, last) + 1)
+            messages = await asyncio.gather(*(self._message_at(js, seq) for seq in seqs))
+            for seq, message in zip(seqs, messages, strict=True):
+                row = rows[seq - position - 1] if seq - position <= len(rows) else None
+                if row is None or not self._is_ours(message, row):
+                    raise StreamDiverged(self._foreign(seq, message, row))
+            position = seqs[-1]
+
+    async def _message_at(self, js: JetStreamContext, seq: int) -> RawStreamMsg | None:
+        try:
+            return await js.get_msg(self.stream, seq=seq)
+        except NotFoundError:
+            return None  # deleted, despite the stream's deny-delete
+
+    def _is_ours(self, message: RawStreamMsg | None, row: StoredBytes) -> bool:
+        return (
+            message is not None
+            and (message.headers or {}).get("Nats-Msg-Id") == row.event_id
+            and message.subject == self._subject_prefix + row.type
+            and message.data == row.body
+        )
+
+    def _foreign(self, seq: int, message: RawStreamMsg | None, row: StoredBytes | None) -> str:
+        if message is None:
+            found = "no message (deleted)"
+        else:
+            msg_id = (message.headers or {}).get("Nats-Msg-Id")
+            data = message.data or b""
+            found = (
+                f"a message on {message.subject} ({len(data)} bytes: {data[:40]!r}"
+                f"{'…' if len(data) > 40 else ''}; Nats-Msg-Id {msg_id or 'none'})"
+            )
+        expected = (
+            f"this {self.source} store's event {row.event_id} ({row.type})"
+            if row is not None
+            else f"nothing: this {self.source} store holds {seq - 1} events at most so far"
+        )
+        return (
+            f"stream {self.stream} holds at sequence {seq} {found}, where it should hold "
+            f"{expected}. Something other than Kapok's {self.source} service published on "
+            f"{self._subject_prefix}* (a stray or forged publish), or the stream belongs to "
+            f"another database. Publishing to {self.stream} is paused so the two histories are "
+            f"not mixed; every event stays in the {self.source} database and commands still "
+            f"succeed. Repair: see the README, 'When a relay stops'."
+        )
 
     # -- progress ---------------------------------------------------------------------------
 

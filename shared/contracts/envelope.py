@@ -169,22 +169,6 @@ def hashes_to(data: bytes, expected: str) -> bool:
     return hashlib.sha256(data[:at] + data[end + 1 :]).hexdigest() == expected
 
 
-_HASH_KEY = b',"hash":"'
-
-
-def sealed_hash(raw: bytes) -> str:
-    """What `seal` computed for these published bytes: sha256 of them without their
-    top-level ``"hash"``. That key is found from the end: every key sorted after it holds a
-    scalar (where a JSON string cannot hold the pattern unescaped), while ``data``, before it,
-    may hold a "hash" of its own. About a microsecond and a half for a 1 KB event, with no
-    parsing: cheap enough for every consumer to check every event it applies."""
-    at = raw.rfind(_HASH_KEY)
-    if at < 0:
-        return ""
-    end = at + len(_HASH_KEY) + 65  # 64 hex digits and the closing quote
-    return hashlib.sha256(raw[:at] + raw[end:]).hexdigest()
-
-
 class BrokenChain(Exception):
     """An event whose hash or link does not match: altered, dropped or inserted."""
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Union
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from shared.contracts.envelope import Envelope, Event
+from shared.contracts.envelope import Envelope, Event, hashes_to
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -24,6 +24,11 @@ class UndecodableEvent(ValueError):
 
 class MisplacedEvent(UndecodableEvent):
     """A valid event, but not where its source's outbox put it (`EventRegistry.decode_at`)."""
+
+
+class AlteredEvent(UndecodableEvent):
+    """A valid event whose bytes are not those its hash was made of: changed after sealing,
+    or made by hand (`EventRegistry.decode_at`)."""
 
 
 class EventRegistry:
@@ -103,13 +108,21 @@ class EventRegistry:
 
     def decode_at(self, raw: bytes | str, source: str, position: int) -> Envelope[Any]:
         """`decode`, for an event that must be ``source``'s at ``position`` of its outbox (the
-        stream sequence it was delivered at): one published by hand onto the stream, or
-        anywhere else than its place, is refused like bytes that do not decode."""
+        stream sequence it was delivered at), sealed by it: one published by hand onto the
+        stream, anywhere else than its place, or whose bytes are not those it was hashed
+        from, is refused like bytes that do not decode. (Its link to the event before it is
+        the consumer's to check: `shared.consumer`.)"""
         envelope = self.decode(raw)
         if envelope.position != position or envelope.source != source:
             raise MisplacedEvent(
                 f"not from the {source} outbox: {envelope.source} position "
                 f"{envelope.position} at stream sequence {position}"
+            )
+        # The bytes as published are canonical: anything else was not sealed by the source.
+        if not hashes_to(raw if isinstance(raw, bytes) else raw.encode(), envelope.hash):
+            raise AlteredEvent(
+                f"altered: {envelope.type} {envelope.event_id} at stream sequence {position} "
+                "is not the bytes its hash was made of"
             )
         return envelope
 

@@ -50,4 +50,8 @@ checkpoints = Table(
     Column("source", String(32), primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("dead_letters", BigInteger, nullable=False, default=0),
+    # The hash of the last event applied there (its successor's prev_hash must be it): NULL
+    # in a database made before the consumers checked the chain, which then trust one link.
+    Column("hash", String(64), nullable=True),
+    Column("last_dead_letter", Text, nullable=True),  # why the last one was dead-lettered
 )

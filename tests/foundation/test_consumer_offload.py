@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import orjson
 import pytest
 from harness.calls import calls, published
 from harness.processes import alive, descendants
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.contracts import Context, Envelope
+from shared.contracts.envelope import seal
 from shared.eventstore import Database, EventStore
 from shared.offload import Offload
 from shared.relay import OutboxRelay
@@ -295,3 +297,28 @@ def test_the_worker_ends_when_the_runners_process_is_killed() -> None:
     while time.monotonic() < deadline and any(alive(pid) for pid in workers):
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers), "the worker outlived the runner's process"
+
+
+async def test_an_event_that_breaks_the_chain_in_a_worker_batch_is_dead_lettered(
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    await published(store, nc, naming, 600)
+    js = nc.jetstream()
+    fifth = orjson.loads((await js.get_msg(naming.stream("hotline"), seq=5)).data)
+    fifth.update(position=601)  # in its place, sealed, but linked to event 4
+    await js.publish(naming.event_subject("hotline", "CallReceived"), seal(fifth))
+    runner = await runner_on(reporting_db, nc, naming, batch=250)
+    await runner.start_worker()
+
+    await runner.drain("hotline")
+
+    assert [p for p, _ in await rows(reporting_db)] == list(range(1, 601))
+    assert runner.stats["hotline"].prepared_elsewhere >= 500
+    assert runner.stats["hotline"].chain_breaks == 1
+    assert (await last_dead_letter())["reason"].startswith("chain broken")
+    runner.close()
+    await reporting_db.dispose()

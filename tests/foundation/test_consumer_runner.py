@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.contracts import Context, Envelope, NewEvent
+from shared.contracts.envelope import seal
 from shared.contracts.hotline import HotlinePointOpened
 from shared.contracts.registry import REGISTRY, EventRegistry
 from shared.eventstore import Database, EventStore
@@ -324,3 +325,90 @@ async def test_the_next_batch_is_decoded_while_one_commits_and_commits_stay_in_o
         if kind == "end":
             ahead += any(k == "decoded" and p > n for k, p in log[:at])
     assert ahead >= len(ends) // 2
+
+
+async def forge(
+    nc: nats.NATS, naming: Naming, *, like: int, position: int, prev_hash: str, sealed: bool = True
+) -> None:
+    """Publish, as a stranger on the bus would, a copy of the event at sequence ``like`` made
+    to look like the source's event at ``position``: sealed anew (its hash right for its
+    bytes) or with its bytes changed after sealing."""
+    js = nc.jetstream()
+    original = await js.get_msg(naming.stream("hotline"), seq=like)
+    body = orjson.loads(original.data)
+    body.update(position=position, prev_hash=prev_hash)
+    if sealed:
+        raw = seal(body)
+    else:
+        body["data"]["call"] = "call:forged"
+        raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    await js.publish(original.subject, raw)
+
+
+async def test_an_event_that_does_not_link_to_the_one_before_is_dead_lettered_never_applied(
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    await published(store, nc, naming, 10)
+    ninth = orjson.loads((await nc.jetstream().get_msg(naming.stream("hotline"), seq=9)).data)
+    # In its place (position 11 at sequence 11) and sealed, but naming event 9 as the one
+    # before it, as an event inserted after the fact or copied from elsewhere would.
+    await forge(nc, naming, like=3, position=11, prev_hash=ninth["hash"])
+    runner = await runner_on(reporting_db, nc, naming)
+
+    await runner.drain("hotline")
+
+    assert await applied_positions(reporting_db) == list(range(1, 11))
+    stats = runner.stats["hotline"]
+    assert (stats.dead_letters, stats.chain_breaks, stats.checkpoint) == (1, 1, 11)
+    letter = await last_dead_letter()
+    assert letter["stream_seq"] == 11 and letter["reason"].startswith("chain broken")
+    assert stats.last_dead_letter == letter["reason"]
+
+
+async def test_an_event_altered_after_it_was_sealed_is_dead_lettered_never_applied(
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+    last_dead_letter: Callable[[], Awaitable[dict[str, Any]]],
+) -> None:
+    await published(store, nc, naming, 10)
+    tenth = orjson.loads((await nc.jetstream().get_msg(naming.stream("hotline"), seq=10)).data)
+    await forge(nc, naming, like=3, position=11, prev_hash=tenth["hash"], sealed=False)
+    runner = await runner_on(reporting_db, nc, naming)
+
+    await runner.drain("hotline")
+
+    assert await applied_positions(reporting_db) == list(range(1, 11))
+    assert runner.stats["hotline"].dead_letters == 1
+    assert (await last_dead_letter())["reason"].startswith("undecodable: altered")
+
+
+async def test_the_chain_is_checked_across_restarts_from_the_checkpoint(
+    store: EventStore,
+    nc: nats.NATS,
+    naming: Naming,
+    reporting_db: Database,
+) -> None:
+    await published(store, nc, naming, 10)
+    first = await runner_on(reporting_db, nc, naming)
+    await first.drain("hotline")
+    tenth = orjson.loads((await nc.jetstream().get_msg(naming.stream("hotline"), seq=10)).data)
+    ninth = orjson.loads((await nc.jetstream().get_msg(naming.stream("hotline"), seq=9)).data)
+    async with reporting_db.read() as conn:
+        assert await conn.scalar(select(checkpoints.c.hash)) == tenth["hash"]
+    await forge(nc, naming, like=3, position=11, prev_hash=ninth["hash"])
+
+    second = await runner_on(reporting_db, nc, naming)  # as after a restart
+    await second.drain("hotline")
+
+    assert await applied_positions(reporting_db) == list(range(1, 11))
+    assert second.stats["hotline"].chain_breaks == 1
+    async with reporting_db.read() as conn:
+        row = (await conn.execute(select(checkpoints.c.hash, checkpoints.c.last_dead_letter))).one()
+    assert row.hash == tenth["hash"]  # the chain goes on from the last event in it
+    assert row.last_dead_letter.startswith("chain broken")

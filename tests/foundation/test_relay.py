@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -277,3 +278,88 @@ async def test_a_chunk_the_stream_refuses_moves_no_progress(
     assert [m.seq for m in await stream_messages()] == list(range(1, 12))
     with pytest.raises(StreamDiverged):
         await relay.reconcile()
+
+
+class _StrangerMidChunk(OutboxRelay):
+    """A relay whose chunk a stranger's publish lands in the middle of, after its `k`th
+    message: as when anything else can write to the stream while a chunk is in flight."""
+
+    stranger: Callable[[], Awaitable[None]]
+    k = 3
+
+    async def _send(self, rows, prefix):  # type: ignore[no-untyped-def]
+        if len(rows) <= self.k:
+            return await super()._send(rows, prefix)
+        await super()._send(rows[: self.k], prefix)
+        await self.nc.flush()
+        await self.stranger()
+        # The rest goes on as one chunk would: each expects the sequence and the id before it.
+        await super()._send(rows[self.k :], prefix)
+
+
+async def test_a_stranger_inside_a_chunk_moves_no_progress_and_is_named(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    await store.append_all(calls(0, 10), Context())
+    relay = _StrangerMidChunk(store, nc, naming, chunk=10, ack_timeout=2.0)
+
+    async def stranger() -> None:
+        await nc.jetstream().publish(naming.event_subject("hotline", "Oops"), b"hello")
+
+    relay.stranger = stranger
+
+    with pytest.raises(Exception, match="wrong last"):
+        await relay.publish_pending()
+
+    # Event 4 could not land (the stranger took sequence 4), and no later event landed in
+    # its stead, so no event is lost: the progress stays where the stream is ours.
+    assert relay.stats.progress == 0
+    stored = {r.position: r.event_id for r in await store.read_from(0, 100)}
+    on_bus = await stream_messages()
+    assert [m.headers.get("Nats-Msg-Id") if m.headers else None for m in on_bus] == [
+        stored[1],
+        stored[2],
+        stored[3],
+        None,
+    ]
+    oops = naming.event_subject("hotline", "Oops")
+    with pytest.raises(StreamDiverged, match=f"sequence 4 a message on {oops}"):
+        await relay.reconcile()
+    assert relay.stats.progress == 0
+
+
+async def test_a_stray_on_an_idle_relay_pauses_it_visibly_until_the_stream_is_repaired(
+    store: EventStore, nc: nats.NATS, naming: Naming, stream_messages
+) -> None:
+    await store.append_all(calls(0, 5), Context())
+    relay = OutboxRelay(store, nc, naming, reconcile_every=0.2, poll_interval=0.05)
+    running = asyncio.create_task(relay.run())
+    try:
+        await _until(lambda: relay.stats.progress == 5)
+        oops = naming.event_subject("hotline", "Oops")
+        await nc.jetstream().publish(oops, b"hello")
+        await store.append_all(calls(5, 2), Context())
+
+        await _until(lambda: relay.stats.stopped is not None)
+        assert f"sequence 6 a message on {oops}" in str(relay.stats.stopped)
+        assert "README" in relay.stats.stopped
+        assert not running.done()  # paused, not dead: it looks again
+
+        # The operator's repair (a new stream, as `kapok` will do it): the relay publishes the
+        # whole history again from the store, in order, and says it runs again.
+        js = nc.jetstream()
+        await js.delete_stream(naming.stream("hotline"))
+        await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120))
+        await _until(lambda: relay.stats.stopped is None and relay.stats.progress == 7)
+        stored = [r.event_id for r in await store.read_from(0, 100)]
+        assert [m.headers["Nats-Msg-Id"] for m in await stream_messages()] == stored
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.02)
