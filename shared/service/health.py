@@ -91,6 +91,13 @@ class Health:
         }
         return (503 if verdict.down else 200), {**head, **body}
 
+    def running(self) -> dict[str, bool]:
+        """Whether each background task runs, and NATS is connected (for metrics)."""
+        up = {task.get_name(): not task.done() for task in self.tasks}
+        if self.link is not None:
+            up["nats"] = self.link.connected
+        return up
+
     async def _database(self, verdict: Verdict) -> dict[str, Any]:
         began = time.perf_counter()
         try:

@@ -174,7 +174,11 @@ def build_app(reporting: Reporting) -> FastAPI:
                 await runner.refresh_lag()
         rows = await reporting.store.counters(None, {}, ("metric", "district", "grp", "category"))
         return PlainTextResponse(
-            render(rows, runner.stats if runner else None),
+            render(
+                rows,
+                runner.stats if runner else None,
+                reporting.health.running() if reporting.health else None,
+            ),
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 

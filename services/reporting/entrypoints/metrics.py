@@ -84,8 +84,13 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
     return "{" + inner + "}" if inner else ""
 
 
-def render(rows: Iterable[Mapping[str, Any]], stats: Mapping[str, SourceStats] | None) -> str:
-    """``rows``: counter sums by metric, district, grp and category (all days)."""
+def render(
+    rows: Iterable[Mapping[str, Any]],
+    stats: Mapping[str, SourceStats] | None,
+    parts: Mapping[str, bool] | None = None,
+) -> str:
+    """``rows``: counter sums by metric, district, grp and category (all days); ``parts``:
+    whether each of the process's parts runs (the consumer, the KV publisher, NATS)."""
     series: dict[str, list[str]] = {}
     for row in rows:
         name, value = exposed(row["metric"], int(row["value"]))
@@ -118,7 +123,19 @@ def render(rows: Iterable[Mapping[str, Any]], stats: Mapping[str, SourceStats] |
                 "Redelivered events skipped since start",
                 "skipped",
             ),
-            ("dead_letters_total", "counter", "Events dead-lettered since start", "dead_letters"),
+            (
+                "dead_letters_total",
+                "counter",
+                "Events dead-lettered by this consumer (its whole life, from its checkpoints)",
+                "dead_letters",
+            ),
+            (
+                "chain_breaks_total",
+                "counter",
+                "Events refused since start: their prev_hash is not the previous event's hash",
+                "chain_breaks",
+            ),
+            ("stream_last_sequence", "gauge", "The stream's last sequence when seen", "last_seq"),
         ]
         for name, kind, text, attr in own:
             full = PREFIX + name
@@ -126,4 +143,10 @@ def render(rows: Iterable[Mapping[str, Any]], stats: Mapping[str, SourceStats] |
             lines += [
                 f'{full}{{stream="{source}"}} {getattr(s, attr)}' for source, s in stats.items()
             ]
+    if parts is not None:
+        full = PREFIX + "part_up"
+        text = "1 while the part runs (the consumer's and KV publisher's tasks, NATS)"
+        lines += [f"# HELP {full} {text}"]
+        lines += [f"# TYPE {full} gauge"]
+        lines += [f'{full}{{part="{part}"}} {int(up)}' for part, up in parts.items()]
     return "\n".join(lines) + "\n"
