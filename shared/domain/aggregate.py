@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
 from shared.contracts.envelope import Envelope, Event, NewEvent
-from shared.domain.errors import NotFound
+from shared.domain.errors import NotFound, RuleBroken
 
 
 class Aggregate:
@@ -22,6 +23,11 @@ class Aggregate:
         # The correlation id of its first event: the business flow it belongs to (a call, for
         # a request a hotline referral opened), which later changes may carry on.
         self.correlation_id: UUID | None = None
+        # Its events as they stand, with their business times: what a void takes out. A
+        # void restates the aggregate without them (`shared.domain.voids`), and its facts
+        # voided with nothing in their place are kept by reference with the reason.
+        self.history: list[tuple[Event, datetime]] = []
+        self.voided: dict[str, str] = {}
 
     @classmethod
     def rebuild(cls, id: str, history: Iterable[Envelope[Any]]) -> Self:
@@ -29,9 +35,20 @@ class Aggregate:
         for envelope in history:
             if aggregate.correlation_id is None:
                 aggregate.correlation_id = envelope.correlation_id
+            aggregate.history.append((envelope.data, envelope.occurred_at))
             aggregate.apply(envelope.data, envelope.occurred_at)
             aggregate.version = envelope.version
         return aggregate
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A copy to decide on (a cache's): the history's events are immutable, so the copy
+        shares them and copies only the list, which a long campaign's deep copy would
+        otherwise spend most of its time on."""
+        clone = copy.copy(self)
+        for name, value in vars(self).items():
+            shared = name == "history"
+            setattr(clone, name, list(value) if shared else copy.deepcopy(value, memo))
+        return clone
 
     @classmethod
     def owns(cls, id: str) -> bool:
@@ -49,10 +66,15 @@ class Aggregate:
     def must_exist(self) -> None:
         if not self.exists:
             raise NotFound(self.id)
+        if self.id in self.voided:
+            raise RuleBroken(
+                "voided_takes_no_change", f"{self.id} was voided ({self.voided[self.id]})"
+            )
 
     def record(self, data: Event, at: datetime) -> None:
         """Keep a decided event for the append and fold it, so a next step sees its effect."""
         self.pending.append(NewEvent(data, at))
+        self.history.append((data, at))
         self.apply(data, at)
 
     def apply(self, data: Event, at: datetime) -> None:

@@ -13,6 +13,7 @@ from pydantic import Field
 from shared.contracts.aid import Assignee, Cancellation, EmergencyKind
 from shared.contracts.types import AidItem, Group, Needs, Place, PositiveCount, Ref, Urgency
 from shared.service.commands import MAX_BATCH, Command, Happened
+from shared.service.corrections import Void
 
 DirectOrigin = Literal["station_visit", "residents_committee", "hospital"]
 Items = Annotated[tuple[AidItem, ...], Field(min_length=1, max_length=50)]
@@ -85,6 +86,22 @@ class AssignAids(Command):
     items: Annotated[list[AssignAid], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+# -- corrections: a delivery voided, or voided and recorded again (application/corrections.py)
+
+
+class VoidDelivery(Void):
+    """Take a delivery recorded by mistake out of the figures, with the reason."""
+
+    request: Ref
+    delivery: Ref
+
+
+class CorrectDelivery(RecordDelivery, Void):
+    """The delivery as it really was, in place of what was recorded."""
+
+    delivery: Ref
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.name(): c
     for c in (
@@ -96,5 +113,7 @@ COMMANDS: dict[str, type[Command]] = {
         CancelAid,
         OpenEmergency,
         RecordDeliveries,
+        VoidDelivery,
+        CorrectDelivery,
     )
 }

@@ -3,6 +3,7 @@ what to append. Committing is `shared.service.CommandService`'s job."""
 
 from __future__ import annotations
 
+from services.aid.application import corrections
 from services.aid.application.commands import (
     AssignAid,
     AssignAids,
@@ -110,6 +111,7 @@ async def record_deliveries(cmd: RecordDeliveries, load: Loader) -> Decision:
 
 
 HANDLERS: dict[type[Command], Handler] = {
+    **corrections.HANDLERS,
     RequestAid: request_aid,
     RequestAids: request_aids,
     AssignAid: assign_aid,

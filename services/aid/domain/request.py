@@ -15,6 +15,7 @@ from shared.contracts.aid import (
     AidAssigned,
     AidCancelled,
     AidDelivered,
+    AidDeliveryVoided,
     AidRequested,
     Cancellation,
     Origin,
@@ -24,6 +25,7 @@ from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import AidItem, Group, Need, Place, Urgency
 from shared.domain.aggregate import Aggregate, iso
 from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.voids import restate
 
 Status = Literal["requested", "assigned", "delivered", "cancelled"]
 
@@ -179,6 +181,8 @@ class AidRequest(Aggregate):
                 )
             case AidCancelled():
                 self.cancelled_at, self.cancellation = at, data.reason
+            case AidDeliveryVoided():
+                restate(self, data)
 
     def view(self) -> dict[str, Any]:
         return {

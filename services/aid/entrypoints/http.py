@@ -29,6 +29,24 @@ COMMAND_ROUTES = [
     CommandRoute("/emergencies", c.OpenEmergency, "Open an emergency case and its urgent request"),
 ]
 
+# Corrections (application/corrections.py): answered 200 with the request as it now stands.
+COMMAND_ROUTES += [
+    CommandRoute(
+        "/deliveries/{delivery}/void",
+        c.VoidDelivery,
+        "Void a delivery (of the request named in the body), with a reason",
+        "delivery",
+        200,
+    ),
+    CommandRoute(
+        "/deliveries/{delivery}/correct",
+        c.CorrectDelivery,
+        "Correct a delivery (of the request named in the body): void and record again",
+        "delivery",
+        200,
+    ),
+]
+
 VIEW_ROUTES = [
     ViewRoute("/requests/{id}", AidRequest),
     ViewRoute("/emergencies/{id}", EmergencyCase),

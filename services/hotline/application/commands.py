@@ -20,6 +20,7 @@ from shared.contracts.hotline import (
 )
 from shared.contracts.types import Count, Group, Needs, Place, Ref, Urgency, VulnerableGroup
 from shared.service.commands import MAX_BATCH, Command, Happened
+from shared.service.corrections import Void
 
 WorkerRef = Annotated[Ref, Field(pattern=r"^worker:[A-Za-z0-9._-]+$")]
 
@@ -141,6 +142,47 @@ class StartShifts(Command):
     items: Annotated[list[LoggedShift], Field(min_length=1, max_length=MAX_BATCH)]
 
 
+# -- corrections: a fact voided, or voided and recorded again (application/corrections.py) --
+
+
+class VoidCall(Void):
+    call: Ref
+
+
+class CorrectCall(LoggedCall, Void):
+    """The call as it really was, in place of what was recorded."""
+
+    call: Ref
+
+
+class VoidFollowUp(Void):
+    follow_up: Ref
+
+
+class CorrectFollowUp(LoggedFollowUp, Void):
+    """The follow-up as it really was, in place of what was recorded."""
+
+    follow_up: Ref
+
+
+class VoidShift(Void):
+    shift: Ref
+
+
+class VoidReferral(Void):
+    referral: Ref
+
+
+CORRECTIONS: tuple[type[Command], ...] = (
+    VoidCall,
+    CorrectCall,
+    VoidFollowUp,
+    CorrectFollowUp,
+    VoidShift,
+    VoidReferral,
+)
+
+
 COMMANDS: dict[str, type[Command]] = {
     c.name(): c
     for c in (
@@ -157,5 +199,6 @@ COMMANDS: dict[str, type[Command]] = {
         ReceiveCalls,
         ScheduleFollowUps,
         StartShifts,
+        *CORRECTIONS,
     )
 }

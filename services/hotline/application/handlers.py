@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.hotline.application import guards
+from services.hotline.application import corrections, guards
 from services.hotline.application.commands import (
     ClosePoint,
     CompleteCall,
@@ -215,6 +215,7 @@ def batch(name: str, aggregates: list[Aggregate], guard: Guard | None) -> Decisi
 
 
 HANDLERS: dict[type[Command], Handler] = {
+    **corrections.HANDLERS,
     OpenHotlinePoint: open_point,
     ClosePoint: close_point,
     StartShift: start_shift,

@@ -7,10 +7,18 @@ from typing import Any
 
 from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
-from shared.contracts.hotline import CallCompleted, CallOutcome, CallReceived, Category, Channel
+from shared.contracts.hotline import (
+    CallCompleted,
+    CallOutcome,
+    CallReceived,
+    CallVoided,
+    Category,
+    Channel,
+)
 from shared.contracts.types import Group, Place
 from shared.domain.aggregate import Aggregate, iso
 from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.voids import restate
 
 
 class Call(Aggregate):
@@ -85,6 +93,8 @@ class Call(Aggregate):
             case CallCompleted():
                 self.completed_at, self.outcome = at, data.outcome
                 self.duration_seconds = data.duration_seconds
+            case CallVoided():
+                restate(self, data)
 
     def view(self) -> dict[str, Any]:
         return {

@@ -14,10 +14,12 @@ from shared.contracts.hotline import (
     FollowUpChannel,
     FollowUpCompleted,
     FollowUpScheduled,
+    FollowUpVoided,
 )
 from shared.contracts.types import Group, Place, VulnerableGroup
 from shared.domain.aggregate import Aggregate, iso
 from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.voids import restate
 
 
 class FollowUp(Aggregate):
@@ -102,6 +104,8 @@ class FollowUp(Aggregate):
                 self.call, self.scheduled_at = data.call, at
             case FollowUpCompleted():
                 self.completed_at, self.channel = at, data.channel
+            case FollowUpVoided():
+                restate(self, data)
 
     def view(self) -> dict[str, Any]:
         return {

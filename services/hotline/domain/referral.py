@@ -11,10 +11,11 @@ from typing import Any
 
 from services.hotline.domain.call import Call
 from shared.contracts.envelope import Event
-from shared.contracts.hotline import ReferredToAid
+from shared.contracts.hotline import ReferralVoided, ReferredToAid
 from shared.contracts.types import Group, Need, Place, Urgency
 from shared.domain.aggregate import Aggregate, iso
 from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.voids import restate
 
 
 class Referral(Aggregate):
@@ -77,6 +78,8 @@ class Referral(Aggregate):
                 self.call, self.point, self.person = data.call, data.point, data.person
                 self.group, self.place = data.group, data.place
                 self.needs, self.urgency, self.referred_at = data.needs, data.urgency, at
+            case ReferralVoided():
+                restate(self, data)
 
     def view(self) -> dict[str, Any]:
         return {

@@ -8,10 +8,11 @@ from typing import Any
 
 from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
-from shared.contracts.hotline import ShiftEnded, ShiftStarted
+from shared.contracts.hotline import ShiftEnded, ShiftStarted, ShiftVoided
 from shared.contracts.types import Place
 from shared.domain.aggregate import Aggregate, iso
 from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.voids import restate
 
 OVERLAP = "shifts_of_a_worker_do_not_overlap"
 
@@ -111,6 +112,8 @@ class Shift(Aggregate):
                 self.started_at = at
             case ShiftEnded():
                 self.ended_at, self.minutes_on_duty = at, data.minutes_on_duty
+            case ShiftVoided():
+                restate(self, data)
 
     def view(self) -> dict[str, Any]:
         return {

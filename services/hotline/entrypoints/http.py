@@ -35,6 +35,28 @@ COMMAND_ROUTES = [
     ),
 ]
 
+# Corrections (application/corrections.py): answered 200 with the fact as it now stands.
+COMMAND_ROUTES += [
+    CommandRoute("/calls/{call}/void", c.VoidCall, "Void a call, with a reason", "call", 200),
+    CommandRoute(
+        "/calls/{call}/correct", c.CorrectCall, "Correct a call: void and record again", "call", 200
+    ),
+    CommandRoute(
+        "/follow-ups/{follow_up}/void", c.VoidFollowUp, "Void a follow-up", "follow_up", 200
+    ),
+    CommandRoute(
+        "/follow-ups/{follow_up}/correct",
+        c.CorrectFollowUp,
+        "Correct a follow-up: void and record again",
+        "follow_up",
+        200,
+    ),
+    CommandRoute("/shifts/{shift}/void", c.VoidShift, "Void a shift", "shift", 200),
+    CommandRoute(
+        "/referrals/{referral}/void", c.VoidReferral, "Void a referral to aid", "referral", 200
+    ),
+]
+
 VIEW_ROUTES = [
     ViewRoute("/points/{id}", HotlinePoint),
     ViewRoute("/shifts/{id}", Shift),

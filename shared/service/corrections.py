@@ -1,0 +1,21 @@
+"""What every void or correction command has: why, and when (`shared.domain.voids`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import Field
+
+from shared.contracts.corrections import Reason
+from shared.service.commands import Command, Happened
+
+
+class Void(Command):
+    """Take a recorded fact out of the figures, saying why. Its own events stay in history."""
+
+    reason: Reason
+    voided_at: Happened | None = Field(default=None, description="default: now")
+
+    @property
+    def at(self) -> datetime:
+        return self.voided_at or datetime.now(UTC)
