@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # (actor, correlation id) and refusals are answered to the caller; the line cost 6-9% of
     # a single command's CPU when measured, written synchronously from the event loop.
     access_log: bool = False
+    # How long `kapok simulate` retries a request that was not answered or answered 502/503/
+    # 504, with the same key: `kapok up` restarts a service or nats-server after a backoff of
+    # up to 30 s after repeated crashes, plus its start; a database restart takes tens of
+    # seconds. `kapok simulate --retry-for S` overrides it.
+    simulate_retry_s: float = Field(default=120.0, ge=0)
     # Business time's window opens here: a record dated earlier is a typing error (a wrong
     # year), refused with 422. docs/bounds.md.
     records_start: date = date(2020, 1, 1)

@@ -16,6 +16,16 @@ def add_arguments(parser: object, services: tuple[str, ...] | list[str]) -> None
     parser.add_argument(
         "--speed", type=float, default=0.0, help="simulated days per second (0: flat out)"
     )
+    parser.add_argument(
+        "--retry-for",
+        type=float,
+        default=None,
+        metavar="S",
+        help="retry a request not answered, or answered 502/503/504, for S seconds with the "
+        "same Idempotency-Key, with a backoff (default: $KAPOK_SIMULATE_RETRY_S, else 120: "
+        "longer than `kapok up` takes to restart a service or nats-server, or a short "
+        "database outage)",
+    )
 
 
 def add_url_arguments(parser: object, services: tuple[str, ...] | list[str]) -> None:
@@ -31,7 +41,14 @@ def urls(base: str, ports: dict[str, int]) -> dict[str, str]:
     return {name: f"{base.rstrip('/')}:{port}" for name, port in ports.items()}
 
 
-def run(scenario: str, urls_: dict[str, str], seed: int, scale: str, speed: float) -> int:
+def run(
+    scenario: str,
+    urls_: dict[str, str],
+    seed: int,
+    scale: str,
+    speed: float,
+    retry_for: float | None = None,
+) -> int:
     import asyncio
     from decimal import Decimal, InvalidOperation
 
@@ -43,7 +60,7 @@ def run(scenario: str, urls_: dict[str, str], seed: int, scale: str, speed: floa
         print(f"kapok simulate: --scale {scale!r} is not a number")
         return 2
     try:
-        return asyncio.run(simulate(urls_, seed, factor, speed, show_progress=True))
+        return asyncio.run(simulate(urls_, seed, factor, speed, True, retry_for))
     except ValueError as error:
         print(f"kapok simulate: {error}")
         return 2
@@ -62,6 +79,7 @@ def demo(args: object) -> object:
             Decimal(str(getattr(args, "scale", "0.05"))),
             float(getattr(args, "speed", 1.0)),
             show_progress=True,
+            retry_for=getattr(args, "retry_for", None),
         )
         print("kapok demo: the scenario is played; the dashboard stays up until Ctrl-C")
 

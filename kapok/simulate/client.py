@@ -1,11 +1,13 @@
 """The simulator's side of the services' HTTP APIs: an Idempotency-Key on every POST,
-bounded retries, batches cut to the services' limit, and a bound on what is in flight."""
+retries for as long as an outage can last, batches cut to the services' limit, and a bound on
+what is in flight."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,28 +15,42 @@ from typing import Any
 import orjson
 
 from kapok.simulate.wire import Pool, TransportError
+from shared.settings import Settings
 
 MAX_BATCH = 5000  # items in one batch request, the services' limit
 # Requests in flight to one service (per lane, below): enough for its group commit to merge
 # them into one transaction while the next ones are read and decided, few enough that none
 # waits long behind the others.
 IN_FLIGHT = 16
+# Answers that say "not now" (a proxy's or the service's): the request was not carried out,
+# and the same Idempotency-Key makes sending it again safe whatever happened.
+RETRYABLE = frozenset({502, 503, 504})
+FIRST_DELAY_S = 0.25
+MAX_DELAY_S = 5.0
 
 
 @dataclass
 class Client:
-    """The services' HTTP APIs, with idempotency keys, bounded retries and a bound on the
-    requests in flight to each service."""
+    """The services' HTTP APIs, with idempotency keys, retries for ``retry_for`` seconds
+    and a bound on the requests in flight to each service."""
 
     urls: dict[str, str]
     key_prefix: str
+    retry_for: float = field(default_factory=lambda: Settings().simulate_retry_s)
     requests: int = 0
+    retries: int = 0
     pools: dict[str, Pool] = field(default_factory=dict)
+    waiting: dict[str, float] = field(default_factory=dict)  # service -> since (loop time)
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, urls: dict[str, str], key_prefix: str) -> AsyncIterator[Client]:
+    async def open(
+        cls, urls: dict[str, str], key_prefix: str, retry_for: float | None = None
+    ) -> AsyncIterator[Client]:
+        """``retry_for``: seconds; None: ``KAPOK_SIMULATE_RETRY_S`` (default 120)."""
         client = cls(urls, key_prefix)
+        if retry_for is not None:
+            client.retry_for = retry_for
         try:
             yield client
         finally:
@@ -58,23 +74,37 @@ class Client:
         # Day logs and single commands queue apart: a referral waits on the service, not
         # behind every day's log sent ahead of it.
         pool = self._pool(service, "logs" if path.endswith(":batch") else "single")
-        for attempt in range(8):
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.retry_for, FIRST_DELAY_S
+        while True:
             try:
                 answer = await pool.request("POST", path, content, headers)
-            except TransportError:
-                # A service restarting under `kapok up`: the same key makes the retry safe.
-                await asyncio.sleep(0.5 * (attempt + 1))
-                continue
-            self.requests += 1
-            if answer.status >= 500:
-                await asyncio.sleep(0.5 * (attempt + 1))
-                continue
-            if answer.status >= 300:
-                url = self.urls[service] + path
-                raise RuntimeError(f"POST {url} → {answer.status}: {answer.text}")
-            result: dict[str, Any] = orjson.loads(answer.body)
-            return result
-        raise RuntimeError(f"POST {self.urls[service]}{path}: no answer after 8 attempts")
+            except TransportError as error:  # refused, reset, or timed out: not answered
+                why = str(error)
+            else:
+                self.requests += 1
+                if answer.status < 300:
+                    if service in self.waiting:
+                        took = loop.time() - self.waiting.pop(service)
+                        say(f"{service} answers again after {took:.1f}s")
+                    result: dict[str, Any] = orjson.loads(answer.body)
+                    return result
+                if answer.status not in RETRYABLE:
+                    url = self.urls[service] + path
+                    raise RuntimeError(f"POST {url} → {answer.status}: {answer.text}")
+                why = f"{answer.status} {answer.text[:200]}"
+            # No sleep after the last try: the time is up, say so now.
+            if loop.time() + delay > deadline:
+                raise RuntimeError(
+                    f"POST {self.urls[service]}{path}: not done after retrying for "
+                    f"{self.retry_for:g}s (--retry-for); the last answer: {why}"
+                )
+            if service not in self.waiting:  # once per outage, not per request
+                self.waiting[service] = loop.time()
+                say(f"{service} not answering ({why}); retrying for up to {self.retry_for:g}s")
+            self.retries += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_S)
 
     async def post_items(
         self, service: str, path: str, items: list[dict[str, Any]], answer: str | None = None
@@ -92,3 +122,8 @@ class Client:
         except TransportError:
             return None
         return orjson.loads(answer.body) if answer.status == 200 else None  # type: ignore[no-any-return]
+
+
+def say(line: str) -> None:
+    # A line of its own beside the progress bar (which redraws itself with \r).
+    sys.stderr.write(f"\nkapok simulate: {line}\n")

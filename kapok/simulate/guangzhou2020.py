@@ -784,10 +784,15 @@ async def wait_for_report(
 
 
 async def simulate(
-    urls: dict[str, str], seed: int, scale: Decimal, speed: float, show_progress: bool
+    urls: dict[str, str],
+    seed: int,
+    scale: Decimal,
+    speed: float,
+    show_progress: bool,
+    retry_for: float | None = None,
 ) -> int:
     scenario = Scenario(seed, scale)
-    async with Client.open(urls, f"gz2020-{seed}-{scale}") as client:
+    async with Client.open(urls, f"gz2020-{seed}-{scale}", retry_for) as client:
         started = time.monotonic()
         await scenario.play(client, speed, progress_bar(len(DAYS)) if show_progress else None)
         played = time.monotonic() - started

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from harness.databases import asyncpg_dsn, fresh_database
 from sqlalchemy.engine import make_url
-from up_parts import Up, free_port
+from up_parts import Up, free_port, wait_until
 
 from kapok.cli import SERVABLE
 from kapok.simulate.figures import ARTICLE, scaled, targets
@@ -85,13 +85,24 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
             assert "PostgreSQL: one database per service" in up.log()
         flags = [f"--{name}-port={port}" for name, port in ports.items()]
         command = [sys.executable, "-m", "kapok.cli", "simulate", "guangzhou-2020"]
-        played = subprocess.run(
-            [*command, "--scale", SCALE, "--seed", "7", *flags],
-            capture_output=True,
+        simulator = subprocess.Popen(
+            [*command, "--scale", SCALE, "--seed", "7", "--retry-for", "60", *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
         )
+        # The hotline killed mid-run: `kapok up` restarts it within seconds, and the
+        # simulator sends again what was not answered, with the same Idempotency-Keys.
+        hotline = up.pids()["services"]["hotline"]
+        wait_until("the first calls recorded", lambda: services_given(ports) > 0, 120, up)
+        assert simulator.poll() is None, "the scenario ended before the hotline was killed"
+        os.kill(hotline, signal.SIGKILL)
+        out, err = simulator.communicate(timeout=300)
+        played = subprocess.CompletedProcess(simulator.args, simulator.returncode, out, err)
         assert played.returncode == 0, played.stdout + played.stderr[-3000:] + up.log()
+        assert "hotline exited with code -9; restarting" in up.log()
+        assert "kapok simulate: hotline not answering" in played.stderr, played.stderr
+        assert "kapok simulate: hotline answers again after" in played.stderr, played.stderr
         assert "reporting shows the scaled figures exactly" in played.stdout
 
         base = f"http://127.0.0.1:{ports['reporting']}"
@@ -148,3 +159,12 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
     finally:
         if up.proc.poll() is None:
             os.killpg(up.proc.pid, signal.SIGKILL)
+
+
+def services_given(ports: dict[str, int]) -> int:
+    base = f"http://127.0.0.1:{ports['reporting']}"
+    try:
+        report = httpx.get(f"{base}/api/report", params={"as_of": "2020-03-07"}, timeout=5)
+        return int(report.json()["figures"]["services_given"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return 0
