@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,12 @@ class Settings(BaseSettings):
     # (actor, correlation id) and refusals are answered to the caller; the line cost 6-9% of
     # a single command's CPU when measured, written synchronously from the event loop.
     access_log: bool = False
+    # Business time's window opens here: a record dated earlier is a typing error (a wrong
+    # year), refused with 422. docs/bounds.md.
+    records_start: date = date(2020, 1, 1)
+    # The largest request body read (413 beyond, before the rest is read): a batch of
+    # MAX_BATCH items of up to 800 bytes; the 2020 scenario's largest is 162 kB (bounds.md).
+    max_body_bytes: int = Field(default=4 << 20, ge=1024)
     # How long `kapok simulate` retries a request that was not answered or answered 502/503/
     # 504, with the same key: `kapok up` restarts a service or nats-server after a backoff of
     # up to 30 s after repeated crashes, plus its start; a database restart takes tens of

@@ -7,6 +7,7 @@ serialised as a string, and a float is refused because it has already lost the f
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
@@ -21,52 +22,116 @@ from pydantic import (
     model_validator,
 )
 
-Count = Annotated[int, Field(ge=0, strict=True)]
-PositiveCount = Annotated[int, Field(ge=1, strict=True)]
+# The bounds of every number a record carries. docs/bounds.md says why each is what it is, and
+# why any record inside them folds exactly: reporting's counters are 64-bit integers of units,
+# fen (money) and thousandths (quantities).
+MAX_YUAN = Decimal("99999999.99")  # under a hundred million yuan in one record or goods line
+MAX_QUANTITY = Decimal("9999999.999")  # under ten million units in one line, to the thousandth
+MAX_CALL_SECONDS = 86_400  # a call is over within a day
+MAX_SHIFT_MINUTES = 10_080  # a shift on the line lasts at most a week
+MAX_PERSONS = 10_000  # persons one aid action serves: a household, at most a compound
+MAX_VOLUNTEERS = 10_000  # volunteer person-times in one link (the whole of 2020: 1,864)
+MAX_RECIPIENTS = 100_000  # households, stations or people one distribution or output reaches
 
 
-def _refuse_float(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError(
-            "must be a decimal string or an integer, never a float (it has lost exactness)"
-        )
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        return Decimal(value)
+def _whole(value: Any) -> Any:
+    # JSON Schema's integers include 264.0; a float that is a whole number below 2**53 is
+    # exact, so it is taken as the integer it is. Any other float stays refused.
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
     return value
 
 
+Whole = BeforeValidator(_whole)
+CallSeconds = Annotated[int, Whole, Field(ge=0, le=MAX_CALL_SECONDS, strict=True)]
+ShiftMinutes = Annotated[int, Whole, Field(ge=0, le=MAX_SHIFT_MINUTES, strict=True)]
+Persons = Annotated[int, Whole, Field(ge=1, le=MAX_PERSONS, strict=True)]
+Volunteers = Annotated[int, Whole, Field(ge=1, le=MAX_VOLUNTEERS, strict=True)]
+Recipients = Annotated[int, Whole, Field(ge=1, le=MAX_RECIPIENTS, strict=True)]
+
+
+def decimal_pattern(digits: int, places: int, *, positive: bool) -> str:
+    """The decimal strings of at most ``digits`` whole digits and ``places`` places (no sign,
+    exponent or leading zero), above zero if ``positive``: what a client may send."""
+    fraction = rf"(\.[0-9]{{1,{places}}})?"
+    whole = rf"[1-9][0-9]{{0,{digits - 1}}}"
+    if not positive:
+        return rf"^(0|{whole}){fraction}$"
+    # 0.5, 0.05, 0.005: a fraction that is not all zeros, its first non-zero digit at i.
+    small = "|".join("0" * i + f"[1-9][0-9]{{0,{places - 1 - i}}}" for i in range(places))
+    return rf"^({whole}{fraction}|0\.({small}))$"
+
+
+def _exact(highest: Decimal, *, positive: bool, example: str, on_the_bus: str) -> tuple[Any, ...]:
+    """The metadata of an exact decimal type up to ``highest`` (all nines), for
+    ``Annotated[Decimal, *_exact(...)]``: the input check (a decimal string as the pattern says,
+    or an integer: never a float, which has already lost exactness, and never "", "abc",
+    "1e30" or "NaN", which `Decimal` would take or choke on), the bounds, the places check
+    (for values made in Python), and the JSON schemas of the input and of the bus's bytes."""
+    whole, _, fraction = str(highest).partition(".")
+    digits, places = len(whole), len(fraction)
+    pattern = decimal_pattern(digits, places, positive=positive)
+    matches = re.compile(pattern).fullmatch
+    least = "above 0" if positive else "from 0"
+    rule = f"a decimal string with at most {places} places, {least} to {highest}, e.g. {example}"
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, float):
+            raise ValueError(f"must be {rule}, never a float (it has lost exactness)")
+        if isinstance(value, str):
+            if not matches(value):
+                raise ValueError(f"must be {rule}")
+            return Decimal(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return Decimal(value)
+        return value
+
+    def within_places(value: Decimal) -> Decimal:
+        if not value.is_finite() or value != round(value, places):
+            raise ValueError(f"must be {rule}")
+        return value
+
+    schema = {
+        "anyOf": [
+            {"type": "string", "pattern": pattern, "maxLength": digits + 1 + places},
+            {"type": "integer", "minimum": 1 if positive else 0, "maximum": int(whole)},
+        ],
+        "description": rule,
+    }
+    bus = {"type": "string", "format": "decimal", "description": on_the_bus}
+    return (
+        BeforeValidator(parse),
+        Field(gt=0, le=highest, strict=True) if positive else Field(ge=0, le=highest, strict=True),
+        AfterValidator(within_places),
+        WithJsonSchema(schema, mode="validation"),
+        WithJsonSchema(bus, mode="serialization"),
+    )
+
+
 def _two_places(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("money must be a finite amount")
-    if value != value.quantize(Decimal("0.01")):
-        raise ValueError("money has at most two decimal places (fen)")
     return value.quantize(Decimal("0.01"))
 
 
+_YUAN_ON_THE_BUS = "exact yuan with two places, e.g. 355994.00"
 Yuan = Annotated[
     Decimal,
-    BeforeValidator(_refuse_float),
-    Field(ge=0, strict=True),
+    *_exact(MAX_YUAN, positive=False, example="355994.00", on_the_bus=_YUAN_ON_THE_BUS),
     AfterValidator(_two_places),
-    # The schema describes the bytes on the bus (for the AsyncAPI document), not the inputs.
-    WithJsonSchema(
-        {
-            "type": "string",
-            "format": "decimal",
-            "pattern": r"^[0-9]+\.[0-9]{2}$",
-            "description": "exact yuan with two places, e.g. 355994.00",
-        }
-    ),
 ]
-"""An exact, non-negative amount in yuan with two places, e.g. ``"355994.00"``."""
+"""An exact amount in yuan with two places, from 0 to `MAX_YUAN`, e.g. ``"355994.00"``."""
+
+PositiveYuan = Annotated[
+    Decimal,
+    *_exact(MAX_YUAN, positive=True, example="136210.00", on_the_bus=_YUAN_ON_THE_BUS),
+    AfterValidator(_two_places),
+]
+"""Money that came or was promised: above zero."""
 
 Quantity = Annotated[
-    Decimal,
-    BeforeValidator(_refuse_float),
-    Field(gt=0, strict=True),
-    WithJsonSchema({"type": "string", "format": "decimal", "description": "exact, above zero"}),
+    Decimal, *_exact(MAX_QUANTITY, positive=True, example="2.5", on_the_bus="exact, above zero")
 ]
-"""A positive quantity of goods in its unit (items, kg, jin, packs); exact, like money."""
+"""A positive quantity of goods in its unit (items, kg, jin, packs), exact to the thousandth
+(a gram of a kilogram) and under `MAX_QUANTITY`."""
 
 Ref = Annotated[
     str,
@@ -148,10 +213,7 @@ class Place(Contract):
 # Added with the service contracts. Shared by more than one source's events, so spelled once.
 
 Stock = Annotated[
-    Decimal,
-    BeforeValidator(_refuse_float),
-    Field(ge=0, strict=True),
-    WithJsonSchema({"type": "string", "format": "decimal", "description": "exact, zero or more"}),
+    Decimal, *_exact(MAX_QUANTITY, positive=False, example="0", on_the_bus="exact, zero or more")
 ]
 """A non-negative quantity (what a campaign still held): zero is a real answer here."""
 
@@ -203,10 +265,28 @@ def _distinct(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return values
 
 
-Needs = Annotated[tuple[Need, ...], Field(min_length=1, max_length=6), AfterValidator(_distinct)]
-Districts = Annotated[
-    tuple[District, ...], Field(min_length=1, max_length=11), AfterValidator(_distinct)
+_DISTINCT = {"uniqueItems": True}
+Needs = Annotated[
+    tuple[Need, ...],
+    Field(min_length=1, max_length=6, json_schema_extra=_DISTINCT),
+    AfterValidator(_distinct),
 ]
+Districts = Annotated[
+    tuple[District, ...],
+    Field(min_length=1, max_length=11, json_schema_extra=_DISTINCT),
+    AfterValidator(_distinct),
+]
+
+
+def given(field: str) -> dict[str, Any]:
+    """JSON Schema: ``field`` is there and not null."""
+    return {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
+
+
+def both_or_neither(a: str, b: str) -> dict[str, Any]:
+    """JSON Schema: ``a`` and ``b`` are both given, or neither is (absent or null)."""
+    neither = {"properties": {a: {"type": "null"}, b: {"type": "null"}}}
+    return {"anyOf": [neither, {"allOf": [given(a), given(b)]}]}
 
 
 class Item(Contract):
@@ -227,6 +307,15 @@ class AidItem(Contract):
     unit: Unit
     value_yuan: Yuan | None = None
     campaign: Ref | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"kind": {"enum": sorted(get_args(GoodsKind))}}},
+                {"properties": {"campaign": {"type": "null"}}},
+            ]
+        }
+    )
 
     @model_validator(mode="after")
     def _campaign_holds_goods_only(self) -> AidItem:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.settings import Settings
 
 # Clocks of stations' laptops drift; a minute of grace keeps an honest "now" from a slightly
 # fast clock acceptable while a typed-in future date (a wrong year, a wrong month) is refused.
@@ -22,14 +26,62 @@ CLOCK_SKEW = timedelta(seconds=60)
 MAX_BATCH = 5000
 
 
-def _not_in_future(value: datetime) -> datetime:
+# A plan (a follow-up's due time, a campaign's dates) looks at most this far ahead.
+PLAN_AHEAD = timedelta(days=366)
+
+
+@cache
+def records_start() -> datetime:
+    """The first instant a record may be dated: midnight in Guangzhou of the service's start
+    of records (`Settings.records_start`). Read once per process."""
+    day = Settings().records_start
+    return datetime.combine(day, time(), ZoneInfo("Asia/Shanghai"))
+
+
+def _in_window(value: datetime) -> datetime:
+    if value < records_start():
+        raise ValueError(f"is before the start of records ({records_start().isoformat()})")
     if value > datetime.now(UTC) + CLOCK_SKEW:
         raise ValueError("is in the future: record what happened, not what will")
     return value
 
 
-Happened = Annotated[AwareDatetime, AfterValidator(_not_in_future)]
-"""When something happened: with an offset (a naive time is refused) and not yet to come."""
+def _planned(value: datetime) -> datetime:
+    if value < records_start():
+        raise ValueError(f"is before the start of records ({records_start().isoformat()})")
+    if value > datetime.now(UTC) + PLAN_AHEAD:
+        raise ValueError(f"is more than {PLAN_AHEAD.days} days ahead")
+    return value
+
+
+def _planned_day(value: date) -> date:
+    _planned(datetime.combine(value, time(), records_start().tzinfo))
+    return value
+
+
+_WINDOW = "from the service's start of records (KAPOK_RECORDS_START, default 2020-01-01, "
+Happened = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_window),
+    Field(description=_WINDOW + "midnight in Guangzhou) to now; with its offset"),
+]
+"""When something happened: with an offset (a naive time is refused), not before the start of
+records and not yet to come."""
+
+Planned = Annotated[
+    AwareDatetime,
+    AfterValidator(_planned),
+    Field(description=_WINDOW + f"midnight in Guangzhou) to {PLAN_AHEAD.days} days ahead"),
+]
+"""When something is planned to happen (a follow-up's due time): inside the records' window
+or up to `PLAN_AHEAD` ahead."""
+
+PlannedDay = Annotated[
+    date,
+    AfterValidator(_planned_day),
+    Field(description=_WINDOW + f"in Guangzhou) to {PLAN_AHEAD.days} days ahead"),
+]
+"""A day a plan names (a campaign's start or end), in the same window as `Planned`."""
 
 
 class Command(BaseModel):

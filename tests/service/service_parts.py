@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import Context, Event, NewEvent
 from shared.contracts.registry import EventRegistry
-from shared.contracts.types import PositiveCount, Ref
+from shared.contracts.types import Persons, Ref
 from shared.domain.aggregate import Aggregate
 from shared.domain.errors import RuleBroken
 from shared.eventstore import Database, EventStore
@@ -35,7 +35,7 @@ class TallyOpened(TallyEvent):
 
 class Counted(TallyEvent):
     tally: Ref
-    n: PositiveCount
+    n: Persons
 
 
 REGISTRY.register(TallyOpened)
@@ -70,7 +70,7 @@ class OpenTally(Command):
 
 class Count(Command):
     tally: Ref
-    n: PositiveCount
+    n: Persons
     counted_at: Happened
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from shared.contracts.aid import Assignee, Cancellation, EmergencyKind
-from shared.contracts.types import AidItem, Group, Needs, Place, PositiveCount, Ref, Urgency
+from shared.contracts.types import AidItem, Group, Needs, Persons, Place, Ref, Urgency
 from shared.service.commands import MAX_BATCH, Command, Happened
 from shared.service.corrections import Void
 
@@ -44,7 +44,7 @@ class RecordDelivery(Command):
 
     request: Ref
     items: Items
-    persons_served: PositiveCount = 1
+    persons_served: Persons = 1
     delivered_at: Happened
 
 

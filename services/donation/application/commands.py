@@ -8,10 +8,9 @@ field before anything is loaded: money above zero, a pledge of something, dates 
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.contracts.donation import CampaignKind, DonorKind, RecipientKind
 from shared.contracts.types import (
@@ -21,13 +20,17 @@ from shared.contracts.types import (
     Group,
     Item,
     Label,
-    PositiveCount,
+    PositiveYuan,
     Quantity,
+    Recipients,
     Ref,
     Unit,
+    Volunteers,
     Yuan,
+    given,
 )
-from shared.service.commands import MAX_BATCH, Command, Happened
+from shared.service.commands import MAX_BATCH, Command, Happened, PlannedDay
+from shared.service.corrections import Void
 
 Items = Annotated[tuple[Item, ...], Field(min_length=1, max_length=100)]
 
@@ -39,8 +42,8 @@ class LaunchCampaign(Command):
     organisation: Ref
     title: Label
     districts: Districts
-    starts_on: date
-    ends_on: date | None = None
+    starts_on: PlannedDay
+    ends_on: PlannedDay | None = None
     launched_at: Happened
 
     @model_validator(mode="after")
@@ -57,8 +60,17 @@ class PledgeDonation(Command):
     donor: Ref
     donor_kind: DonorKind
     goods: Annotated[tuple[Item, ...], Field(max_length=100)] = ()
-    funds_yuan: Yuan | None = None
+    funds_yuan: PositiveYuan | None = None
     pledged_at: Happened
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["goods"], "properties": {"goods": {"minItems": 1}}},
+                given("funds_yuan"),
+            ]
+        }
+    )
 
     @model_validator(mode="after")
     def _pledges_something(self) -> PledgeDonation:
@@ -78,6 +90,9 @@ class ReceiveGoods(Command):
     pledge: Ref | None = None
     received_at: Happened
 
+    # The donor's kind is the pledge's when one is named, else it must be said.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [given("pledge"), given("donor_kind")]})
+
 
 class ReceiveGoodsBatch(Command):
     """Record a station's receipts in one request: all or nothing."""
@@ -89,29 +104,34 @@ class ReceiveFunds(Command):
     """Record money received by a campaign (exact yuan)."""
 
     campaign: Ref
-    amount_yuan: Yuan
+    amount_yuan: PositiveYuan
     donor_kind: DonorKind | None = None
     district: District | None = None
     pledge: Ref | None = None
     received_at: Happened
 
-    @model_validator(mode="after")
-    def _some_money(self) -> ReceiveFunds:
-        if self.amount_yuan == 0:
-            raise ValueError("amount_yuan: must be above zero")
-        return self
+    model_config = ConfigDict(json_schema_extra={"anyOf": [given("pledge"), given("donor_kind")]})
 
 
 class LinkVolunteers(Command):
     """Record volunteer person-times linked to a campaign, a station, or both.
     ``organisation`` is the campaign's when a campaign is named."""
 
-    volunteers: PositiveCount
+    volunteers: Volunteers
     district: District
     campaign: Ref | None = None
     station: Ref | None = None
     organisation: Ref | None = None
     linked_at: Happened
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [given("campaign"), given("station")]},
+                {"anyOf": [given("campaign"), given("organisation")]},
+            ]
+        }
+    )
 
     @model_validator(mode="after")
     def _for_campaign_or_station(self) -> LinkVolunteers:
@@ -128,7 +148,7 @@ class DistributeGoods(Command):
     campaign: Ref
     items: Items
     recipient_kind: RecipientKind
-    recipients: PositiveCount
+    recipients: Recipients
     district: District
     station: Ref | None = None
     group: Group | None = None
@@ -142,12 +162,71 @@ class RecordProjectOutput(Command):
     kind: GoodsKind
     quantity: Quantity
     unit: Unit
-    beneficiaries: PositiveCount
+    beneficiaries: Recipients
     district: District
     station: Ref | None = None
     group: Group | None = None
     income_yuan: Yuan | None = None
     produced_at: Happened
+
+
+# -- corrections: a fact voided, or voided and recorded again (application/corrections.py) --
+
+
+class VoidGoodsReceipt(Void):
+    campaign: Ref
+    receipt: Ref
+
+
+class CorrectGoodsReceipt(ReceiveGoods, Void):
+    """The receipt as it really came in, in place of what was recorded."""
+
+    receipt: Ref
+
+
+class VoidFundsReceipt(Void):
+    campaign: Ref
+    receipt: Ref
+
+
+class CorrectFundsReceipt(ReceiveFunds, Void):
+    """The money as it really came in, in place of what was recorded."""
+
+    receipt: Ref
+
+
+class VoidVolunteersLink(Void):
+    """Volunteers linked to a station (a ``volunteers:…`` link), recorded by mistake."""
+
+    link: Ref
+
+
+class VoidDistribution(Void):
+    campaign: Ref
+    distribution: Ref
+
+
+class CorrectDistribution(DistributeGoods, Void):
+    """The goods as they really went out, in place of what was recorded."""
+
+    distribution: Ref
+
+
+class VoidProjectOutput(Void):
+    campaign: Ref
+    output: Ref
+
+
+CORRECTIONS: tuple[type[Command], ...] = (
+    VoidGoodsReceipt,
+    CorrectGoodsReceipt,
+    VoidFundsReceipt,
+    CorrectFundsReceipt,
+    VoidVolunteersLink,
+    VoidDistribution,
+    CorrectDistribution,
+    VoidProjectOutput,
+)
 
 
 COMMANDS: dict[str, type[Command]] = {
@@ -161,5 +240,6 @@ COMMANDS: dict[str, type[Command]] = {
         LinkVolunteers,
         DistributeGoods,
         RecordProjectOutput,
+        *CORRECTIONS,
     )
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from shared.contracts.hotline import (
     CallOutcome,
@@ -18,8 +18,17 @@ from shared.contracts.hotline import (
     PointClosure,
     PointSite,
 )
-from shared.contracts.types import Count, Group, Needs, Place, Ref, Urgency, VulnerableGroup
-from shared.service.commands import MAX_BATCH, Command, Happened
+from shared.contracts.types import (
+    CallSeconds,
+    Group,
+    Needs,
+    Place,
+    Ref,
+    Urgency,
+    VulnerableGroup,
+    both_or_neither,
+)
+from shared.service.commands import MAX_BATCH, Command, Happened, Planned
 from shared.service.corrections import Void
 
 WorkerRef = Annotated[Ref, Field(pattern=r"^worker:[A-Za-z0-9._-]+$")]
@@ -60,7 +69,7 @@ class ReceiveCall(Command):
 class CompleteCall(Command):
     call: Ref
     outcome: CallOutcome
-    duration_seconds: Count
+    duration_seconds: CallSeconds
     completed_at: Happened
 
 
@@ -79,7 +88,7 @@ class ScheduleFollowUp(Command):
     group: VulnerableGroup
     point: Ref
     category: Category
-    due_at: AwareDatetime
+    due_at: Planned
     scheduled_at: Happened
     call: Ref | None = None
 
@@ -98,7 +107,9 @@ class LoggedCall(ReceiveCall):
     completes at received_at + duration_seconds."""
 
     outcome: CallOutcome | None = None
-    duration_seconds: Count | None = None
+    duration_seconds: CallSeconds | None = None
+
+    model_config = ConfigDict(json_schema_extra=both_or_neither("outcome", "duration_seconds"))
 
     @model_validator(mode="after")
     def _outcome_with_duration(self) -> Self:
@@ -111,6 +122,8 @@ class LoggedCall(ReceiveCall):
 class LoggedFollowUp(ScheduleFollowUp):
     completed_at: Happened | None = None
     channel: FollowUpChannel | None = None
+
+    model_config = ConfigDict(json_schema_extra=both_or_neither("completed_at", "channel"))
 
     @model_validator(mode="after")
     def _completed_with_channel(self) -> Self:
