@@ -11,7 +11,8 @@ that fails. Readiness looks at every part and answers with ``status``:
   useless without it (``needs_nats``: reporting's figures would go stale unseen).
 - ``"degraded"`` (200, ``ready`` true, every cause in ``problems``): NATS reconnecting for a
   command service (commands succeed, events wait in the store); a consumer with dead letters
-  (the count and the last reason) or hash-chain breaks. It serves, but someone must look.
+  (the count and the last reason) or hash-chain breaks, or stalled (events waiting and its
+  checkpoint still for `STALL_S`, as successive checks saw it). It serves; someone must look.
 - ``"ok"`` (200): nothing to say.
 
 Degraded is 200 on purpose: a load balancer that took a degraded service out would turn a
@@ -38,6 +39,8 @@ from shared.runtime import Link
 from shared.service.replies import DATABASE, unreachable
 
 TIMEOUT = 2.0  # seconds for the database's answer, and for the bus's answer on lag
+# A consumer with events waiting whose checkpoint has not moved for this long is stalled.
+STALL_S = 60.0
 LIVE = "/api/health/live"
 READY = "/api/health"
 
@@ -71,6 +74,9 @@ class Health:
     ready_lag: int | None = None  # a consumer further behind is not ready; None: shown only
     needs_nats: bool = False  # NATS away makes it not ready (else degraded)
     timeout: float = TIMEOUT
+    stall_after: float = STALL_S
+    # (consumer, source) -> its checkpoint, and since when (monotonic) it is there with lag
+    _still: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict, repr=False)
 
     async def check(self) -> tuple[int, dict[str, Any]]:
         """The status code and the body of ``GET /api/health``."""
@@ -166,6 +172,11 @@ class Health:
                     verdict.degraded.append(f"{where}: {s.chain_breaks} hash-chain breaks")
                 if self.ready_lag is not None and s.lag > self.ready_lag:
                     verdict.down.append(f"{where}: {s.lag} events behind")
+                if (still := self._stalled(runner.name, source, s.checkpoint, s.lag)) is not None:
+                    verdict.degraded.append(
+                        f"{where}: stalled, {s.lag} events waiting and the checkpoint at "
+                        f"{s.checkpoint} for {still:.0f}s"
+                    )
                 sources[source] = {
                     "checkpoint": s.checkpoint,
                     "last_seq": s.last_seq,
@@ -179,6 +190,17 @@ class Health:
                 }
             out[runner.name] = sources
         return out
+
+    def _stalled(self, consumer: str, source: str, checkpoint: int, lag: int) -> float | None:
+        """For how long the checkpoint stood still with events waiting, once that is longer
+        than `stall_after`; else None."""
+        now, key = time.monotonic(), (consumer, source)
+        seen = self._still.get(key)
+        if seen is None or seen[0] != checkpoint or lag == 0:
+            self._still[key] = (checkpoint, now)
+            return None
+        still = now - seen[1]
+        return still if still > self.stall_after else None
 
     def _tasks(self, verdict: Verdict) -> dict[str, str]:
         out: dict[str, str] = {}

@@ -29,6 +29,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from services.reporting.entrypoints.http import build_app
 from services.reporting.main import Running, running
+from shared.bus.naming import Naming
 from shared.settings import Settings
 
 CHROMIUM_FLAGS = (
@@ -172,6 +173,34 @@ async def test_a_call_recorded_on_the_bus_appears_on_the_open_dashboard(
                     # … and back to live it counts.
                     await asyncio.to_thread(page.find_element("id", "live").click)
                     await until("live again", lambda: text(page, "fig-services_given") == "8")
+
+
+async def test_the_dashboard_says_so_above_the_figures_when_reporting_is_degraded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with producers(settings, tmp_path) as bus:
+        await bus.record("hotline", [call(1, at(1))])
+        async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
+            await caught_up(parts, await bus.heads())
+            async with served(parts) as base:
+                with chromium() as page:
+                    await asyncio.to_thread(page.get, base + "/")
+                    await until("services given 1", lambda: text(page, "fig-services_given") == "1")
+                    # Given all is well, no banner;
+                    assert page.execute_script("return document.getElementById('health').hidden")
+                    # when a stranger's message on the hotline's subjects is dead-lettered,
+                    stray = Naming.of(settings).event_subject("hotline", "Oops")
+                    await bus.nc.publish(stray, b"hello")
+                    # then the open page says the figures may be incomplete, and why.
+                    banner = await until(
+                        "the degraded banner",
+                        lambda: page.execute_script(
+                            "const b = document.getElementById('health');"
+                            "return b.hidden ? '' : b.textContent"
+                        ),
+                    )
+                    assert "may be incomplete" in banner and "1 dead letters" in banner, banner
+                    assert text(page, "fig-services_given") == "1"  # the figures stay shown
 
 
 async def test_the_dashboard_is_served_whole_by_kapok_with_no_outside_asset(

@@ -151,7 +151,35 @@ function listen() {
   });
 }
 
+async function checkHealth() {
+  // Whatever /api/health says is not "ok" (dead letters, chain breaks, a stalled source, a
+  // part down) is said above the figures: they may be incomplete.
+  const banner = $("health");
+  let body;
+  try {
+    body = await (await fetch("/api/health")).json();
+  } catch (error) {
+    body = { status: "down", problems: ["报告服务无响应 reporting does not answer"] };
+  }
+  if (body.status === "ok") { banner.hidden = true; return; }
+  const title = body.status === "down"
+    ? "数据可能已过时 The figures may be stale: reporting is not ready"
+    : "数据可能不完整 The figures may be incomplete: reporting is degraded";
+  banner.className = "banner " + body.status;
+  banner.replaceChildren(document.createTextNode(title));
+  const list = document.createElement("ul");
+  for (const problem of body.problems || []) {
+    const item = document.createElement("li");
+    item.textContent = problem;  // text, never HTML: a reason can quote a stranger's bytes
+    list.append(item);
+  }
+  banner.append(list);
+  banner.hidden = false;
+}
+
 $("as-of").addEventListener("change", (event) => { asOf = event.target.value; load(); });
 $("live").addEventListener("click", () => { asOf = ""; $("as-of").value = ""; load(); });
 load();
 listen();
+checkHealth();
+setInterval(checkHealth, 5000);
