@@ -168,7 +168,8 @@ class OutboxRelay:
                 if self.stats.stopped != str(diverged):
                     log.critical("relay %s stopped: %s", self.source, diverged)
                 self.stats.stopped = str(diverged)
-                await asyncio.sleep(self.reconcile_every)
+                # Soon enough to follow a repair (`kapok bus repair`) within seconds.
+                await asyncio.sleep(min(self.reconcile_every, 5.0))
             except (
                 _ChunkFailed,
                 NatsError,
@@ -360,7 +361,8 @@ class OutboxRelay:
             lost = progress - last
             self.stats.republished += lost
             log.warning(
-                "relay %s: stream %s lost its last %d events (at %d, relay had %d): "
+                "relay %s: stream %s holds %d events fewer than were published (it ends at %d, "
+                "the relay had reached %d; a crash of nats-server, or the stream made again): "
                 "publishing them again from the store",
                 self.source,
                 self.stream,
