@@ -3,8 +3,9 @@
 Reads each source's stream from its first message on ephemeral consumers (no acks: an
 auditor changes nothing on the server), batched pull requests on one inbox, the deliveries
 taken straight off the connection's read buffer (`shared/bus/frames.py`). Each message is
-re-hashed against its predecessor (`verify_link`) and its position checked against its stream
-sequence, so an altered, dropped or inserted event is named by source and position. The events
+checked against its predecessor's hash and position, following the source's hash
+chain, and the replay reads on past whatever is not of it: each such message is a finding,
+named by stream, sequence, subject and reason (services/reporting/audit_chain.py). The events
 are folded in memory by the same `Fold` the live consumer uses, and the report is compared
 figure by figure with the live service's `/api/report` for the same as-of day. The longest
 stream whose fold keeps no state is folded in stretches by several processes side by side
@@ -33,9 +34,11 @@ import nats
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js import api
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
+from services.reporting.audit_chain import SourceAudit, check_and_fold, open_mid_stream, settle
 from services.reporting.domain.fold import ORDERED_SOURCES, Fold, Key, totals
-from services.reporting.domain.report import differences, report
+from services.reporting.domain.report import differences, report, units, yuan
 from services.reporting.slices import (
     MIN_SHARE,
     Claims,
@@ -49,25 +52,8 @@ from shared.bus.acks import stream_seq_and_time
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
-from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent, verify_link
-from shared.contracts.envelope import Envelope, hashes_to
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass
-class SourceAudit:
-    source: str
-    events: int = 0  # read from the stream (within known_at)
-    folded: int = 0
-    undecodable: int = 0  # the live consumer dead-letters these: not counted either side
-    broken: str | None = None  # the first broken link, if any
-    head: str = GENESIS  # the last verified hash
-    # A stretch that starts mid-stream takes its first event's prev_hash on trust; the link is
-    # checked when the stretches are put together (`_put_together`).
-    opened_with: str | None = None
-    opening: str = ""  # that first event, named as a broken link names it
-    cut: bool = False  # stopped at known_at: nothing after this was published by then
 
 
 class DayKey(NamedTuple):
@@ -94,8 +80,13 @@ class Replay:
     elsewhere: list[tuple[float, int]] = field(default_factory=list)
 
     @property
+    def findings(self) -> int:
+        return sum(s.found for s in self.sources.values())
+
+    @property
     def broken(self) -> list[str]:
-        return [s.broken for s in self.sources.values() if s.broken]
+        """Every finding kept, worded (empty: every chain intact, every event folded)."""
+        return [str(f) for s in self.sources.values() for f in s.findings]
 
     def report(self, as_of: date | None, label: date) -> dict[str, object]:
         return report(label, totals(self.days, as_of))
@@ -140,8 +131,7 @@ async def replay(
     ``nc`` is connected). ``claim_here=False``: this process reads only the whole streams
     and leaves every stretch to the others."""
     started = time.perf_counter()
-    js = nc.jetstream()
-    lasts = {s: int((await js.stream_info(naming.stream(s))).state.last_seq) for s in sources}
+    lasts = await stream_lasts(nc, naming, sources)
     plan = Plan.of(
         lasts,
         processes_wanted(processes),
@@ -182,7 +172,20 @@ async def replay(
     finally:
         if helpers is not None:
             helpers.stop()
-    result = _put_together(sources, plan.slices, parts, detail)
+    by_source = {
+        source: [parts[s] for s in sorted(plan.slices, key=lambda s: s.first) if s.source == source]
+        for source in sources
+    }
+    for source, pieces in by_source.items():
+        if len(pieces) > 1 and not _joined(pieces):
+            # A finding in a stretch or on a seam: the stream is read again whole, here, so
+            # that what follows a finding is judged as one reader judges it. Stretches only
+            # save time on the streams that hold nothing but their chain.
+            whole = Slice(source, 1, lasts[source])
+            by_source[source] = [
+                await _replay_slice(nc, naming, whole, known_at, batch, detail, show)
+            ]
+    result = _put_together(naming, by_source, detail)
     result.elsewhere = elsewhere
     result.seconds = time.perf_counter() - started
     if progress:
@@ -203,36 +206,77 @@ def replay_consumer(first: int = 1) -> api.ConsumerConfig:
     )
 
 
-def _put_together(
-    sources: Sequence[str], slices: list[Slice], parts: dict[Slice, Part], detail: bool
-) -> Replay:
-    """The stretches added up source by source, in stream order, as if one process had read
-    each stream: the link between two stretches is checked here; after a broken link events
-    are still counted but nothing more is folded; after the known_at cut nothing counts."""
-    result = Replay(detail=detail)
+class NoKapokStreams(Exception):
+    """The bus holds none (or not all) of the streams the audit reads."""
+
+
+async def stream_lasts(nc: NATS, naming: Naming, sources: Sequence[str]) -> dict[str, int]:
+    """Each source's stream's last sequence; `NoKapokStreams` naming what was looked for,
+    and where, when a stream is not there (a bus that is not Kapok's, another prefix)."""
+    js = nc.jetstream()
+    lasts, missing = {}, []
     for source in sources:
-        audit = result.sources[source] = SourceAudit(source)
-        trusted = True
-        for piece in sorted((s for s in slices if s.source == source), key=lambda s: s.first):
-            part = parts[piece]
+        try:
+            lasts[source] = int((await js.stream_info(naming.stream(source))).state.last_seq)
+        except NotFoundError:
+            missing.append(naming.stream(source))
+        except ServiceUnavailableError:  # no JetStream answers
+            raise NoKapokStreams(
+                f"no JetStream at {_where(nc)}: looked for the streams "
+                f"{', '.join(naming.stream(s) for s in sources)} (is this Kapok's bus?)"
+            ) from None
+    if missing:
+        looked_for = ", ".join(naming.stream(s) for s in sources)
+        raise NoKapokStreams(
+            f"no Kapok streams at {_where(nc)}: looked for {looked_for}, missing "
+            f"{', '.join(missing)} (is this Kapok's bus? --data-dir finds that of a running "
+            "`kapok up`, --nats names one)"
+        )
+    return lasts
+
+
+def _where(nc: NATS) -> str:
+    url = nc.connected_url
+    return url.geturl() if url is not None else "the NATS server"
+
+
+def _joined(pieces: list[Part]) -> bool:
+    """Whether a stream's stretches are clean and each opens where the one before ended."""
+    before: SourceAudit | None = None
+    for piece in pieces:
+        found = piece.audit
+        if not found.clean:
+            return False
+        if before and found.events and found.opened_with != (before.head, before.position):
+            return False
+        if found.cut:
+            return True
+        before = found
+    return True
+
+
+def _put_together(naming: Naming, by_source: dict[str, list[Part]], detail: bool) -> Replay:
+    """Each source's pieces added up in stream order, as if one process had read the stream
+    (a stream cut in stretches comes here only when they join, `_joined`); after the
+    known_at cut nothing counts."""
+    result = Replay(detail=detail)
+    for source, pieces in by_source.items():
+        audit = result.sources[source] = SourceAudit(source, naming.stream(source))
+        for part in pieces:
             found = part.audit
             audit.events += found.events
-            if trusted and piece.first > 1 and found.events and found.opened_with != audit.head:
-                audit.broken = (
-                    f"{found.opening}: prev_hash does not match the previous event's hash"
-                )
-                trusted = False
-            if trusted:
-                audit.folded += found.folded
-                audit.undecodable += found.undecodable
-                audit.head = found.head
-                for key, value in part.days.items():
-                    result.days[key] += value
-                for key, value in part.increments.items():
-                    result.increments[key] += value
-                if found.broken:
-                    audit.broken, trusted = found.broken, False
+            audit.folded += found.folded
+            audit.undecodable += found.undecodable
+            audit.found += found.found
+            audit.findings.extend(found.findings)
+            if found.events:
+                audit.head, audit.position = found.head, found.position
+            for key, value in part.days.items():
+                result.days[key] += value
+            for key, value in part.increments.items():
+                result.increments[key] += value
             if found.cut:
+                audit.cut = True
                 break
     return result
 
@@ -317,29 +361,29 @@ async def _replay_slice(
     progress: Callable[[str, int], None],
 ) -> Part:
     """Batched pull requests on one inbox, as the runner pulls: the sink only collects
-    (sequence, timestamp, bytes) and wakes the loop when a request is over; the next request
-    goes out before a batch is checked and folded, so the server streams while Python
+    (sequence, timestamp, subject, bytes) and wakes the loop when a request is over; the next
+    request goes out before a batch is checked and folded, so the server streams while Python
     works."""
     js = nc.jetstream()
     stream = naming.stream(piece.source)
-    audit = SourceAudit(piece.source)
+    audit = SourceAudit(piece.source, stream)
     result = Replay(detail=detail)
     cutoff_ns = int(known_at.timestamp() * 1e9) if known_at else None
     consumer = await js.add_consumer(stream, replay_consumer(piece.first))
     name = consumer.name
     inbox = nc.new_inbox()
-    buffer: list[tuple[int, int, bytes]] = []  # (stream sequence, server timestamp, bytes)
+    buffer: list[tuple[int, int, bytes, bytes]] = []  # (sequence, server time, subject, bytes)
     over = asyncio.Event()  # the request in flight is done: its batch, a status, or the end
     last = piece.last
     state = {"in_request": 0, "asked": 0}
 
     def on_frames(frames: list[Frame]) -> None:
-        for _, reply, data, _ in frames:
+        for subject, reply, data, _ in frames:
             if not reply:  # a status: the request is over
                 over.set()
                 continue
             seq, stamp = stream_seq_and_time(reply)
-            buffer.append((seq, stamp, data))
+            buffer.append((seq, stamp, subject, data))
             state["in_request"] += 1
             # The stretch's last message ends the wait too: a request for more than remain
             # would otherwise only end when it expires.
@@ -347,7 +391,7 @@ async def _replay_slice(
                 over.set()
 
     sub = await subscribe_frames(nc, inbox, on_frames)
-    subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
+    next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"
     expected = piece.first
     reported = time.monotonic()
 
@@ -355,7 +399,7 @@ async def _replay_slice(
         state["in_request"], state["asked"] = 0, min(batch, remaining)
         over.clear()
         request = orjson.dumps({"batch": state["asked"], "expires": int(5e9)})
-        await nc.publish(subject, request, reply=inbox)
+        await nc.publish(next_subject, request, reply=inbox)
 
     try:
         await ask(last - expected + 1)
@@ -369,15 +413,15 @@ async def _replay_slice(
                 # below never yields, and the server would wait for the whole of it.
                 await nc.flush()
             if taken and audit.events == 0 and piece.first > 1:
-                _open_mid_stream(audit, taken[0][2])
-            for seq, stamp, data in taken:
+                open_mid_stream(audit, taken[0][3])
+            fold = result.fold
+            for seq, stamp, subject, data in taken:
                 if cutoff_ns is not None and stamp > cutoff_ns:
                     audit.cut = True
                     return _part(audit, result)  # published after known_at, as all after it
                 expected = seq + 1
                 audit.events += 1
-                if audit.broken is None:
-                    _check_and_fold(audit, result.fold, seq, data)
+                check_and_fold(audit, fold, seq, subject, data)
                 if expected > last:
                     break
             result.merge()
@@ -393,66 +437,9 @@ async def _replay_slice(
 
 
 def _part(audit: SourceAudit, result: Replay) -> Part:
+    settle(audit)
     result.merge()
     return Part(audit, dict(result.days), dict(result.increments))
-
-
-def _open_mid_stream(audit: SourceAudit, data: bytes) -> None:
-    """Take a stretch's first link on trust (checked when the stretches are put together)."""
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        audit.opening = f"{audit.source}: the first event of a stretch is not a JSON object"
-        return
-    audit.head = audit.opened_with = str(body.get("prev_hash"))
-    audit.opening = f"{body.get('source')} position {body.get('position')} ({body.get('event_id')})"
-
-
-def _check_and_fold(audit: SourceAudit, fold: Fold, seq: int, data: bytes) -> None:
-    """The fast way first: decode once, and re-hash the bytes as they are minus their
-    ``"hash"`` member (what the producer hashed, when the bytes are canonical). Anything
-    else, a broken link or bytes that are not canonical, goes the exact way, which also
-    words the finding."""
-    try:
-        envelope = REGISTRY.decode(data)
-    except UndecodableEvent:
-        envelope = None
-    if (
-        envelope is not None
-        and envelope.prev_hash == audit.head
-        and envelope.position == seq
-        and hashes_to(data, envelope.hash)
-    ):
-        audit.head = envelope.hash
-        fold.apply(envelope)
-        audit.folded += 1
-        return
-    _check_and_fold_exactly(audit, fold, seq, data, envelope)
-
-
-def _check_and_fold_exactly(
-    audit: SourceAudit, fold: Fold, seq: int, data: bytes, envelope: Envelope[Any] | None
-) -> None:
-    try:
-        body = orjson.loads(data)
-        if not isinstance(body, dict):
-            raise BrokenChain(f"{audit.source} stream sequence {seq}: not a JSON object")
-        audit.head = verify_link(body, audit.head)
-        if body.get("position") != seq:
-            raise BrokenChain(
-                f"{audit.source} stream sequence {seq}: holds position {body.get('position')}"
-                " (an event dropped or inserted before it)"
-            )
-    except (BrokenChain, orjson.JSONDecodeError) as error:
-        audit.broken = str(error)
-        return
-    if envelope is None:
-        audit.undecodable += 1
-        return
-    fold.apply(envelope)
-    audit.folded += 1
 
 
 # -- the command ------------------------------------------------------------------------
@@ -486,21 +473,41 @@ async def audit_replay(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """The whole audit; returns the exit status: 0 all proven, 1 a broken chain or a
-    difference with the live figures, 2 the live service could not be asked."""
+    """The whole audit; returns the exit status: 0 all proven, 1 findings (on the bus, in the
+    figures, or a difference with the live figures), 2 the bus has no Kapok streams or the
+    live service could not be asked."""
     from services.reporting.entrypoints.http import today
 
-    result = await replay(nc, naming, sources, known_at=known_at, progress=print_progress(err))
-    body = result.report(as_of, as_of or today())
-    print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+    try:
+        result = await replay(nc, naming, sources, known_at=known_at, progress=print_progress(err))
+    except NoKapokStreams as error:
+        print(f"kapok audit replay: {error}", file=err)
+        return 2
     for audit in result.sources.values():
         print(
             f"{audit.source}: {audit.events:,} events read, {audit.folded:,} folded, "
-            f"{audit.undecodable} undecodable, chain "
-            + ("BROKEN: " + audit.broken if audit.broken else "intact"),
+            f"{audit.undecodable} undecodable, "
+            + (f"{audit.found:,} finding(s)" if audit.found else "chain intact"),
             file=err,
         )
-    status = 1 if result.broken else 0
+        for finding in audit.findings:
+            print(f"FINDING {finding}", file=err)
+        if audit.found > len(audit.findings):
+            print(f"FINDING … and {audit.found - len(audit.findings):,} more on "
+                  f"{audit.stream}", file=err)  # fmt: skip
+    status = 1 if result.findings else 0
+    sums = totals(result.days, as_of)
+    unshowable = _unshowable(sums)
+    for line in unshowable:
+        print(f"FINDING {line}", file=err)
+    if unshowable:
+        # No report can be made of these sums: the totals are what the audit can show.
+        print(
+            orjson.dumps({"as_of": str(as_of), "totals": sums}, option=_INDENT).decode(), file=out
+        )
+        return 1
+    body = result.report(as_of, as_of or today())
+    print(orjson.dumps(body, option=_INDENT).decode(), file=out)
     if live_url:
         try:
             live = await fetch_live(live_url, as_of)
@@ -515,3 +522,24 @@ async def audit_replay(
         else:
             print(f"live report at {live_url} agrees on every figure", file=err)
     return status
+
+
+_INDENT = orjson.OPT_INDENT_2
+_COUNTER_MAX = 2**63 - 1  # what a counter holds in the live fold's database (a BIGINT)
+
+
+def _unshowable(sums: dict[str, int]) -> list[str]:
+    """The metrics whose totals no report (or no live counter) can hold: the sum of events
+    each within its contract overflows. Named as findings instead of a traceback."""
+    found = []
+    for metric, value in sorted(sums.items()):
+        try:
+            if abs(value) > _COUNTER_MAX:
+                raise OverflowError("beyond a 64-bit counter, which the live fold keeps")
+            if metric.endswith("_fen"):
+                yuan(value)
+            elif metric.endswith("_milli"):
+                units(value)
+        except ArithmeticError as error:
+            found.append(f"the sum of {metric} is {value:,}: it cannot be reported ({error!r})")
+    return found

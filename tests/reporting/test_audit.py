@@ -1,5 +1,6 @@
 """Audit replay: the figures recomputed from the bus alone agree with the live ones, and any
-altered, dropped or inserted event on the bus is named."""
+altered, dropped or inserted message on the bus is named by stream, sequence and subject,
+while the replay reads on past it and folds every event of the chains."""
 
 from __future__ import annotations
 
@@ -86,8 +87,43 @@ async def test_an_altered_event_on_the_bus_is_named_and_fails_the_audit(
         await nc.close()
     assert status == 1
     assert "donation position 3" in err.getvalue() and "altered" in err.getvalue()
-    # What was folded before the break is reported; nothing after it is trusted.
-    assert orjson.loads(out.getvalue())["figures"]["funds_raised_yuan"] == "200.00"
+    # The altered receipt is not counted; the chain goes on past it (its successor links to
+    # it), and every other receipt is.
+    assert orjson.loads(out.getvalue())["figures"]["funds_raised_yuan"] == "400.00"
+
+
+async def test_the_audit_reads_on_past_a_stranger_and_a_forgery_and_names_their_sequences(
+    settings: Settings,
+) -> None:
+    """Issue 13's stray publish and a forged envelope, between real events: both named by
+    sequence and subject, every real event folded, and the exit says there are findings."""
+    honest = chain("hotline", [call(i, at(1)) for i in range(8)])
+    [forged] = chain("hotline", [call(99, at(1))], first=5, prev_hash="f" * 64)
+    naming = Naming.of(settings)
+    nc = await published_raw(settings, "hotline", honest[:4])
+    try:
+        stray = naming.event_subject("hotline", "Oops")
+        await nc.publish(stray, b"hello")  # a core publish: the stream stores it at 5
+        await nc.flush()
+        forged_subject = naming.event_subject("hotline", "CallReceived")
+        await nc.jetstream().publish(forged_subject, forged)  # at 6
+        for raw in honest[4:]:  # positions 5 to 8 at sequences 7 to 10
+            await nc.jetstream().publish(forged_subject, raw)
+        out, err = io.StringIO(), io.StringIO()
+        status = await audit_replay(
+            nc, naming, PRODUCERS, as_of=None, known_at=None, live_url=None, out=out, err=err
+        )
+    finally:
+        await nc.close()
+    assert status == 1
+    stream = naming.stream("hotline")
+    findings = [line for line in err.getvalue().splitlines() if line.startswith("FINDING")]
+    assert findings[0].startswith(f"FINDING {stream} sequence 5 ({stray}): not a Kapok event")
+    assert findings[1].startswith(f"FINDING {stream} sequence 6 ({forged_subject}): hotline "
+                                  "position 5")  # fmt: skip
+    assert "not of the chain" in findings[1] and len(findings) == 2
+    assert "hotline: 10 events read, 8 folded, 0 undecodable, 2 finding(s)" in err.getvalue()
+    assert orjson.loads(out.getvalue())["figures"]["services_given"] == 8
 
 
 async def test_a_dropped_event_breaks_the_link_of_the_one_after_it(settings: Settings) -> None:
@@ -99,6 +135,7 @@ async def test_a_dropped_event_breaks_the_link_of_the_one_after_it(settings: Set
         await nc.close()
     assert len(replayed.broken) == 1
     assert "hotline position 4" in replayed.broken[0] and "prev_hash" in replayed.broken[0]
+    assert replayed.sources["hotline"].folded == 4  # read on from position 4
 
 
 async def test_known_at_replays_only_what_the_bus_held_then(
@@ -116,21 +153,46 @@ async def test_known_at_replays_only_what_the_bus_held_then(
     assert now.report(None, day(1))["figures"]["services_given"] == 12  # type: ignore[index]
 
 
-async def test_kapok_audit_replay_as_a_command(settings: Settings, tmp_path: Path) -> None:
-    async with producers(settings, tmp_path) as bus:
-        await bus.record("hotline", [call(i, at(1)) for i in range(3)])
-    env = {
-        **os.environ,
-        "KAPOK_NATS_URL": settings.nats_url,
-        "KAPOK_SUBJECT_ROOT": settings.subject_root,
-        "KAPOK_STREAM_PREFIX": settings.stream_prefix,
-    }
+async def kapok_audit_replay(settings: Settings, **env: str) -> tuple[int, str, str]:
+    """`kapok audit replay --as-of 2020-03-07 --no-compare` as a user runs it."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kapok.cli", "audit", "replay", "--as-of", "2020-03-07",
         "--no-compare",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={
+            **os.environ,
+            "KAPOK_NATS_URL": settings.nats_url,
+            "KAPOK_SUBJECT_ROOT": settings.subject_root,
+            "KAPOK_STREAM_PREFIX": settings.stream_prefix,
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_kapok_audit_replay_as_a_command(settings: Settings, tmp_path: Path) -> None:
+    async with producers(settings, tmp_path) as bus:
+        await bus.record("hotline", [call(i, at(1)) for i in range(3)])
+    status, out, err = await kapok_audit_replay(settings)
+    assert status == 0, err
     assert orjson.loads(out)["figures"]["services_given"] == 3
-    assert "hotline: 3 events read, 3 folded, 0 undecodable, chain intact" in err.decode()
+    assert "hotline: 3 events read, 3 folded, 0 undecodable, chain intact" in err
+
+
+async def test_kapok_audit_replay_on_a_bus_without_kapok_streams_says_so_in_one_line(
+    settings: Settings,
+) -> None:
+    """An unrelated nats-server (here: this one, with streams under another prefix)."""
+    status, out, err = await kapok_audit_replay(settings, KAPOK_STREAM_PREFIX="NOBODY_")
+    assert status == 2 and out == ""
+    assert err.splitlines() == [
+        f"kapok audit replay: no Kapok streams at {settings.nats_url}: looked for "
+        "NOBODY_HOTLINE, NOBODY_AID, NOBODY_DONATION, missing NOBODY_HOTLINE, NOBODY_AID, "
+        "NOBODY_DONATION (is this Kapok's bus? --data-dir finds that of a running `kapok up`, "
+        "--nats names one)"
+    ]
+    status, _, err = await kapok_audit_replay(settings, KAPOK_NATS_URL="nats://127.0.0.1:9")
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith("kapok audit replay: cannot reach the bus at nats://127.0.0.1:9")

@@ -1,6 +1,7 @@
 """The audit replay cut into stretches folded in other processes finds exactly what one
-process reading each stream whole finds: the same figures, the same counts, the same first
-broken link (also when it falls on the seam between two stretches), the same known_at cut."""
+process reading each stream whole finds: the same figures, the same counts, the same
+findings (also when one falls on the seam between two stretches: a stream with a finding is
+read again whole), the same known_at cut."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ async def test_a_dropped_event_is_named_wherever_the_stretches_are_cut(
     assert_same(whole, cut)
 
 
-async def test_an_altered_event_in_a_later_stretch_stops_the_fold_there(
+async def test_an_altered_event_in_a_later_stretch_is_named_and_the_rest_folded(
     settings: Settings,
 ) -> None:
     honest = calls()
@@ -118,7 +119,27 @@ async def test_an_altered_event_in_a_later_stretch_stops_the_fold_there(
         whole, cut = await both_ways(settings, nc)
     finally:
         await nc.close()
-    assert "altered" in whole.broken[0] and whole.sources["hotline"].folded == 45
+    assert len(whole.broken) == 1 and "altered" in whole.broken[0]
+    assert whole.sources["hotline"].folded == CALLS - 1
+    assert_same(whole, cut)
+
+
+@pytest.mark.parametrize("at_sequence", [11, 12, 40])  # 12: a stretch's first message
+async def test_garbage_in_a_stretch_is_named_and_every_event_folded_either_way(
+    settings: Settings, at_sequence: int
+) -> None:
+    honest = calls()
+    nc = await published(settings, {"hotline": honest[: at_sequence - 1], **side_streams()})
+    try:
+        await nc.publish(Naming.of(settings).event_subject("hotline", "Oops"), b"hello")
+        await nc.flush()
+        await nc.close()
+        nc = await published(settings, {"hotline": honest[at_sequence - 1 :]})
+        whole, cut = await both_ways(settings, nc)
+    finally:
+        await nc.close()
+    assert len(whole.broken) == 1 and f"sequence {at_sequence} " in whole.broken[0]
+    assert whole.sources["hotline"].folded == CALLS
     assert_same(whole, cut)
 
 
