@@ -1,4 +1,4 @@
-"""The article's figures (../shared/domain/README.md) and their scaled targets.
+"""The article's figures (docs/domain.md) and their scaled targets.
 
 `--scale` shrinks every figure to round-half-up(figure × scale): counts to the unit, money
 to the fen. The scenario then records exactly those amounts, so reporting's figures as of
