@@ -98,6 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate_command.add_arguments(demo, SERVABLE)
     demo.set_defaults(speed=1.0, scale="0.05")
 
+    from kapok import bus as bus_command
+
+    bus = commands.add_parser("bus", help="repair the bus (see the README, 'When a relay stops')")
+    bus_command.add_arguments(bus)
+
     audit = commands.add_parser("audit", help="prove the reported figures from the bus")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     replay = audit_commands.add_parser(
@@ -151,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "demo":
         return up_command.run(args, SERVABLE, ready=simulate_command.demo(args))
+    if args.command == "bus":
+        import os
+
+        args.url = None
+        audit_target(args)  # the bus of the `kapok up` on the data directory, as the audit's
+        return bus_command.run(args, os.environ.get("KAPOK_NATS_URL", "nats://127.0.0.1:4222"))
     if args.command == "audit":
         from services.reporting.cli import run_audit_replay
 

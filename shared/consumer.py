@@ -85,6 +85,7 @@ class SourceStats:
     # The hash of the last event in the chain at the checkpoint (None: not known, the next
     # event is trusted to link; see `checkpoints.c.hash`).
     chain_head: str | None = GENESIS
+    genuine: int = 0  # the last position that held the source's own event (`checkpoints`)
 
 
 @dataclass(slots=True)
@@ -93,8 +94,10 @@ class _Delivery:
     reply: bytes  # the ack subject, as it came off the wire
     data: bytes
     subject: bytes
-    # The hash its successor must name as prev_hash (the chain's head once it is applied).
+    # The hash its successor must name as prev_hash (the chain's head once it is applied),
+    # and the last position up to it that held the source's own event.
     head: str | None = None
+    genuine: int = 0
     # Decoded as it arrives (or why it cannot be); None if it was already applied then, and
     # so is skipped, or if its source's batches may go to the offload's worker (decoded
     # there, or in `_apply` if the runner applies it itself).
@@ -199,7 +202,10 @@ class ConsumerRunner:
         try:
             info = await js.consumer_info(stream, self.name)
         except NotFoundError:
-            await js.add_consumer(stream, wanted)
+            await self._reexamine(source)
+            await js.add_consumer(
+                stream, self._consumer_config(self.stats[source].checkpoint + 1, source)
+            )
             return
         have = info.config
         stale = (
@@ -221,6 +227,30 @@ class ConsumerRunner:
             )
             await js.delete_consumer(stream, self.name)
             await js.add_consumer(stream, wanted)
+
+    async def _reexamine(self, source: str) -> None:
+        """The durable is gone: the stream may have been re-created from the store (`kapok bus
+        repair`), where a position that held a stranger's message, dead-lettered here, now
+        holds the source's own event. Those positions are taken again; nothing applied is."""
+        stats = self.stats[source]
+        if stats.genuine >= stats.checkpoint:
+            return
+        log.warning(
+            "consumer %s on %s: its durable is gone; positions %d to %d, dead-lettered as not "
+            "%s's own events, are examined again",
+            self.name,
+            self.naming.stream(source),
+            stats.genuine + 1,
+            stats.checkpoint,
+            source,
+        )
+        async with self._db_lock, self.db.write() as conn:
+            await conn.execute(
+                update(checkpoints)
+                .where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
+                .values(position=stats.genuine)
+            )
+        stats.checkpoint = stats.genuine
 
     # -- running ----------------------------------------------------------------------------
 
@@ -418,7 +448,8 @@ class ConsumerRunner:
             await self._ack(deliveries[-1])
             return len(fresh)
         run: list[tuple[_Delivery, Envelope[Any]]] = []
-        head = stats.chain_head  # as committed: a batch that fails is checked again whole
+        # As committed: a batch that fails is checked again whole.
+        head, genuine = stats.chain_head, stats.genuine
         for delivery in fresh:
             if delivery.event is None:  # not decoded on arrival (see `drain`)
                 delivery.event = self._decode(source, delivery)
@@ -427,13 +458,13 @@ class ConsumerRunner:
                 if self.event_types is None and head is not None and decoded.prev_hash != head:
                     decoded = _broken_link(decoded, head)
                 else:
-                    head = decoded.hash
-            delivery.head = head
+                    head, genuine = decoded.hash, delivery.seq
+            delivery.head, delivery.genuine = head, genuine
             if isinstance(decoded, str):
                 await self._commit_isolating(source, run)
                 run = []
                 await self._dead_letter(source, delivery, decoded)
-                await self._commit(source, [], delivery.seq, dead=1, head=head)
+                await self._commit(source, [], delivery.seq, dead=1, head=head, genuine=genuine)
             else:
                 run.append((delivery, decoded))
         await self._commit_isolating(source, run)
@@ -467,6 +498,7 @@ class ConsumerRunner:
                 write=lambda c: write(c, made),
                 applied=len(fresh),
                 head=last_hash,
+                genuine=fresh[-1].seq,
             )
         except Exception as error:
             if _is_infrastructure(error):
@@ -492,7 +524,10 @@ class ConsumerRunner:
         if not run:
             return
         try:
-            await self._commit(source, [e for _, e in run], run[-1][0].seq, head=run[-1][0].head)
+            last = run[-1][0]
+            await self._commit(
+                source, [e for _, e in run], last.seq, head=last.head, genuine=last.seq
+            )
             return
         except Exception as error:
             if _is_infrastructure(error):
@@ -507,7 +542,9 @@ class ConsumerRunner:
         for attempt in range(1, self.retries):
             await asyncio.sleep(self.retry_delay * attempt)
             try:
-                await self._commit(source, [envelope], delivery.seq, head=delivery.head)
+                await self._commit(
+                    source, [envelope], delivery.seq, head=delivery.head, genuine=delivery.seq
+                )
                 return
             except Exception as error:
                 if _is_infrastructure(error):
@@ -516,7 +553,9 @@ class ConsumerRunner:
         reason = "handler failed: " + "".join(traceback.format_exception_only(failure)).strip()
         log.error("consumer %s/%s seq %d: %s", self.name, source, delivery.seq, reason)
         await self._dead_letter(source, delivery, reason)
-        await self._commit(source, [], delivery.seq, dead=1, head=delivery.head)
+        await self._commit(
+            source, [], delivery.seq, dead=1, head=delivery.head, genuine=delivery.seq
+        )
 
     async def _commit(
         self,
@@ -528,10 +567,11 @@ class ConsumerRunner:
         write: Callable[[AsyncConnection], Awaitable[None]] | None = None,
         applied: int | None = None,
         head: str | None = None,
+        genuine: int = 0,
     ) -> None:
         """One transaction: the handler's writes of ``events`` (or ``write``, which applies
         ``applied`` events prepared elsewhere) and the checkpoint at ``position``, where the
-        chain's head is ``head``."""
+        chain's head is ``head`` and the last of the source's own events ``genuine``."""
         stats = self.stats[source]
         if position <= stats.checkpoint:
             return
@@ -539,6 +579,7 @@ class ConsumerRunner:
             "position": position,
             "dead_letters": checkpoints.c.dead_letters + dead,
             "hash": head,
+            "genuine": genuine,
         }
         if dead:
             values["last_dead_letter"] = stats.last_dead_letter
@@ -552,7 +593,7 @@ class ConsumerRunner:
                 .where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
                 .values(**values)
             )
-        stats.checkpoint, stats.chain_head = position, head
+        stats.checkpoint, stats.chain_head, stats.genuine = position, head, genuine
         stats.applied += len(events) if applied is None else applied
         stats.dead_letters += dead
 
@@ -600,6 +641,7 @@ class ConsumerRunner:
                         checkpoints.c.dead_letters,
                         checkpoints.c.hash,
                         checkpoints.c.last_dead_letter,
+                        checkpoints.c.genuine,
                     ).where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
                 )
             ).first()
@@ -614,6 +656,7 @@ class ConsumerRunner:
         stats.checkpoint, stats.dead_letters = (int(row[0]), int(row[1])) if row else (0, 0)
         stats.last_dead_letter = row[3] if row else None
         stats.chain_head = row[2] if row and row[2] else (GENESIS if not stats.checkpoint else None)
+        stats.genuine = int(row[4]) if row and row[4] is not None else stats.checkpoint
 
     async def refresh_lag(self) -> dict[str, int]:
         """Per source, the events for this consumer that are on the stream but not yet

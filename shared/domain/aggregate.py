@@ -35,8 +35,7 @@ class Aggregate:
         for envelope in history:
             if aggregate.correlation_id is None:
                 aggregate.correlation_id = envelope.correlation_id
-            aggregate.history.append((envelope.data, envelope.occurred_at))
-            aggregate.apply(envelope.data, envelope.occurred_at)
+            aggregate.apply_stored(envelope.data, envelope.occurred_at)
             aggregate.version = envelope.version
         return aggregate
 
@@ -70,6 +69,11 @@ class Aggregate:
             raise RuleBroken(
                 "voided_takes_no_change", f"{self.id} was voided ({self.voided[self.id]})"
             )
+
+    def apply_stored(self, data: Event, at: datetime) -> None:
+        """Fold an event read from the store (its history keeps it, for a void to take out)."""
+        self.history.append((data, at))
+        self.apply(data, at)
 
     def record(self, data: Event, at: datetime) -> None:
         """Keep a decided event for the append and fold it, so a next step sees its effect."""

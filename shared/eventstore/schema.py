@@ -53,5 +53,9 @@ checkpoints = Table(
     # The hash of the last event applied there (its successor's prev_hash must be it): NULL
     # in a database made before the consumers checked the chain, which then trust one link.
     Column("hash", String(64), nullable=True),
+    # The last position that held the source's own event: every one after it up to `position`
+    # was dead-lettered as a stranger's, and is examined again if the stream is re-created
+    # (`kapok bus repair`). NULL in an older database: the same as `position`.
+    Column("genuine", BigInteger, nullable=True),
     Column("last_dead_letter", Text, nullable=True),  # why the last one was dead-lettered
 )

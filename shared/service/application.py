@@ -162,19 +162,12 @@ class CommandService:
         """Run a validated command. Errors come back as a reply, never raised. ``fingerprint``:
         the request's, from its raw bytes (`idempotency.raw_fingerprint`); without it, the
         validated command's."""
-        # For a key stored with the command's fingerprint, wherever the commit replays it
-        # (a subclass's `_commit` passes on only what the toolkit's does). Without a key
-        # nothing replays, and nothing reads it.
-        request = idempotency.REQUEST.set(command) if key is not None else None
         try:
             return await self._execute(command, ctx, key, fingerprint)
         except Refused as refused:
             return refused.reply
         except DomainError as error:
             return refusal_from(error).reply
-        finally:
-            if request is not None:
-                idempotency.REQUEST.reset(request)
 
     async def _execute(
         self, command: Command, ctx: Context, key: str | None, fingerprint: str | None
@@ -195,7 +188,7 @@ class CommandService:
                 # A retried request may be refused by the state its first attempt created
                 # (a request already cancelled): if its key was answered, that is the answer.
                 if key is not None and (stored := await self._stored(key)) is not None:
-                    return idempotency.replay(key, print_, stored, command)
+                    return idempotency.replay(key, print_, stored)
                 raise
             try:
                 return await self._commit(decision, ctx, key, print_)

@@ -32,7 +32,6 @@ import contextlib
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -75,8 +74,6 @@ class _Pending:
     key: str | None
     fingerprint: str
     reply: Reply
-    # The validated request, for a key stored with its fingerprint (`idempotency.replay`).
-    command: BaseModel | None
     future: asyncio.Future[Reply] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -109,8 +106,7 @@ class GroupCommit:
         """The reply once committed, or the key's first reply. Raises what refused this
         decision alone (ConcurrencyError, IntegrityError, a DomainError, Refused) or what
         failed the whole group."""
-        command = idempotency.REQUEST.get() if key is not None else None
-        mine = _Pending(appends, in_transaction, ctx, key, fingerprint, reply, command)
+        mine = _Pending(appends, in_transaction, ctx, key, fingerprint, reply)
         self._queue.append(mine)
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_queued())
@@ -262,7 +258,7 @@ def _replayed(pending: _Pending, stored: Stored) -> Reply | None:
     for another request."""
     assert pending.key is not None
     try:
-        return idempotency.replay(pending.key, pending.fingerprint, stored, pending.command)
+        return idempotency.replay(pending.key, pending.fingerprint, stored)
     except Refused as refused:
         pending.future.set_exception(refused)
         return None

@@ -412,3 +412,55 @@ async def test_the_chain_is_checked_across_restarts_from_the_checkpoint(
         row = (await conn.execute(select(checkpoints.c.hash, checkpoints.c.last_dead_letter))).one()
     assert row.hash == tenth["hash"]  # the chain goes on from the last event in it
     assert row.last_dead_letter.startswith("chain broken")
+
+
+async def test_a_stream_repaired_after_a_stray_carries_every_event_once_to_its_consumers(
+    store: EventStore, nc: nats.NATS, naming: Naming, reporting_db: Database, settings
+) -> None:
+    """Given a stranger's message where the hotline's 11th event belonged, a relay stopped on
+    it and a consumer that dead-lettered it; when the stream is repaired, then the relay
+    publishes the whole history again and the consumer applies the 11th event and the rest
+    exactly once, the stranger's message kept as evidence."""
+    from shared.bus.provision import event_stream_specs
+    from shared.bus.repair import NothingToRepair, repair
+
+    (spec,) = [s for s in event_stream_specs(naming, ["hotline"], 1, 120) if "HOTLINE" in s.name]
+    await published(store, nc, naming, 10)
+    runner = await runner_on(reporting_db, nc, naming)
+    with pytest.raises(NothingToRepair, match="hash chain intact"):
+        await repair(nc, spec, "hotline")
+    stray = naming.event_subject("hotline", "Oops")
+    await nc.jetstream().publish(stray, b"hello")
+    await store.append_all(calls(10, 5), Context())
+    relay = OutboxRelay(store, nc, naming, reconcile_every=0.2, poll_interval=0.05)
+    relaying = asyncio.create_task(relay.run())
+    try:
+        await runner.drain("hotline")
+        assert runner.stats["hotline"].checkpoint == 11  # the stray, dead-lettered
+        async with asyncio.timeout(20):
+            while relay.stats.stopped is None:
+                await asyncio.sleep(0.05)
+
+        done = await repair(nc, spec, "hotline")
+
+        assert done.finding is not None and done.finding.seq == 11
+        assert done.finding.subject == stray
+        async with asyncio.timeout(30):
+            while relay.stats.stopped is not None or relay.stats.progress < 15:
+                await asyncio.sleep(0.05)
+        # The running consumer finds its durable gone and takes position 11 again.
+        consuming = asyncio.create_task(runner.run())
+        try:
+            async with asyncio.timeout(30):
+                while runner.stats["hotline"].checkpoint < 15:
+                    await asyncio.sleep(0.05)
+        finally:
+            runner.stop()
+            await consuming
+        assert await applied_positions(reporting_db) == list(range(1, 16))
+        evidence = await nc.jetstream().stream_info(done.evidence)
+        assert evidence.config.sealed and evidence.state.messages == 11
+    finally:
+        relaying.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await relaying

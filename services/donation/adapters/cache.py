@@ -61,7 +61,7 @@ class CachingLoader(Loader):
             else:
                 for envelope in newer.get(i, []):
                     if envelope.version == base.version + 1:
-                        base.apply(envelope.data, envelope.occurred_at)
+                        base.apply_stored(envelope.data, envelope.occurred_at)
                         base.version = envelope.version
             if base.exists:  # an unknown reference is not remembered
                 self._folded[i] = base

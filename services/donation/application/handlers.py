@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from services.donation.application import corrections
 from services.donation.application.additive import Additive
 from services.donation.application.commands import (
     DistributeGoods,
@@ -156,6 +157,7 @@ def _items(items: Sequence[Item]) -> list[dict[str, Any]]:
 
 
 HANDLERS: dict[type[Command], Handler] = {
+    **corrections.HANDLERS,
     LaunchCampaign: launch_campaign,
     PledgeDonation: pledge_donation,
     ReceiveGoods: receive_goods,

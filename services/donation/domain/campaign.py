@@ -30,12 +30,16 @@ from uuid import NAMESPACE_URL, uuid5
 from shared.contracts.donation import (
     CampaignKind,
     CampaignLaunched,
+    DistributionVoided,
     DonationPledged,
     DonorKind,
+    FundsReceiptVoided,
     FundsReceived,
     GoodsDistributed,
+    GoodsReceiptVoided,
     GoodsReceived,
     ProjectOutputRecorded,
+    ProjectOutputVoided,
     RecipientKind,
     StockShortfallRecorded,
     VolunteersLinked,
@@ -44,6 +48,7 @@ from shared.contracts.envelope import Event
 from shared.contracts.types import AidItem, District, GoodsKind, Group, Item, Unit
 from shared.domain.aggregate import Aggregate, iso
 from shared.domain.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.voids import restate
 
 StockKey = tuple[str, str]  # (kind, unit)
 # Business days are Guangzhou's: a campaign ending on 2020-03-07 takes receipts until midnight
@@ -471,6 +476,13 @@ class Campaign(Aggregate):
             case StockShortfallRecorded():
                 self.shortfalls += 1
                 self.deliveries.add(data.delivery)
+            case (
+                GoodsReceiptVoided()
+                | FundsReceiptVoided()
+                | DistributionVoided()
+                | ProjectOutputVoided()
+            ):
+                restate(self, data)
             case ProjectOutputRecorded():
                 self.outputs += 1
                 self.beneficiaries += data.beneficiaries

@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.contracts.donation import VolunteersLinked
+from shared.contracts.donation import VolunteersLinked, VolunteersLinkVoided
 from shared.contracts.envelope import Event
 from shared.contracts.types import District
 from shared.domain.aggregate import Aggregate, iso
+from shared.domain.voids import restate
 
 
 class VolunteerLink(Aggregate):
@@ -48,6 +49,8 @@ class VolunteerLink(Aggregate):
             case VolunteersLinked():
                 self.volunteers, self.organisation = data.volunteers, data.organisation
                 self.district, self.station, self.linked_at = data.district, data.station, at
+            case VolunteersLinkVoided():
+                restate(self, data)
 
     def view(self) -> dict[str, Any]:
         return {

@@ -41,6 +41,55 @@ COMMAND_ROUTES = [
     ),
 ]
 
+# Corrections (application/corrections.py): answered 200 with what now stands. The campaign
+# of a receipt, distribution or output is named in the body.
+COMMAND_ROUTES += [
+    CommandRoute(
+        "/receipts/{receipt}/void", c.VoidGoodsReceipt, "Void goods received", "receipt", 200
+    ),
+    CommandRoute(
+        "/receipts/{receipt}/correct",
+        c.CorrectGoodsReceipt,
+        "Correct goods received: void and record again",
+        "receipt",
+        200,
+    ),
+    CommandRoute(
+        "/funds/{receipt}/void", c.VoidFundsReceipt, "Void money received", "receipt", 200
+    ),
+    CommandRoute(
+        "/funds/{receipt}/correct",
+        c.CorrectFundsReceipt,
+        "Correct money received: void and record again",
+        "receipt",
+        200,
+    ),
+    CommandRoute(
+        "/volunteers/{link}/void",
+        c.VoidVolunteersLink,
+        "Void volunteers linked to a station",
+        "link",
+        200,
+    ),
+    CommandRoute(
+        "/distributions/{distribution}/void",
+        c.VoidDistribution,
+        "Void a distribution",
+        "distribution",
+        200,
+    ),
+    CommandRoute(
+        "/distributions/{distribution}/correct",
+        c.CorrectDistribution,
+        "Correct a distribution: void and record again",
+        "distribution",
+        200,
+    ),
+    CommandRoute(
+        "/outputs/{output}/void", c.VoidProjectOutput, "Void a self-help output", "output", 200
+    ),
+]
+
 VIEW_ROUTES = [
     ViewRoute("/campaigns/{id}", Campaign),
     ViewRoute("/volunteers/{id}", VolunteerLink),
