@@ -22,13 +22,14 @@ stuck dead letter into an outage of every command; the body and ``kapok status``
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
@@ -36,12 +37,19 @@ from shared.consumer import ConsumerRunner
 from shared.eventstore import Database
 from shared.relay import OutboxRelay
 from shared.runtime import Link
-from shared.service.replies import DATABASE, unreachable
+from shared.service.replies import (
+    DATABASE,
+    INTERNAL_ERROR,
+    outage_errors,
+    unavailable,
+    unreachable,
+)
 
 TIMEOUT = 2.0  # seconds for the database's answer, and for the bus's answer on lag
 # A consumer with events waiting whose checkpoint has not moved for this long is stalled.
 STALL_S = 60.0
 LIVE = "/api/health/live"
+log = logging.getLogger("kapok.service")
 READY = "/api/health"
 
 
@@ -220,7 +228,9 @@ class Health:
 
 
 def register(app: FastAPI, health: Health) -> None:
-    """``/api/health`` and ``/api/health/live`` on ``app``."""
+    """``/api/health`` and ``/api/health/live`` on ``app``, and 503 for the requests that
+    meet the database away (`answer_outages`)."""
+    answer_outages(app)
 
     async def ready() -> JSONResponse:
         status, body = await health.check()
@@ -249,3 +259,19 @@ def register_live(app: FastAPI) -> None:
     app.add_api_route(
         LIVE, live, methods=["GET"], summary="Liveness: the process answers", operation_id="live"
     )
+
+
+def answer_outages(app: FastAPI) -> None:
+    """A request that meets the database away is answered 503 in Kapok's error shape, the
+    outage logged once (`replies.DATABASE`) instead of a traceback per request. Registered
+    for the errors' own classes: Starlette re-raises what its handler for Exception handled,
+    and the server then logs each one."""
+
+    async def database_error(request: Request, error: Exception) -> Response:
+        if (reply := unavailable(error)) is None:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+            return Response(INTERNAL_ERROR, status_code=500, media_type="application/json")
+        return Response(reply.body, status_code=reply.status, media_type="application/json")
+
+    for kind in outage_errors():
+        app.add_exception_handler(kind, database_error)

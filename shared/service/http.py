@@ -19,7 +19,7 @@ from pydantic.json_schema import models_json_schema
 from shared.domain.aggregate import Aggregate
 from shared.service.application import Service
 from shared.service.commands import Command
-from shared.service.replies import INTERNAL_ERROR, Reply, unavailable
+from shared.service.replies import INTERNAL_ERROR, Reply
 from shared.service.transport import ACTOR, IDEMPOTENCY_KEY, MAX_KEY, handle
 
 JSON = "application/json"
@@ -95,8 +95,6 @@ def build_app(
 
 
 async def _internal_error(request: Request, error: Exception) -> Response:
-    if (reply := unavailable(error)) is not None:  # the database away: 503, logged once
-        return respond(reply)
     return Response(INTERNAL_ERROR, status_code=500, media_type=JSON)
 
 

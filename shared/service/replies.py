@@ -8,6 +8,7 @@ the database cannot be reached (nothing was stored: retry with the same Idempote
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -117,7 +118,8 @@ def unreachable(error: BaseException) -> bool:
     """Whether ``error`` says the database cannot be reached (down, restarting, a dropped or
     timed-out connection) rather than that this request is wrong: SQLAlchemy's
     OperationalError or InterfaceError, a DBAPIError whose connection was invalidated, the
-    pool's timeout, or the driver's connection errors (asyncpg's, OSError, a timeout)."""
+    pool's timeout, a refused or reset connection, or asyncpg's errors for a server that is
+    away, starting or shutting down."""
     seen: BaseException | None = error
     for _ in range(8):  # the cause chain: SQLAlchemy wraps the driver's error
         if seen is None:
@@ -125,16 +127,34 @@ def unreachable(error: BaseException) -> bool:
         if isinstance(seen, DBAPIError):
             if seen.connection_invalidated or type(seen).__name__ in _UNREACHABLE_DBAPI:
                 return True
-        elif isinstance(seen, PoolTimeout | OSError | TimeoutError):
+        elif isinstance(seen, (PoolTimeout, ConnectionError, TimeoutError, *_asyncpg_away())):
             return True
-        elif type(seen).__module__.startswith("asyncpg") and "Connection" in type(seen).__name__:
-            return True  # ConnectionDoesNotExistError, PostgresConnectionError, …
         seen = seen.__cause__ or seen.__context__
     return False
 
 
 # The DB-API's own classes for a server that cannot be used now (PEP 249), whatever driver.
 _UNREACHABLE_DBAPI = frozenset({"OperationalError", "InterfaceError"})
+
+
+@functools.cache
+def _asyncpg_away() -> tuple[type[BaseException], ...]:
+    try:
+        from asyncpg import exceptions as pg
+    except ImportError:  # SQLite only
+        return ()
+    return (
+        pg.PostgresConnectionError,  # 08xxx, and the connection gone from under a query
+        pg.ConnectionDoesNotExistError,
+        pg.CannotConnectNowError,  # starting up or shutting down
+        pg.AdminShutdownError,
+        pg.CrashShutdownError,
+    )
+
+
+def outage_errors() -> tuple[type[BaseException], ...]:
+    """The classes of the errors `unreachable` may say yes to (for handlers by class)."""
+    return (DBAPIError, PoolTimeout, ConnectionError, TimeoutError, *_asyncpg_away())
 
 
 class Outage:

@@ -60,6 +60,9 @@ async def test_dead_letters_make_reporting_degraded_and_its_database_away_not_re
             assert down.status_code == 503, down.text
             assert down.json()["status"] == "down"
             assert down.json()["database"]["reachable"] is False
+            # and its figures answer 503 in the error shape, not a traceback;
+            report = await http.get("/api/report")
+            assert report.status_code == 503 and report.json()["status"] == 503, report.text
             # once it is back, it is ready again (still degraded by its dead letter).
             await asyncio.to_thread(postgres.start)
 

@@ -23,7 +23,7 @@ from services.reporting.domain.fold import DIMENSIONS, SHANGHAI, business_day
 from services.reporting.domain.report import report, revision_view
 from services.reporting.entrypoints.metrics import render
 from shared.consumer import ConsumerRunner
-from shared.service.health import Health, register_live
+from shared.service.health import Health, answer_outages, register_live
 
 
 class BadRequest(ValueError):
@@ -164,6 +164,7 @@ def build_app(reporting: Reporting) -> FastAPI:
         return JSONResponse(body, status_code=status)
 
     register_live(app)
+    answer_outages(app)
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
