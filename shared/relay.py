@@ -69,10 +69,6 @@ class _ChunkFailed(Exception):
     pass
 
 
-# Worth another try after a pause; anything else is a bug and ends the relay loudly.
-RETRYABLE = (_ChunkFailed, NatsError, JetStreamError, DBAPIError, OSError, TimeoutError)
-
-
 @dataclass(slots=True)
 class RelayStats:
     published: int = 0
