@@ -1,0 +1,187 @@
+"""What the fault stories share: the 2020 scenario at scale 0.01 played by `kapok simulate`
+through a real `kapok up`, the day it has reached, what the system says of itself while a
+fault lasts, and the proof once it is over:
+
+- reporting's report as of 2020-03-07 equals the scaled article figures;
+- `kapok audit replay` folds the same figures from the bus and agrees with reporting;
+- every stream holds its source's store exactly: sequence n is the event at position n (its
+  id, subject's source and bytes), each event once, nothing after the store's head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import nats
+from up_parts import Up, wait_until
+
+from kapok.simulate.figures import ARTICLE, targets
+from kapok.status import Row, rows
+from shared.bus.naming import Naming
+from shared.eventstore import Database, EventStore
+from shared.settings import PRODUCERS
+
+SCALE = "0.01"  # the smallest round scale that leaves every figure above zero
+AS_OF = "2020-03-07"
+DAYS = 45  # 23 January to 7 March 2020
+# Longer than any fault here lasts, so the simulator sends again rather than give up.
+RETRY_FOR_S = "90"
+KAPOK = [sys.executable, "-m", "kapok.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without KAPOK_*: the processes find everything through `kapok up`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("KAPOK_")}
+
+
+def kapok(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KAPOK, *args], capture_output=True, text=True, timeout=timeout, env=clean_env()
+    )
+
+
+class Play:
+    """`kapok simulate guangzhou-2020 --scale 0.01` against ``up``, ``speed`` days a second
+    at the most (0: flat out); the day it has reached is read off its progress line."""
+
+    def __init__(self, up: Up, seed: int, speed: float = 0.0) -> None:
+        self.up = up
+        flags = [f"--{name}-port={port}" for name, port in up.ports.items()]
+        flags += ["--scale", SCALE, "--seed", str(seed), "--speed", str(speed)]
+        self.proc = subprocess.Popen(
+            [*KAPOK, "simulate", "guangzhou-2020", "--retry-for", RETRY_FOR_S, *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+        )
+        self.day = 0
+        self.err = ""
+        self._reader = threading.Thread(target=self._read_progress, daemon=True)
+        self._reader.start()
+
+    def _read_progress(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := os.read(self.proc.stderr.fileno(), 4096):
+            self.err += chunk.decode(errors="replace")
+            if found := re.findall(r"\((\d+)/45 days\)", self.err[-400:]):
+                self.day = int(found[-1])
+
+    def reaches(self, day: int) -> None:
+        """Until it has sent day ``day``'s logs; it must still be playing (a fault is to land
+        mid-scenario, with batches in flight)."""
+        wait_until(f"the scenario reaches day {day}", lambda: self.day >= day, 180, self.up)
+        assert self.proc.poll() is None, f"the scenario ended before day {day}'s fault"
+
+    def finish(self, within_s: float = 240) -> str:
+        """Its output, once it said reporting shows the scaled figures exactly."""
+        code = self.proc.wait(within_s)
+        self._reader.join(5)
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read().decode(errors="replace")
+        said = f"{out}\n{self.err[-3000:]}\n{self.up.log()}"
+        assert code == 0, said
+        assert "reporting shows the scaled figures exactly" in out, said
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def target() -> dict[str, Any]:
+    return targets(Decimal(SCALE))
+
+
+def report(up: Up) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{up.ports['reporting']}"
+    answer = httpx.get(f"{base}/api/report", params={"as_of": AS_OF}, timeout=10)
+    figures: dict[str, Any] = answer.json()["figures"]
+    return {k: figures[k] for k in ARTICLE}
+
+
+def health(up: Up, name: str) -> tuple[int, dict[str, Any]]:
+    """``/api/health`` of ``name``: (status code, body); (0, {}) while it does not answer."""
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{up.ports[name]}/api/health", timeout=5)
+        return answer.status_code, answer.json()
+    except (httpx.HTTPError, ValueError):
+        return 0, {}
+
+
+def status(up: Up) -> dict[str, Row]:
+    """What `kapok status` prints, a row per process (its own code, run here: the fault's
+    moment is too short for a fresh interpreter's start)."""
+    return {row.name: row for row in asyncio.run(rows(up.pids()))}
+
+
+def all_ok(up: Up) -> bool:
+    found = status(up)
+    return len(found) == len(up.ports) + 1 and all(r.status == "ok" for r in found.values())
+
+
+def sqlite_stores(up: Up) -> dict[str, str]:
+    return {s: f"sqlite+aiosqlite:///{up.data_dir / s}.db" for s in PRODUCERS}
+
+
+def assert_exact(up: Up, stores: dict[str, str]) -> dict[str, int]:
+    """The proof after a fault (the module's doc); returns each stream's length."""
+    assert report(up) == target(), up.log()
+    audit = kapok("audit", "replay", "--as-of", AS_OF, "--data-dir", str(up.data_dir))
+    assert audit.returncode == 0, audit.stdout + audit.stderr[-3000:]
+    assert "agrees on every figure" in audit.stderr, audit.stderr[-3000:]
+    replayed = json.loads(audit.stdout)["figures"]
+    assert {k: replayed[k] for k in ARTICLE} == target()
+    return asyncio.run(streams_hold_stores(str(up.pids()["nats_url"]), stores))
+
+
+async def streams_hold_stores(nats_url: str, stores: dict[str, str]) -> dict[str, int]:
+    """Each source's stream, message by message, against its store (no gap, no duplicate,
+    no stranger); returns each stream's length."""
+    naming = Naming()
+    lengths: dict[str, int] = {}
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        js = nc.jetstream()
+        for source, url in stores.items():
+            db = Database(url)
+            try:
+                stored = await EventStore(db, source).read_bytes_from(0, 10_000_000)
+            finally:
+                await db.dispose()
+            stream = naming.stream(source)
+            state = (await js.stream_info(stream)).state
+            assert [e.position for e in stored] == list(range(1, len(stored) + 1)), source
+            assert (state.first_seq, state.last_seq, state.messages) == (
+                1,
+                len(stored),
+                len(stored),
+            )
+            assert len({e.event_id for e in stored}) == len(stored), f"{source}: an id twice"
+            sub = await js.subscribe(
+                naming.event_subjects(source), stream=stream, ordered_consumer=True
+            )
+            try:
+                for event in stored:
+                    msg = await sub.next_msg(timeout=10)
+                    seq = msg.metadata.sequence.stream
+                    assert seq == event.position, f"{stream}: {seq} where {event.position}"
+                    assert (msg.headers or {}).get("Nats-Msg-Id") == event.event_id, seq
+                    assert msg.subject == naming.event_subject(source, event.type), seq
+                    assert msg.data == event.body, f"{stream} {seq}: not the stored bytes"
+            finally:
+                await sub.unsubscribe()
+            lengths[source] = len(stored)
+    finally:
+        await nc.close()
+    return lengths
