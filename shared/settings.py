@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -41,12 +40,6 @@ class Settings(BaseSettings):
     # (actor, correlation id) and refusals are answered to the caller; the line cost 6-9% of
     # a single command's CPU when measured, written synchronously from the event loop.
     access_log: bool = False
-    # Business time's window opens here: a record dated earlier is a typing error (a wrong
-    # year), refused with 422. docs/bounds.md.
-    records_start: date = date(2020, 1, 1)
-    # The largest request body read (413 beyond, before the rest is read): a batch of
-    # MAX_BATCH items of up to 800 bytes; the 2020 scenario's largest is 162 kB (bounds.md).
-    max_body_bytes: int = Field(default=4 << 20, ge=1024)
     # How long `kapok simulate` retries a request that was not answered or answered 502/503/
     # 504, with the same key: `kapok up` restarts a service or nats-server after a backoff of
     # up to 30 s after repeated crashes, plus its start; a database restart takes tens of
@@ -55,9 +48,9 @@ class Settings(BaseSettings):
     # Business time's window opens here: a record dated earlier is a typing error (a wrong
     # year), refused with 422. docs/bounds.md.
     records_start: date = date(2020, 1, 1)
-    # The largest request body read (413 beyond, before the rest is read): the 2020 scenario's
-    # largest day batch is far below it (docs/bounds.md).
-    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    # The largest request body read (413 beyond, before the rest is read): a batch of
+    # MAX_BATCH items of up to 800 bytes; the 2020 scenario's largest is 162 kB (bounds.md).
+    max_body_bytes: int = Field(default=4 << 20, ge=1024)
     # Kapok's fast paths through its dependencies' internals (shared/compat/): on, each is
     # checked at start-up and replaced by the public API where it is not as expected. 0: the
     # public API always (CI runs the bus suites so, to prove those paths on every change).

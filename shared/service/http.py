@@ -14,13 +14,17 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
 
+from shared.contracts.types import Actor, Ref
 from shared.domain.aggregate import Aggregate
 from shared.service.application import Service
 from shared.service.commands import Command
-from shared.service.replies import INTERNAL_ERROR, Reply
+from shared.service.replies import INTERNAL_ERROR, Refused, Reply
 from shared.service.transport import ACTOR, IDEMPOTENCY_KEY, MAX_KEY, handle
+from shared.settings import Settings
 
 JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -32,6 +36,7 @@ class CommandRoute:
     command: type[Command]
     summary: str
     path_field: str | None = None  # a path parameter that fills the command's field of the name
+    status: int = 201  # what it answers when done: 201 when it records something new, else 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +71,11 @@ def build_app(
     description: str,
 ) -> FastAPI:
     app = FastAPI(title=title, version="1", description=description)
+    limit = Settings().max_body_bytes
     for route in commands:
         app.add_api_route(
             route.path,
-            _command_endpoint(service, route),
+            _command_endpoint(service, route, limit),
             methods=["POST"],
             summary=route.summary,
             operation_id=route.command.name(),
@@ -84,14 +90,45 @@ def build_app(
             summary=f"Current state of a {view.kind.kind}, from its events",
             operation_id=f"get_{view.kind.kind.replace('-', '_')}",
             openapi_extra={
-                "parameters": [_path_parameter("id", f"e.g. {view.kind.kind}:0192…")],
-                "responses": _responses("200", "current state"),
+                "parameters": [path_parameter("id", f"e.g. {view.kind.kind}:0192…")],
+                "responses": responses("200", "current state", "404"),
             },
             response_class=Response,
         )
     app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(HTTPException, http_error)
     app.openapi = lambda: _openapi(app, commands)  # type: ignore[method-assign]
     return app
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no such route: 404; no such method: 405, with its Allow
+    header) in Kapok's error shape."""
+    assert isinstance(error, HTTPException)
+    detail = {"resource": request.url.path} if error.status_code == 404 else {}
+    reply = Refused(error.status_code, str(error.detail).lower(), **detail).reply
+    return Response(reply.body, reply.status, error.headers, media_type=JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to exceed ``limit`` bytes: by its
+    Content-Length before reading anything, or while it is read (a chunked body has none)."""
+    for name, value in request.scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> Response:
+    reply = Refused(413, f"the body is over {limit} bytes (KAPOK_MAX_BODY_BYTES)", field="body")
+    return respond(reply.reply)
 
 
 async def _internal_error(request: Request, error: Exception) -> Response:
@@ -114,13 +151,15 @@ def _our_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-def _command_endpoint(service: Service, route: CommandRoute) -> Endpoint:
+def _command_endpoint(service: Service, route: CommandRoute, limit: int) -> Endpoint:
     model, path_field = route.command, route.path_field
 
     async def endpoint(request: Request) -> Response:
+        if (body := await read_body(request, limit)) is None:
+            return too_large(limit)
         path = {path_field: request.path_params[path_field]} if path_field else {}
         headers = _our_headers(request.scope["headers"])
-        return respond(await handle(service, model, await request.body(), headers, **path))
+        return respond(await handle(service, model, body, headers, **path))
 
     endpoint.__name__ = model.name()
     return endpoint
@@ -134,24 +173,40 @@ def _view_endpoint(service: Service, kind: type[Aggregate]) -> Endpoint:
     return endpoint
 
 
-def _path_parameter(name: str, description: str) -> dict[str, Any]:
+REF_SCHEMA = TypeAdapter(Ref).json_schema()
+ACTOR_SCHEMA = TypeAdapter(Actor).json_schema()
+
+# Every answer a service can give, each in the one error shape but the success.
+_ANSWERS = {
+    "404": "unknown resource; `resource` names it",
+    "409": "a rule refused, or a concurrency conflict; `rule` names it",
+    "413": "the body is over the service's limit (KAPOK_MAX_BODY_BYTES, default 4 MiB)",
+    "422": "invalid input; `field` names it, and the bound it broke",
+    "503": "the database cannot be reached: nothing was stored, retry with the same key",
+}
+
+
+def path_parameter(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
-        "schema": {"type": "string"},
+        "schema": REF_SCHEMA,
         "description": description,
     }
 
 
-def _responses(ok: str, description: str) -> dict[str, Any]:
+def error_responses(*statuses: str) -> dict[str, Any]:
+    """The OpenAPI responses for these error statuses, with the error shape."""
     error = {"content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    return {
-        ok: {"description": description, "content": {JSON: {"schema": {"type": "object"}}}},
-        "404": {"description": "unknown resource", **error},
-        "409": {"description": "a rule refused, or a concurrency conflict", **error},
-        "422": {"description": "invalid input; `field` names it", **error},
-    }
+    return {status: {"description": _ANSWERS[status], **error} for status in statuses}
+
+
+def responses(ok: str, description: str, *errors: str) -> dict[str, Any]:
+    """A success with a JSON object, and these errors (default: every one a command can
+    meet)."""
+    success = {"description": description, "content": {JSON: {"schema": {"type": "object"}}}}
+    return {ok: success, **error_responses(*(errors or tuple(_ANSWERS)))}
 
 
 def _command_openapi(route: CommandRoute) -> dict[str, Any]:
@@ -162,24 +217,24 @@ def _command_openapi(route: CommandRoute) -> dict[str, Any]:
             "name": IDEMPOTENCY_KEY,
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "maxLength": MAX_KEY},
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
             "description": "a retried request with the same key gets the first response",
         },
         {
             "name": ACTOR,
             "in": "header",
             "required": False,
-            "schema": {"type": "string"},
+            "schema": ACTOR_SCHEMA,
             "description": "who asks: worker:<ref>, service:<name>… (default: system)",
         },
     ]
     if route.path_field:
-        parameters.append(_path_parameter(route.path_field, f"the {route.path_field} reference"))
+        parameters.append(path_parameter(route.path_field, f"the {route.path_field} reference"))
         schema = {"$ref": f"#/components/schemas/{name}Body"}
     return {
         "parameters": parameters,
         "requestBody": {"required": True, "content": {JSON: {"schema": schema}}},
-        "responses": _responses("201" if route.path_field is None else "200", "done"),
+        "responses": responses(str(route.status), "done"),
     }
 
 

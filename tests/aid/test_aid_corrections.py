@@ -86,4 +86,4 @@ async def test_a_delivery_corrected_keeps_its_reference_and_takes_the_real_items
         f"/deliveries/{delivery}/correct",
         {**delivery_body(-5), "request": request, "reason": "time"},
     )
-    assert early.status_code == 422, early.text
+    assert early.status_code == 409, early.text

@@ -14,7 +14,7 @@ from shared.contracts.aid import AidAssigned, AidCancelled, AidDelivered, AidReq
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import AidItem
 from shared.domain.aggregate import Aggregate
-from shared.domain.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.errors import NotFound, RuleBroken
 
 REQUEST = "request:1"
 
@@ -141,9 +141,9 @@ def test_an_open_request_is_cancelled_with_its_reason() -> None:
 
 
 def test_nothing_happens_before_the_request_was_made() -> None:
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(RuleBroken) as refused:
         requested().deliver("delivery:1", (MEDICINE,), 1, at(-5))
-    assert refused.value.field == "delivered_at"
+    assert refused.value.rule == "request_acted_on_after_requested"
 
 
 def test_an_unknown_request_is_not_found() -> None:

@@ -127,7 +127,6 @@ async def test_invalid_input_is_refused_naming_the_field(
             },
             "items.0.campaign",
         ),
-        ({"delivered_at": at(-30).isoformat()}, "delivered_at"),
         ({"request": "request:other"}, "request"),
     ],
     ids=[
@@ -136,7 +135,6 @@ async def test_invalid_input_is_refused_naming_the_field(
         "float-qty",
         "float-money",
         "escort-campaign",
-        "early",
         "request-in-body",
     ],
 )
@@ -147,6 +145,15 @@ async def test_a_bad_delivery_is_refused_and_nothing_is_stored(
     response = await aid.post(f"/requests/{request}/deliveries", delivery_body(**delivery))
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
+    assert await aid.stored() == 1
+
+
+async def test_a_delivery_dated_before_its_request_is_refused_by_the_rule(aid: Aid) -> None:
+    request = await open_request(aid)
+    early = delivery_body(delivered_at=at(-30).isoformat())
+    response = await aid.post(f"/requests/{request}/deliveries", early)
+    assert response.status_code == 409, response.text
+    assert response.json()["rule"] == "request_acted_on_after_requested"
     assert await aid.stored() == 1
 
 

@@ -165,9 +165,9 @@ def test_goods_go_out_only_where_the_campaign_runs() -> None:
 
 def test_nothing_before_the_launch_nothing_taken_in_after_the_end() -> None:
     campaign = stocked()
-    with pytest.raises(InvalidInput) as early:
+    with pytest.raises(RuleBroken) as early:
         campaign.receive_funds("receipt:f", "company", Decimal("10.00"), None, None, at(-1))
-    assert early.value.field == "received_at"
+    assert early.value.rule == "campaign_takes_records_once_launched"
     with pytest.raises(RuleBroken) as late:
         # 2020-02-17 00:30 in Guangzhou is the day after the last, though still the 16th in UTC.
         campaign.receive_funds(
@@ -209,9 +209,9 @@ def test_a_pledge_is_fulfilled_by_its_receipts() -> None:
     assert all(d["donor_kind"] == "company" for _, d in then(campaign))  # the pledge's donor
     with pytest.raises(NotFound):
         campaign.receive_goods("receipt:4", None, (LUNCHES,), None, "pledge:nowhere", at(13))
-    with pytest.raises(InvalidInput) as wrong:
+    with pytest.raises(RuleBroken) as wrong:
         campaign.receive_goods("receipt:4", "individual", (LUNCHES,), None, "pledge:1", at(13))
-    assert wrong.value.field == "donor_kind"
+    assert wrong.value.rule == "donor_kind_is_the_pledges"
     with pytest.raises(InvalidInput) as anonymous:
         campaign.receive_goods("receipt:4", None, (LUNCHES,), None, None, at(13))
     assert anonymous.value.field == "donor_kind"

@@ -107,7 +107,8 @@ async def test_a_call_corrected_is_voided_and_recorded_again_in_one_append(
         f"/calls/{call}/correct",
         {**call_body(point, -30), "reason": "wrong time"},
     )
-    assert too_early.status_code == 422, too_early.text
+    assert too_early.status_code == 409, too_early.text
+    assert too_early.json()["rule"] == "point_takes_calls_once_open"
 
 
 async def test_a_follow_up_a_shift_and_a_referral_are_voided(hotline: Hotline) -> None:

@@ -23,7 +23,7 @@ from shared.contracts.hotline import (
     ShiftStarted,
 )
 from shared.domain.aggregate import Aggregate
-from shared.domain.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.errors import NotFound, RuleBroken
 
 POINT = "point:nanzhou-1"
 A = TypeVar("A", bound=Aggregate)
@@ -102,9 +102,9 @@ def test_an_unknown_point_is_not_found() -> None:
 
 
 def test_nothing_happens_at_a_point_before_it_opened() -> None:
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(RuleBroken) as refused:
         Call.receive("call:1", open_point(), "help_request", "child", "phone", None, at(-5))
-    assert refused.value.field == "received_at"
+    assert refused.value.rule == "point_takes_calls_once_open"
 
 
 # -- Shift ---------------------------------------------------------------------------------
@@ -140,9 +140,9 @@ def test_ending_a_shift_twice_is_refused() -> None:
 
 def test_a_shift_cannot_end_before_it_started() -> None:
     shift = Shift.start("shift:1", WORKER, open_point(), at(60), open_shift=None)
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(RuleBroken) as refused:
         shift.end(at(30))
-    assert refused.value.field == "ended_at"
+    assert refused.value.rule == "shift_ends_after_it_starts"
 
 
 # -- a day's shifts: one worker, one shift at a time -----------------------------------------

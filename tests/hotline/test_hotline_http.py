@@ -396,7 +396,8 @@ async def test_an_evenings_referrals_in_one_batch_all_or_nothing(hotline: Hotlin
     # Given one referral before its call was received, nothing of the batch is stored;
     early = [referral(calls[0]), referral(calls[1], minute=1)]
     refused = await hotline.post("/referrals:batch", {"items": early})
-    assert refused.status_code == 422 and refused.json()["field"] == "items.1.referred_at"
+    assert refused.status_code == 409 and refused.json()["rule"] == "referral_after_its_call"
+    assert refused.json()["error"].startswith("items.1: referred_at")
     unknown = await hotline.post("/referrals:batch", {"items": [referral("call:nowhere")]})
     assert unknown.status_code == 404 and "items.0" in unknown.json()["error"]
     assert await hotline.stored() == stored

@@ -24,7 +24,7 @@ from shared.contracts.envelope import Event
 from shared.contracts.hotline import ReferredToAid
 from shared.contracts.types import AidItem, Group, Need, Place, Urgency
 from shared.domain.aggregate import Aggregate, iso
-from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.errors import RuleBroken
 from shared.domain.voids import restate
 
 Status = Literal["requested", "assigned", "delivered", "cancelled"]
@@ -158,7 +158,10 @@ class AidRequest(Aggregate):
             raise RuleBroken(rule, f"{self.id} is cancelled ({self.cancellation})")
         assert self.requested_at is not None
         if at < self.requested_at:
-            raise InvalidInput(field, f"before {self.id} was requested")
+            raise RuleBroken(
+                "request_acted_on_after_requested",
+                f"{field} {iso(at)} is before {self.id} was requested",
+            )
 
     def apply(self, data: Event, at: datetime) -> None:
         match data:

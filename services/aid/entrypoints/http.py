@@ -9,7 +9,15 @@ from fastapi.responses import Response
 from services.aid.application import commands as c
 from services.aid.domain import AidRequest, EmergencyCase, request_id_for_referral
 from shared.service.application import CommandService
-from shared.service.http import CommandRoute, ViewRoute, build_app, respond
+from shared.service.http import (
+    REF_SCHEMA,
+    CommandRoute,
+    ViewRoute,
+    build_app,
+    path_parameter,
+    respond,
+    responses,
+)
 from shared.service.replies import Refused
 
 MAX_LOOKUP = 500  # referrals in one look-up: a day's, with room
@@ -18,13 +26,21 @@ COMMAND_ROUTES = [
     CommandRoute("/requests", c.RequestAid, "Open an aid request for a person in hardship"),
     CommandRoute("/requests:batch", c.RequestAids, "Open a day's aid requests: all or none"),
     CommandRoute(
-        "/requests/{request}/assign", c.AssignAid, "Assign it to a worker or volunteer", "request"
+        "/requests/{request}/assign",
+        c.AssignAid,
+        "Assign it to a worker or volunteer",
+        "request",
+        200,
     ),
-    CommandRoute("/assignments:batch", c.AssignAids, "Assign a day's requests: all or none"),
+    CommandRoute(
+        "/assignments:batch", c.AssignAids, "Assign a day's requests: all or none", status=200
+    ),
     CommandRoute(
         "/requests/{request}/deliveries", c.RecordDelivery, "Record one aid action", "request"
     ),
-    CommandRoute("/requests/{request}/cancel", c.CancelAid, "Cancel it, with a reason", "request"),
+    CommandRoute(
+        "/requests/{request}/cancel", c.CancelAid, "Cancel it, with a reason", "request", 200
+    ),
     CommandRoute("/deliveries:batch", c.RecordDeliveries, "Record a day's deliveries: all or none"),
     CommandRoute("/emergencies", c.OpenEmergency, "Open an emergency case and its urgent request"),
 ]
@@ -96,6 +112,24 @@ def build_aid_app(service: CommandService) -> FastAPI:
         summary="The aid requests these hotline referrals opened (?referral=…&referral=…), "
         "and which are not opened yet",
         operation_id="get_requests_of_referrals",
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "referral",
+                    "in": "query",
+                    "required": True,
+                    "schema": {
+                        "type": "array",
+                        "items": REF_SCHEMA,
+                        "minItems": 1,
+                        "maxItems": MAX_LOOKUP,
+                    },
+                    "style": "form",
+                    "explode": True,
+                }
+            ],
+            "responses": responses("200", "the requests opened, and the referrals missing", "422"),
+        },
         response_class=Response,
     )
     app.add_api_route(
@@ -104,6 +138,10 @@ def build_aid_app(service: CommandService) -> FastAPI:
         methods=["GET"],
         summary="The aid request a hotline referral opened (404 until it is opened)",
         operation_id="get_request_of_referral",
+        openapi_extra={
+            "parameters": [path_parameter("referral", "the hotline referral, e.g. referral:0192…")],
+            "responses": responses("200", "the aid request", "404"),
+        },
         response_class=Response,
     )
     return app

@@ -20,7 +20,7 @@ from services.donation.application.commands import (
 )
 from services.donation.domain import Campaign, VolunteerLink
 from shared.contracts.types import Item
-from shared.domain.errors import InvalidInput
+from shared.domain.errors import RuleBroken
 from shared.service.application import Decision, Handler, Loader, batch_item, new_id
 from shared.service.commands import Command
 
@@ -101,7 +101,10 @@ async def link_volunteers(cmd: LinkVolunteers, load: Loader) -> Decision:
             and campaign.exists
             and cmd.organisation != campaign.organisation
         ):
-            raise InvalidInput("organisation", f"{campaign.id} is {campaign.organisation}'s")
+            raise RuleBroken(
+                "volunteers_of_the_campaigns_organisation",
+                f"{campaign.id} is {campaign.organisation}'s",
+            )
         campaign.link_volunteers(cmd.volunteers, cmd.district, cmd.station, cmd.linked_at)
         body = {"volunteers": cmd.volunteers, "campaign": campaign.id, "station": cmd.station}
         return additive([campaign], 201, body)

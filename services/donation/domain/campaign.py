@@ -413,7 +413,10 @@ class Campaign(Aggregate):
         self.must_exist()
         assert self.launched_at is not None
         if at < self.launched_at:
-            raise InvalidInput(field, f"before {self.id} was launched")
+            raise RuleBroken(
+                "campaign_takes_records_once_launched",
+                f"{field} {iso(at)} is before {self.id} was launched",
+            )
 
     def _must_take_in(self, field: str, at: datetime) -> None:
         self._must_be_launched(field, at)
@@ -436,7 +439,9 @@ class Campaign(Aggregate):
         if promised is None:
             raise NotFound(pledge)
         if given is not None and given != promised.donor_kind:
-            raise InvalidInput("donor_kind", f"{pledge}'s donor is a {promised.donor_kind}")
+            raise RuleBroken(
+                "donor_kind_is_the_pledges", f"{pledge}'s donor is a {promised.donor_kind}"
+            )
         return promised.donor_kind
 
     # -- state ------------------------------------------------------------------------------

@@ -9,7 +9,14 @@ from services.donation.application import commands as c
 from services.donation.domain import Campaign, VolunteerLink
 from shared.domain.errors import NotFound
 from shared.service.application import CommandService
-from shared.service.http import CommandRoute, ViewRoute, build_app, respond
+from shared.service.http import (
+    CommandRoute,
+    ViewRoute,
+    build_app,
+    path_parameter,
+    respond,
+    responses,
+)
 from shared.service.replies import Reply, refusal_from
 
 COMMAND_ROUTES = [
@@ -122,6 +129,10 @@ def build_donation_app(service: CommandService) -> FastAPI:
         methods=["GET"],
         summary="A campaign's running stock per item kind and unit",
         operation_id="get_campaign_stock",
+        openapi_extra={
+            "parameters": [path_parameter("id", "the campaign, e.g. campaign:0192…")],
+            "responses": responses("200", "the stock per kind and unit", "404"),
+        },
         response_class=Response,
     )
     return app

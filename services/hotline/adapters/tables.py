@@ -11,8 +11,11 @@ the events they belong to, so they can never disagree with the store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
-from sqlalchemy import Column, MetaData, String, Table, delete, select
+import orjson
+from sqlalchemy import Column, MetaData, String, Table, cast, delete, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.eventstore.database import sqlite_driver
@@ -57,6 +60,38 @@ async def release_shifts(conn: AsyncConnection, shifts: Iterable[str]) -> None:
         await conn.execute(
             delete(open_shifts).where(open_shifts.c.shift.in_(ids[start : start + _CHUNK]))
         )
+
+
+# What a point takes: the records a closure may not be dated before.
+RECORDS_AT_A_POINT = ("CallReceived", "ShiftStarted", "FollowUpScheduled")
+
+
+async def last_record_at(
+    conn: AsyncConnection, point: str, after: int = 0
+) -> tuple[tuple[str, datetime] | None, int]:
+    """The record made at ``point`` dated last (its stream and business time) among the
+    events after position ``after``, and the last position that was read. Found in the events
+    themselves, as closures are: a point closes once, so a scan of the records then is
+    affordable, where a table written with every call would cost every call."""
+    if conn.dialect.name == "sqlite":
+        point_of = func.json_extract(events.c.body, "$.data.point")
+    else:
+        point_of = cast(events.c.body, JSONB)["data"]["point"].astext
+    rows = await conn.execute(
+        select(events.c.position, events.c.stream_id, events.c.body).where(
+            events.c.position > after,
+            events.c.type.in_(RECORDS_AT_A_POINT),
+            point_of == point,
+        )
+    )
+    last: tuple[str, datetime] | None = None
+    read = after
+    for position, stream, body in rows:
+        read = max(read, int(position))
+        at = datetime.fromisoformat(orjson.loads(body)["occurred_at"])
+        if last is None or at > last[1]:
+            last = (str(stream), at)
+    return last, read
 
 
 async def closed_points_among(conn: AsyncConnection, points: Sequence[str]) -> list[str]:

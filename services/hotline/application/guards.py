@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.hotline.adapters import tables
+from services.hotline.domain.point import HotlinePoint, refuse_closure_before
 from shared.domain.errors import RuleBroken
 from shared.service.commit import EventCheck, Guard
 
@@ -27,10 +29,18 @@ Work = Literal["shifts", "calls", "follow_ups"]
 CLOSURE = frozenset({"HotlinePointClosed"})
 
 
-def open_points(points: Iterable[str], work: Work) -> EventCheck:
-    """The points must still be open. It reads only closures, so concurrent calls at a point
-    share one check per group commit (`EventCheck`)."""
-    return _open_points(tuple(sorted(set(points))), work)
+def open_points(points: Iterable[str | HotlinePoint], work: Work) -> EventCheck:
+    """The points the decision saw open must still be open: a point it saw closed has closed
+    for good, and the decision compared its records' times with that closure (a record dated
+    before it is welcome whenever it arrives). A point given by id alone is checked for any
+    closure. It reads only closures, so concurrent calls at a point share one check per group
+    commit (`EventCheck`)."""
+    seen_open = {p if isinstance(p, str) else p.id for p in points if _seen_open(p)}
+    return _open_points(tuple(sorted(seen_open)), work)
+
+
+def _seen_open(point: str | HotlinePoint) -> bool:
+    return isinstance(point, str) or point.closed_at is None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -47,7 +57,18 @@ def _open_points(wanted: tuple[str, ...], work: Work) -> EventCheck:
     return EventCheck(CLOSURE, ("open_points", wanted, work), guard)
 
 
-def start_shifts(points: Iterable[str], claims: Mapping[str, str]) -> Guard:
+def closing_after_records(point: str, at: datetime, read: int) -> Guard:
+    """No record at the point dated after its closure has been committed since the decision
+    read them (up to position ``read``)."""
+
+    async def guard(conn: AsyncConnection) -> None:
+        last, _ = await tables.last_record_at(conn, point, after=read)
+        refuse_closure_before(point, at, last)
+
+    return guard
+
+
+def start_shifts(points: Iterable[str | HotlinePoint], claims: Mapping[str, str]) -> Guard:
     """The points must still be open and the workers (worker → the shift now open) off duty;
     then their shifts are theirs."""
     points_open = open_points(points, "shifts")

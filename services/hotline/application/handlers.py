@@ -38,15 +38,16 @@ async def open_point(cmd: OpenHotlinePoint, load: HotlineLoader) -> Decision:
 
 async def close_point(cmd: ClosePoint, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point, fresh=True)
-    point.close(cmd.reason, cmd.closed_at)
-    return Decision.changed_one(point)
+    last, read = await load.last_record_at(point.id)
+    point.close(cmd.reason, cmd.closed_at, last)
+    return Decision.changed_one(point, guards.closing_after_records(point.id, cmd.closed_at, read))
 
 
 async def start_shift(cmd: StartShift, load: HotlineLoader) -> Decision:
     point = await load.one(HotlinePoint, cmd.point)
     open_shift = (await load.open_shifts([cmd.worker])).get(cmd.worker)
     shift = Shift.start(new_id("shift"), cmd.worker, point, cmd.started_at, open_shift)
-    return Decision.created(shift, guards.start_shifts([point.id], {cmd.worker: shift.id}))
+    return Decision.created(shift, guards.start_shifts([point], {cmd.worker: shift.id}))
 
 
 async def end_shift(cmd: EndShift, load: HotlineLoader) -> Decision:
@@ -91,7 +92,7 @@ async def start_shifts(cmd: StartShifts, load: HotlineLoader) -> Decision:
         except ShiftsOverlap as overlap:
             with batch_item(overlap.later):
                 raise
-    return batch("shifts", list(shifts), guards.start_shifts(points, claims))
+    return batch("shifts", list(shifts), guards.start_shifts(points.values(), claims))
 
 
 async def receive_call(cmd: ReceiveCall, load: HotlineLoader) -> Decision:
@@ -99,7 +100,7 @@ async def receive_call(cmd: ReceiveCall, load: HotlineLoader) -> Decision:
     call = Call.receive(
         new_id("call"), point, cmd.category, cmd.group, cmd.channel, cmd.caller, cmd.received_at
     )
-    return Decision.created(call, guards.open_points([point.id], "calls"))
+    return Decision.created(call, guards.open_points([point], "calls"))
 
 
 async def complete_call(cmd: CompleteCall, load: HotlineLoader) -> Decision:
@@ -131,7 +132,7 @@ async def receive_calls(cmd: ReceiveCalls, load: HotlineLoader) -> Decision:
         except DomainError:
             with batch_item(index):
                 raise
-    return batch("calls", calls, guards.open_points(points, "calls"))
+    return batch("calls", calls, guards.open_points(points.values(), "calls"))
 
 
 def _referral(cmd: ReferToAid, call: Call) -> Referral:
@@ -173,7 +174,7 @@ async def schedule_follow_up(cmd: ScheduleFollowUp, load: HotlineLoader) -> Deci
         cmd.scheduled_at,
         call,
     )
-    return Decision.created(follow_up, guards.open_points([point.id], "follow_ups"))
+    return Decision.created(follow_up, guards.open_points([point], "follow_ups"))
 
 
 async def complete_follow_up(cmd: CompleteFollowUp, load: HotlineLoader) -> Decision:
@@ -206,7 +207,7 @@ async def schedule_follow_ups(cmd: ScheduleFollowUps, load: HotlineLoader) -> De
         except DomainError:
             with batch_item(index):
                 raise
-    return batch("follow_ups", follow_ups, guards.open_points(points, "follow_ups"))
+    return batch("follow_ups", follow_ups, guards.open_points(points.values(), "follow_ups"))
 
 
 def batch(name: str, aggregates: list[Aggregate], guard: Guard | None) -> Decision:

@@ -12,6 +12,7 @@ rule "a closed point takes no calls" holds regardless. A decision that changes a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TypeVar, cast
 
 from services.hotline.adapters import tables
@@ -55,6 +56,12 @@ class HotlineLoader(Loader):
     def _keep(self, point: HotlinePoint) -> None:
         if point.exists:
             self._points[point.id] = point
+
+    async def last_record_at(self, point: str) -> tuple[tuple[str, datetime] | None, int]:
+        """The record made at ``point`` dated last, and the last position read
+        (`tables.last_record_at`)."""
+        async with self.store.db.read() as conn:
+            return await tables.last_record_at(conn, point)
 
     async def open_shifts(self, workers: list[str]) -> dict[str, str]:
         async with self.store.db.read() as conn:

@@ -17,7 +17,7 @@ from shared.contracts.hotline import (
 )
 from shared.contracts.types import Group, Place
 from shared.domain.aggregate import Aggregate, iso
-from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.errors import RuleBroken
 from shared.domain.voids import restate
 
 
@@ -48,7 +48,7 @@ class Call(Aggregate):
         caller: str | None,
         at: datetime,
     ) -> Call:
-        place = point.takes("calls", at, "received_at")
+        place = point.takes("calls", at)
         call = cls(id)
         call.record(
             CallReceived(
@@ -70,7 +70,10 @@ class Call(Aggregate):
             raise RuleBroken("call_completes_once", f"{self.id} is already completed")
         assert self.received_at and self.place and self.category and self.group
         if at < self.received_at:
-            raise InvalidInput("completed_at", f"before {self.id} was received")
+            raise RuleBroken(
+                "call_completes_after_received",
+                f"completed_at {iso(at)} is before {self.id} was received",
+            )
         self.record(
             CallCompleted(
                 call=self.id,

@@ -18,7 +18,7 @@ from shared.contracts.hotline import (
 )
 from shared.contracts.types import Group, Place, VulnerableGroup
 from shared.domain.aggregate import Aggregate, iso
-from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.errors import RuleBroken
 from shared.domain.voids import restate
 
 
@@ -55,11 +55,14 @@ class FollowUp(Aggregate):
                 "follow_ups_are_for_vulnerable_groups",
                 "a tracked follow-up is for a person in a vulnerable group, not `general`",
             )
-        place = point.takes("follow_ups", at, "scheduled_at")
+        place = point.takes("follow_ups", at)
         if call is not None:
             call.must_exist()
         if due_at < at:
-            raise InvalidInput("due_at", "a follow-up is due after it is scheduled")
+            raise RuleBroken(
+                "follow_up_due_after_scheduled",
+                f"due_at {iso(due_at)}: a follow-up is due after it is scheduled ({iso(at)})",
+            )
         follow_up = cls(id)
         follow_up.record(
             FollowUpScheduled(
@@ -82,7 +85,10 @@ class FollowUp(Aggregate):
             raise RuleBroken("follow_up_completes_once", f"{self.id} is already completed")
         assert self.scheduled_at and self.group and self.place and self.category
         if at < self.scheduled_at:
-            raise InvalidInput("completed_at", f"before {self.id} was scheduled")
+            raise RuleBroken(
+                "follow_up_completes_after_scheduled",
+                f"completed_at {iso(at)} is before {self.id} was scheduled",
+            )
         self.record(
             FollowUpCompleted(
                 follow_up=self.id,

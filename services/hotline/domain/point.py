@@ -9,7 +9,9 @@ from shared.contracts.envelope import Event
 from shared.contracts.hotline import HotlinePointClosed, HotlinePointOpened, PointClosure, PointSite
 from shared.contracts.types import Place
 from shared.domain.aggregate import Aggregate, iso
-from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.errors import RuleBroken
+
+Work = Literal["shifts", "calls", "follow_ups"]
 
 
 class HotlinePoint(Aggregate):
@@ -33,27 +35,38 @@ class HotlinePoint(Aggregate):
     def is_open(self) -> bool:
         return self.opened_at is not None and self.closed_at is None
 
-    def close(self, reason: PointClosure, at: datetime) -> None:
+    def close(
+        self, reason: PointClosure, at: datetime, last: tuple[str, datetime] | None = None
+    ) -> None:
+        """``last``: the record made at the point dated last, and when (the application finds
+        it, as no aggregate sees another's): a closure dated before it would leave that record
+        after the point's closure."""
         self.must_exist()
         if self.closed_at is not None:
             raise RuleBroken("point_closes_once", f"{self.id} is already closed")
         assert self.place is not None and self.opened_at is not None
         if at < self.opened_at:
-            raise InvalidInput("closed_at", f"{self.id} opened at {iso(self.opened_at)}")
+            raise RuleBroken(
+                "point_closes_after_it_opens", f"{self.id} opened at {iso(self.opened_at)}"
+            )
+        refuse_closure_before(self.id, at, last)
         self.record(HotlinePointClosed(point=self.id, place=self.place, reason=reason), at)
 
-    def takes(
-        self, work: Literal["shifts", "calls", "follow_ups"], at: datetime, field: str
-    ) -> Place:
-        """The point's place, if it can take this work at ``at``: open now, and open by then."""
+    def takes(self, work: Work, at: datetime) -> Place:
+        """The point's place, if it can take this work dated ``at``: open by then and not yet
+        closed then, whenever the record arrives (a station's log may come days late)."""
         self.must_exist()
-        if self.closed_at is not None:
-            raise RuleBroken(
-                f"closed_point_takes_no_{work}", f"{self.id} is closed: it takes no {work}"
-            )
         assert self.place is not None and self.opened_at is not None
         if at < self.opened_at:
-            raise InvalidInput(field, f"before {self.id} opened ({iso(self.opened_at)})")
+            raise RuleBroken(
+                f"point_takes_{work}_once_open",
+                f"{iso(at)} is before {self.id} opened ({iso(self.opened_at)})",
+            )
+        if self.closed_at is not None and at > self.closed_at:
+            raise RuleBroken(
+                f"closed_point_takes_no_{work}",
+                f"{self.id} closed at {iso(self.closed_at)}: it takes no {work} after",
+            )
         return self.place
 
     def apply(self, data: Event, at: datetime) -> None:
@@ -74,3 +87,15 @@ class HotlinePoint(Aggregate):
             "closure_reason": self.reason,
             "version": self.latest_version,
         }
+
+
+def refuse_closure_before(point: str, at: datetime, last: tuple[str, datetime] | None) -> None:
+    """A point closes no earlier than the last record made there (a call received, a shift
+    started, a follow-up scheduled): refused naming that record."""
+    if last is not None and last[1] > at:
+        record, when = last
+        raise RuleBroken(
+            "point_closes_after_its_records",
+            f"{record} at {point} is dated {iso(when)}, after the closure at {iso(at)}: close "
+            "it no earlier than its last record",
+        )

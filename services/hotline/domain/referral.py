@@ -14,7 +14,7 @@ from shared.contracts.envelope import Event
 from shared.contracts.hotline import ReferralVoided, ReferredToAid
 from shared.contracts.types import Group, Need, Place, Urgency
 from shared.domain.aggregate import Aggregate, iso
-from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.errors import RuleBroken
 from shared.domain.voids import restate
 
 
@@ -49,7 +49,9 @@ class Referral(Aggregate):
         call.must_exist()
         assert call.received_at and call.group and call.place
         if at < call.received_at:
-            raise InvalidInput("referred_at", f"before {call.id} was received")
+            raise RuleBroken(
+                "referral_after_its_call", f"referred_at {iso(at)} is before {call.id} was received"
+            )
         person = person or call.caller
         if person is None:
             raise RuleBroken(

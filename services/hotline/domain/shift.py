@@ -9,9 +9,9 @@ from typing import Any
 from services.hotline.domain.point import HotlinePoint
 from shared.contracts.envelope import Event
 from shared.contracts.hotline import ShiftEnded, ShiftStarted, ShiftVoided
-from shared.contracts.types import Place
+from shared.contracts.types import MAX_SHIFT_MINUTES, Place
 from shared.domain.aggregate import Aggregate, iso
-from shared.domain.errors import InvalidInput, RuleBroken
+from shared.domain.errors import RuleBroken
 from shared.domain.voids import restate
 
 OVERLAP = "shifts_of_a_worker_do_not_overlap"
@@ -45,7 +45,7 @@ class Shift(Aggregate):
     ) -> Shift:
         """``open_shift``: the worker's shift still open, if any. One aggregate cannot see
         another's; the application looks it up (and a unique key guards the race)."""
-        place = point.takes("shifts", at, "started_at")
+        place = point.takes("shifts", at)
         if open_shift is not None:
             raise RuleBroken(
                 "one_open_shift_per_worker", f"{worker} is still on {open_shift}: end it first"
@@ -92,8 +92,17 @@ class Shift(Aggregate):
             raise RuleBroken("shift_ends_once", f"{self.id} already ended at {iso(self.ended_at)}")
         assert self.started_at is not None and self.place is not None
         if at < self.started_at:
-            raise InvalidInput("ended_at", f"before {self.id} started ({iso(self.started_at)})")
+            raise RuleBroken(
+                "shift_ends_after_it_starts",
+                f"ended_at {iso(at)} is before {self.id} started ({iso(self.started_at)})",
+            )
         minutes = int((at - self.started_at).total_seconds() // 60)
+        if minutes > MAX_SHIFT_MINUTES:
+            raise RuleBroken(
+                "shift_lasts_at_most_a_week",
+                f"{self.id} started {iso(self.started_at)}: a shift on the line lasts at most "
+                f"{MAX_SHIFT_MINUTES // 1440} days (void a shift left open by mistake)",
+            )
         self.record(
             ShiftEnded(
                 shift=self.id,

@@ -13,14 +13,14 @@ COMMAND_ROUTES = [
     CommandRoute(
         "/points", c.OpenHotlinePoint, "Open a hotline point at a station or project site"
     ),
-    CommandRoute("/points/{point}/close", c.ClosePoint, "Close a hotline point", "point"),
+    CommandRoute("/points/{point}/close", c.ClosePoint, "Close a hotline point", "point", 200),
     CommandRoute("/shifts", c.StartShift, "Start a social worker's shift at an open point"),
     CommandRoute("/shifts:batch", c.StartShifts, "Record a day's shifts: all or nothing"),
-    CommandRoute("/shifts/{shift}/end", c.EndShift, "End a shift", "shift"),
+    CommandRoute("/shifts/{shift}/end", c.EndShift, "End a shift", "shift", 200),
     CommandRoute("/calls", c.ReceiveCall, "Record a call received at an open point"),
     CommandRoute("/calls:batch", c.ReceiveCalls, "Record a day's calls: all or nothing"),
     CommandRoute(
-        "/calls/{call}/complete", c.CompleteCall, "Complete a call with its outcome", "call"
+        "/calls/{call}/complete", c.CompleteCall, "Complete a call with its outcome", "call", 200
     ),
     CommandRoute(
         "/calls/{call}/referrals", c.ReferToAid, "Refer the person of a call to aid", "call"
@@ -31,7 +31,7 @@ COMMAND_ROUTES = [
         "/follow-ups:batch", c.ScheduleFollowUps, "Record a day's follow-ups: all or nothing"
     ),
     CommandRoute(
-        "/follow-ups/{follow_up}/complete", c.CompleteFollowUp, "Complete one", "follow_up"
+        "/follow-ups/{follow_up}/complete", c.CompleteFollowUp, "Complete one", "follow_up", 200
     ),
 ]
 
