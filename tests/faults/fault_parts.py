@@ -18,13 +18,17 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
-from up_parts import Up, wait_until
+from up_parts import Up, free_port, wait_until
 
+from kapok.cli import SERVABLE
 from kapok.simulate.figures import ARTICLE, targets
 from kapok.status import Row, rows
 from shared.bus.naming import Naming
@@ -97,6 +101,21 @@ class Play:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+
+@contextmanager
+def kapok_up(
+    data_dir: Path, log_name: str, *more: str, ports: dict[str, int] | None = None
+) -> Iterator[Up]:
+    """`kapok up` on ``data_dir`` (free ports unless given), answering; killed at the end if
+    the story did not stop it."""
+    up = Up(data_dir, ports or {name: free_port() for name in SERVABLE}, log_name, *more)
+    try:
+        up.wait_ready()
+        yield up
+    finally:
+        if up.proc.poll() is None:
+            os.killpg(up.proc.pid, signal.SIGKILL)
 
 
 def target() -> dict[str, Any]:

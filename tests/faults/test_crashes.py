@@ -16,11 +16,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from fault_parts import Play, all_ok, assert_exact, health, kapok, sqlite_stores, status
+from fault_parts import (
+    Play,
+    all_ok,
+    assert_exact,
+    health,
+    kapok,
+    kapok_up,
+    sqlite_stores,
+    status,
+)
 from harness.processes import descendants
-from up_parts import Up, free_port, wait_until
-
-from kapok.cli import SERVABLE
+from up_parts import Up, wait_until
 
 pytestmark = pytest.mark.timeout(420)
 SEED = 13
@@ -29,44 +36,34 @@ SEED = 13
 def test_crashes_of_every_process_lose_nothing_and_are_shown_while_they_last(
     tmp_path: Path,
 ) -> None:
-    ports = {name: free_port() for name in SERVABLE}
-    up = Up(tmp_path / "state", ports, "up.log")
-    play: Play | None = None
-    try:
-        up.wait_ready()
+    with kapok_up(tmp_path / "state", "up.log") as up:
         play = Play(up, SEED, speed=1.0)
-        # Given the scenario playing, when each service is killed outright in turn,
-        for day, name in ((2, "hotline"), (6, "aid"), (10, "donation"), (14, "reporting")):
-            play.reaches(day)
-            killed_and_restarted(up, name)
-        # nats-server is frozen for a few seconds, then killed outright,
-        play.reaches(18)
-        nats_frozen(up)
-        play.reaches(22)
-        nats_killed(up)
-        # and reporting's database is unwritable for ten seconds,
-        play.reaches(26)
-        reporting_unwritable(up)
-        # then the scenario ends with the scaled figures, proven again by the audit,
-        # every stream holding its store's history exactly.
-        play.finish()
+        try:
+            # Given the scenario playing, when each service is killed outright in turn,
+            for day, name in ((2, "hotline"), (6, "aid"), (10, "donation"), (14, "reporting")):
+                play.reaches(day)
+                killed_and_restarted(up, name)
+            # nats-server is frozen for a few seconds, then killed outright,
+            play.reaches(18)
+            nats_frozen(up)
+            play.reaches(22)
+            nats_killed(up)
+            # and reporting's database is unwritable for ten seconds,
+            play.reaches(26)
+            reporting_unwritable(up)
+            # then the scenario ends with the scaled figures, proven again by the audit,
+            # every stream holding its store's history exactly.
+            play.finish()
+        finally:
+            play.kill()
         assert_exact(up, sqlite_stores(up))
         assert up.ctrl_c() == 0, up.log()
-    finally:
-        if play is not None:
-            play.kill()
-        if up.proc.poll() is None:
-            os.killpg(up.proc.pid, signal.SIGKILL)
 
 
 def test_the_whole_tree_killed_mid_scenario_then_up_again_and_the_scenario_again(
     tmp_path: Path,
 ) -> None:
-    ports = {name: free_port() for name in SERVABLE}
-    first = Up(tmp_path / "state", ports, "first.log")
-    again: Up | None = None
-    try:
-        first.wait_ready()
+    with kapok_up(tmp_path / "state", "first.log") as first:
         play = Play(first, SEED, speed=2.0)
         # Given the scenario half played, when every process of `kapok up` is killed at
         # once (the supervisor, nats-server, the services, and the simulator with them),
@@ -75,20 +72,15 @@ def test_the_whole_tree_killed_mid_scenario_then_up_again_and_the_scenario_again
             os.kill(pid, signal.SIGKILL)
         play.kill()
         first.proc.wait(10)
-        # then `kapok status` says nothing runs there,
-        gone = kapok("status", "--data-dir", str(first.data_dir))
-        assert gone.returncode == 2, gone.stdout + gone.stderr
-        # and `kapok up` again on the same data, the same seed played again from its start
-        # ends with the scaled figures: what was done before the kill is not done twice.
-        again = Up(first.data_dir, ports, "again.log")
-        again.wait_ready()
+    # then `kapok status` says nothing runs there,
+    gone = kapok("status", "--data-dir", str(first.data_dir))
+    assert gone.returncode == 2, gone.stdout + gone.stderr
+    # and `kapok up` again on the same data, the same seed played again from its start
+    # ends with the scaled figures: what was done before the kill is not done twice.
+    with kapok_up(first.data_dir, "again.log", ports=first.ports) as again:
         Play(again, SEED).finish()
         assert_exact(again, sqlite_stores(again))
         assert again.ctrl_c() == 0, again.log()
-    finally:
-        for up in (first, again):
-            if up is not None and up.proc.poll() is None:
-                os.killpg(up.proc.pid, signal.SIGKILL)
 
 
 def killed_and_restarted(up: Up, name: str) -> None:
