@@ -37,8 +37,21 @@ if TYPE_CHECKING:  # the worker imports this module: no database code in it
 
 log = logging.getLogger("kapok.offload")
 
-# A fresh interpreter: no copy of the runner's event loop, sockets or threads.
-_SPAWN = multiprocessing.get_context("spawn")
+SPAWN = multiprocessing.get_context("spawn")
+"""Where worker processes and what they share (a `SPAWN.Value`) come from."""
+
+
+def worker_processes(
+    count: int, initializer: Callable[..., None] | None = None, initargs: tuple[Any, ...] = ()
+) -> ProcessPoolExecutor:
+    """Kapok's one way to start worker processes (this module's `Worker`, the audit replay's
+    helpers): ``count`` fresh interpreters (spawn: no copy of this process's event loop,
+    sockets or threads) that end when this process does, however it ends. Each runs
+    ``initializer(*initargs)`` first: what must reach a worker by inheritance (a
+    `SPAWN.Value`) goes there, not with the work submitted."""
+    return ProcessPoolExecutor(
+        count, mp_context=SPAWN, initializer=_started, initargs=(os.getpid(), initializer, initargs)
+    )
 
 
 @dataclass(frozen=True)
@@ -77,9 +90,7 @@ class Worker:
 
     def _start(self) -> None:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=_SPAWN, initializer=_exit_with, initargs=(os.getpid(),)
-            )
+            self._pool = worker_processes(1)
             # Imports the prepare function's module and builds the decoder in the worker.
             self._ready = self._pool.submit(_warm, self._prepare)
 
@@ -120,9 +131,17 @@ class Worker:
 # -- in the worker ------------------------------------------------------------------------
 
 
+def _started(
+    parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
+) -> None:
+    _exit_with(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def _exit_with(parent: int) -> None:
-    """The worker ends when the runner's process does, however it ended (killed included):
-    otherwise it would wait on its queue for ever."""
+    """A worker ends when the process that started it does, however it ended (killed
+    included): otherwise it would wait on its queue for ever."""
     process = multiprocessing.parent_process()
     if process is None or process.pid != parent:
         return

@@ -26,8 +26,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
 from typing import Any, NamedTuple, TextIO
 
 import nats
@@ -45,13 +43,18 @@ from services.reporting.slices import (
     Helpers,
     Plan,
     Slice,
+    claimed,
     cpu_and_peak,
     processes_wanted,
+    read_more,
 )
 from shared.bus.acks import stream_seq_and_time
+from shared.bus.auth import AUDITOR
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
+from shared.runtime import connect_options
+from shared.settings import Settings
 
 Progress = Callable[[str, int, int], None]
 
@@ -282,21 +285,15 @@ def _put_together(naming: Naming, by_source: dict[str, list[Part]], detail: bool
 
 
 def _replay_in_process(
-    url: str,
-    naming: Naming,
-    known_at: datetime | None,
-    batch: int,
-    detail: bool,
-    claims: Claims,
-    read: Synchronized[int],
-    connection: Connection,
-) -> None:
-    """A process of its own claiming stretches until none is left (`Helpers`' target): sends
-    its parts by stretch, its CPU seconds and its peak resident KiB."""
+    url: str, naming: Naming, known_at: datetime | None, batch: int, detail: bool
+) -> tuple[dict[Slice, Part], float, int]:
+    """A helper of `Helpers` claiming stretches until none is left: returns its parts by
+    stretch, the CPU seconds it took and its process's peak resident KiB."""
+    cpu_before, _ = cpu_and_peak()
 
-    async def run() -> tuple[dict[Slice, Part], float, int]:
+    async def run() -> dict[Slice, Part]:
         async def failed(error: Exception) -> None:
-            pass  # what ends the process is sent to the parent, which names it
+            pass  # what ends the helper is raised to the parent, which names it
 
         # A process that cannot read fails the replay at once rather than wait for the bus.
         nc = await nats.connect(
@@ -306,25 +303,24 @@ def _replay_in_process(
             max_reconnect_attempts=1,
             connect_timeout=5,
             error_cb=failed,
+            **connect_options(Settings(), AUDITOR),  # the credentials the parent got
         )
         tune_gc()
+        told = 0
 
         def show(_: str, done: int) -> None:  # it reads the cut stream alone
-            read.value = done
+            nonlocal told
+            read_more(done - told)
+            told = done
 
         try:
-            claimed = iter(claims.claim, None)
-            parts = await _replay_all(nc, naming, claimed, known_at, batch, detail, show)
+            return await _replay_all(nc, naming, iter(claimed, None), known_at, batch, detail, show)
         finally:
             await nc.close()
-        return (parts, *cpu_and_peak())
 
-    try:
-        connection.send(asyncio.run(run()))
-    except BaseException as error:  # the parent names it; nothing may be left unsaid
-        connection.send(("error", repr(error)))
-    finally:
-        connection.close()
+    parts = asyncio.run(run())
+    cpu_after, peak = cpu_and_peak()
+    return parts, cpu_after - cpu_before, peak
 
 
 async def _replay_all(

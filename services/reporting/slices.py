@@ -10,29 +10,28 @@ carries no state from one event to the next is cut (`Plan.of` is told which must
 today the aid stream, whose open requests close on later deliveries).
 
 This process reads the whole streams first, then claims stretches like the others. The others
-start from a fresh interpreter (spawn: no copy of this process's event loop, sockets or
-threads), about half a second of imports, and claim stretches from the first: whoever is free
-takes the next, so the work evens out whatever each process's start or events cost.
+are worker processes started the one Kapok way (`shared.offload.worker_processes`: fresh
+interpreters, about half a second of imports, ending with this process), and claim stretches
+from the first: whoever is free takes the next, so the work evens out whatever each
+process's start or events cost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 from collections.abc import Callable, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnProcess
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
+
+from shared.offload import SPAWN, worker_processes
 
 MIN_SHARE = 100_000
 """Events of the cut stream per process below which no other process is started: starting
 one costs it about half a second of imports."""
 STRETCHES_PER_PROCESS = 4
-# A fresh interpreter for each helper: no copy of this process's event loop, sockets or threads.
-_SPAWN = multiprocessing.get_context("spawn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +90,7 @@ class Claims:
 
     def __init__(self, stretches: list[Slice]) -> None:
         self.stretches = stretches
-        self.next: Synchronized[int] = _SPAWN.Value("i", 0)  # type: ignore[assignment]
+        self.next: Synchronized[int] = SPAWN.Value("i", 0)  # type: ignore[assignment]
 
     def claim(self) -> Slice | None:
         with self.next.get_lock():
@@ -101,67 +100,69 @@ class Claims:
             self.next.value = at + 1
         return self.stretches[at]
 
+    def close(self) -> None:
+        """No stretch is claimed any more (those being read are finished)."""
+        with self.next.get_lock():
+            self.next.value = len(self.stretches)
+
 
 class Helpers:
-    """The other ``count`` processes of a plan: each runs ``target(*args, claims, read,
-    connection)``, which claims stretches until none is left, keeps ``read`` at the events it
-    has read so far, and sends its result (or ``("error", text)``) down ``connection``."""
+    """The other ``count`` processes of a plan: each runs ``target(*args)``, which claims
+    stretches (`claimed`) until none is left, counts the events it reads (`read_more`) and
+    returns its result."""
 
-    def __init__(self, count: int, claims: Claims, target: Callable[..., None], *args: Any) -> None:
-        context = _SPAWN
-        self.reads: list[Synchronized[int]] = []
-        self._processes: list[tuple[SpawnProcess, Connection]] = []
-        for n in range(count):
-            read: Synchronized[int] = context.Value("q", 0, lock=False)  # type: ignore[assignment]
-            receiving, sending = context.Pipe(duplex=False)
-            process = context.Process(
-                target=target,
-                args=(*args, claims, read, sending),
-                name=f"kapok-replay-{n + 1}",
-                daemon=True,  # never outlives the replay that started it
-            )
-            process.start()
-            sending.close()
-            self.reads.append(read)
-            self._processes.append((process, receiving))
+    def __init__(self, count: int, claims: Claims, target: Callable[..., Any], *args: Any) -> None:
+        self.claims = claims
+        self.reads: Synchronized[int] = SPAWN.Value("q", 0)  # type: ignore[assignment]
+        self._pool = worker_processes(count, _inherit, (claims, self.reads))
+        self._work = [self._pool.submit(target, *args) for _ in range(count)]
 
     @property
     def read(self) -> int:
         """Events read so far by all of them."""
-        return sum(int(r.value) for r in self.reads)
+        return int(self.reads.value)
 
     async def results(self) -> list[Any]:
-        """Each process's result, once all have sent theirs."""
-        return [await _receive(process, receiving) for process, receiving in self._processes]
+        """Each one's result, once all have returned theirs."""
+        out = []
+        for n, work in enumerate(self._work, start=1):
+            try:
+                out.append(await asyncio.wrap_future(work))
+            except BrokenProcessPool:  # killed, or failed to start
+                raise RuntimeError(
+                    f"replay process kapok-replay-{n} ended without a result"
+                ) from None
+            except Exception as error:
+                raise RuntimeError(f"replay process kapok-replay-{n} failed: {error!r}") from None
+        return out
 
     def stop(self) -> None:
-        for process, receiving in self._processes:
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-            receiving.close()
+        self.claims.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _receive(process: SpawnProcess, receiving: Connection) -> Any:
-    # Readable when the result is there, and also once the process has gone (end of file).
-    loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(receiving.fileno(), lambda: readable.done() or readable.set_result(None))
-    try:
-        await readable
-    finally:
-        loop.remove_reader(receiving.fileno())
-    try:
-        outcome = receiving.recv()
-    except EOFError:  # it ended without sending anything (killed, or failed to start)
-        process.join(timeout=5)
-        raise RuntimeError(
-            f"replay process {process.name} ended without a result (exit code {process.exitcode})"
-        ) from None
-    process.join(timeout=5)
-    if isinstance(outcome, tuple) and outcome and outcome[0] == "error":
-        raise RuntimeError(f"replay process {process.name} failed: {outcome[1]}")
-    return outcome
+# -- in a helper --------------------------------------------------------------------------
+
+_claims: Claims | None = None
+_reads: Synchronized[int] | None = None
+
+
+def _inherit(claims: Claims, reads: Synchronized[int]) -> None:
+    global _claims, _reads
+    _claims, _reads = claims, reads
+
+
+def claimed() -> Slice | None:
+    """In a helper: the next stretch nobody has claimed, or None."""
+    assert _claims is not None, "not in a replay helper"
+    return _claims.claim()
+
+
+def read_more(events: int) -> None:
+    """In a helper: ``events`` more read, for the progress the parent shows."""
+    assert _reads is not None, "not in a replay helper"
+    with _reads.get_lock():
+        _reads.value += events
 
 
 def processes_wanted(processes: int | None) -> int:
