@@ -32,9 +32,11 @@ def run(args: argparse.Namespace, nats_url: str) -> int:
 async def _repair(source: str, nats_url: str, force: bool) -> int:
     import nats
 
+    from shared.bus.auth import ADMIN
     from shared.bus.naming import Naming
     from shared.bus.provision import event_stream_specs
     from shared.bus.repair import NothingToRepair, repair
+    from shared.runtime import connect_options
 
     settings = Settings(nats_url=nats_url)
     naming = Naming.of(settings)
@@ -46,7 +48,12 @@ async def _repair(source: str, nats_url: str, force: bool) -> int:
         if s.name == naming.stream(source)
     ]
     try:
-        nc = await nats.connect(nats_url, name="kapok-bus-repair", allow_reconnect=False)
+        nc = await nats.connect(
+            nats_url,
+            name="kapok-bus-repair",
+            allow_reconnect=False,
+            **connect_options(settings, ADMIN),
+        )
     except (OSError, nats.errors.Error) as error:
         print(f"kapok bus repair: cannot reach NATS at {nats_url}: {error}")
         return 1

@@ -33,10 +33,14 @@ def audit_target(args: argparse.Namespace) -> str:
     the data directory, unless told otherwise; returns the reporting URL to compare with."""
     import os
 
+    from kapok.identities import sign_in_from
     from kapok.up import running
     from shared.settings import Settings
 
-    up = running(args.data_dir or Settings().data_dir)
+    data_dir = args.data_dir or Settings().data_dir
+    up = running(data_dir)
+    # The administrator repairs; the auditor reads and changes nothing.
+    sign_in_from(data_dir, "admin" if args.command == "bus" else "auditor")
     if args.nats:
         os.environ["KAPOK_NATS_URL"] = args.nats
     elif "KAPOK_NATS_URL" not in os.environ and up.get("nats_url"):

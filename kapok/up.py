@@ -30,6 +30,7 @@ from shared.bus.embedded import (
     EmbeddedNats,
     NatsStartError,
     PortInUseError,
+    ServerAuth,
     die_with_parent,
     port_is_free,
 )
@@ -274,7 +275,11 @@ async def wait_http(port: int, path: str, within_s: float) -> bool:
 
 
 def start_nats(
-    data_dir: Path, port: int, say: Callable[[str], None], avoid: Collection[int] = ()
+    data_dir: Path,
+    port: int,
+    say: Callable[[str], None],
+    avoid: Collection[int] = (),
+    server_auth: ServerAuth | None = None,
 ) -> EmbeddedNats | None:
     """The embedded server: ``port`` when free, else a free port that none of ``avoid`` (the
     services' HTTP ports, free but not yet bound) is, saying which."""
@@ -287,7 +292,7 @@ def start_nats(
     # get it: it would vanish while the services drain their connections to it (neither
     # ignoring nor blocking SIGINT helps, Go takes it back). In a group of its own it stops
     # last, on the SIGTERM of `stop()`.
-    server = EmbeddedNats(data_dir, port=chosen, own_process_group=True)
+    server = EmbeddedNats(data_dir, port=chosen, own_process_group=True, server_auth=server_auth)
     try:
         server.start()
     except DataDirInUseError as exc:
@@ -386,16 +391,47 @@ async def up(
         env_of = {name: {"KAPOK_DATABASE_URL": url} for name, url in urls.items()}
         say(f"PostgreSQL: one database per service, {', '.join(map(safe_url, urls.values()))}")
 
+    # Here, not at the top: they import the services, which every `kapok` command would pay.
+    from kapok.identities import embedded_auth, provision_as_admin, signed_in_as
+    from shared.bus.auth import ADMIN, Keyring
+    from shared.bus.naming import Naming
+    from shared.settings import Settings
+
+    settings = Settings()
+    keyring = Keyring.of(data_dir)
     server: EmbeddedNats | None = None
     if nats_url is None:
+        # Always with Kapok's identities: the keys are made on the first start, and nobody
+        # without one gets in (README, "The bus's identities").
+        server_auth = embedded_auth(keyring, Naming.of(settings))
         # Blocking on purpose (about a second, nothing else runs yet): see start_nats.
-        server = start_nats(data_dir, nats_port, say, avoid=set(ports.values()))
+        server = start_nats(
+            data_dir, nats_port, say, avoid=set(ports.values()), server_auth=server_auth
+        )
         if server is None:
             return 2
         nats_url = server.url
+        say(f"identities in {keyring.directory}: anonymous connections are refused")
     else:
         say(f"NATS at {nats_url} (no embedded server)")
+    if keyring.exists():
+        # The administrator provisions before any service starts: the services' identities
+        # may only check the streams. (An external server without Kapok's keys in the data
+        # directory: every service provisions for itself, as the server lets anyone.)
+        admin = signed_in_as(settings.model_copy(update={"nats_url": nats_url}), keyring, ADMIN)
+        try:
+            await provision_as_admin(admin)
+        except Exception as error:  # its message names what is wrong: say it and stop
+            say(f"provisioning the streams as {ADMIN} at {nats_url} failed: {error!r}")
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+            return 2
+        for name in services:
+            seed = {"KAPOK_NATS_NKEY_SEED": str(keyring.seed_path(name))}
+            env_of[name] = {**env_of.get(name, {}), **seed}
     env = {**os.environ, "KAPOK_NATS_URL": nats_url, "KAPOK_DATA_DIR": str(data_dir)}
+    if keyring.exists():
+        env.pop("KAPOK_NATS_CREDS", None)  # each service signs in with its own seed (env_of)
     # Unbuffered, so each service's log lines reach the terminal as they are written.
     env["PYTHONUNBUFFERED"] = "1"
 

@@ -5,6 +5,7 @@ composes them with the store, the relay and the collector's tuning (`shared.coll
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
+from shared.bus import auth
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.settings import PRODUCERS, Settings
@@ -101,9 +103,30 @@ async def connect(settings: Settings, name: str, link: Link | None = None) -> NA
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         **link.callbacks(),
+        **connect_options(settings, name),
     )
     link.nc = nc
     return nc
+
+
+def connect_options(settings: Settings, identity: str) -> dict[str, Any]:
+    """nats-py's (and FastStream's) options for signing in as ``identity``: its credentials
+    from the settings, if any, TLS if configured, and inboxes under the identity's own prefix,
+    the only ones its permissions let it subscribe to (`shared.bus.auth.inbox_prefix`)."""
+    options: dict[str, Any] = {"inbox_prefix": auth.inbox_prefix(identity)}
+    if settings.nats_creds is not None:
+        options["user_credentials"] = str(settings.nats_creds)
+    elif settings.nats_nkey_seed is not None:
+        options["nkeys_seed"] = str(settings.nats_nkey_seed)
+    if settings.nats_tls_ca or settings.nats_tls_cert:
+        context = ssl.create_default_context(
+            cafile=str(settings.nats_tls_ca) if settings.nats_tls_ca else None
+        )
+        if settings.nats_tls_cert is not None:
+            key = settings.nats_tls_key
+            context.load_cert_chain(str(settings.nats_tls_cert), str(key) if key else None)
+        options["tls"] = context
+    return options
 
 
 async def disconnect(nc: NATS) -> None:
@@ -118,9 +141,15 @@ async def disconnect(nc: NATS) -> None:
     await nc.close()
 
 
-async def provision(nc: NATS, settings: Settings) -> None:
+async def provision(nc: NATS, settings: Settings, *, admin: bool | None = None) -> None:
+    """Kapok's streams made or brought up to date, or only checked: a process that signs in
+    with an identity of its own only checks them (only the administrator's identity may
+    create, update or delete streams: `kapok up` provisions with it before starting the
+    services); one without an identity, on a server that lets anyone in, provisions as the
+    administrator would. ``admin``: decided by the caller instead."""
     naming = Naming.of(settings)
     specs = event_stream_specs(
         naming, PRODUCERS, settings.stream_replicas, settings.duplicate_window_s
     )
-    await ensure_streams(nc, specs)
+    may_change = settings.nats_identity is None if admin is None else admin
+    await ensure_streams(nc, specs, change=may_change)

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".kapok"), description="where embedded state lives")
     nats_url: str = "nats://127.0.0.1:4222"
+    # Who this process is on the bus (README, "The bus's identities"): a creds file (user JWT
+    # and seed) or an NKey seed file; neither: anonymous, for a server that allows it. TLS:
+    # the CA that signed the server's certificate, and this process's own certificate.
+    nats_creds: Path | None = None
+    nats_nkey_seed: Path | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy async URL; default: a SQLite file per service under data_dir",
@@ -55,6 +63,11 @@ class Settings(BaseSettings):
     # checked at start-up and replaced by the public API where it is not as expected. 0: the
     # public API always (CI runs the bus suites so, to prove those paths on every change).
     fast_paths: bool = True
+
+    @property
+    def nats_identity(self) -> Path | None:
+        """The file this process signs in to NATS with, if any."""
+        return self.nats_creds or self.nats_nkey_seed
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

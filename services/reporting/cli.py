@@ -15,8 +15,10 @@ from nats.aio.client import Client as NATS
 
 from services.reporting.audit import audit_replay
 from services.reporting.entrypoints.http import BadRequest, parse_day
+from shared.bus.auth import AUDITOR
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
+from shared.runtime import connect_options
 from shared.settings import PRODUCERS, Settings
 
 CONNECT_SECONDS = 5.0
@@ -34,7 +36,7 @@ def run_audit_replay(as_of: str | None, known_at: str | None, url: str | None) -
 
     async def run() -> int:
         try:
-            nc = await _connect(settings.nats_url)
+            nc = await _connect(settings)
         except Exception as error:
             return _failed(f"cannot reach the bus at {settings.nats_url}: {_said(error)}")
         tune_gc()  # folding allocates as the live consumer does (shared/collector.py)
@@ -50,7 +52,7 @@ def run_audit_replay(as_of: str | None, known_at: str | None, url: str | None) -
     return asyncio.run(run())
 
 
-async def _connect(url: str) -> NATS:
+async def _connect(settings: Settings) -> NATS:
     """A connection for one read: it gives up after a few seconds rather than wait for a
     bus for ever as the services do (shared/runtime.py), and says nothing of its retries."""
 
@@ -59,12 +61,13 @@ async def _connect(url: str) -> NATS:
 
     return await asyncio.wait_for(
         nats.connect(
-            url,
+            settings.nats_url,
             name="kapok-audit",
             connect_timeout=2,
             max_reconnect_attempts=3,
             reconnect_time_wait=0.5,
             error_cb=quiet,
+            **connect_options(settings, AUDITOR),
         ),
         CONNECT_SECONDS,
     )

@@ -2,8 +2,8 @@
 
 One launcher for ``kapok nats`` (foreground), the test harness (a throwaway server on a free
 port) and the one-command runner. It writes a plain nats-server config file (JetStream, a
-data directory, loopback only) so that what runs can also be started by hand with
-``nats-server -c <data_dir>/nats/nats-server.conf``.
+data directory, loopback only, and for `kapok up` Kapok's identities: `ServerAuth`) so that
+what runs can also be started by hand with ``nats-server -c <data_dir>/nats/nats-server.conf``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from shared.bus import auth
 from shared.settings import MIN_NATS_VERSION, Settings
 
 Sync = Literal["always", "default"]
@@ -38,6 +39,17 @@ LOG_NAME = "nats-server.log"
 # Debian's own package installs an old 2.9 here; it lacks what Kapok needs (see
 # MIN_NATS_VERSION), so it is refused even when it is the only nats-server on PATH.
 _REFUSED = frozenset({Path("/usr/sbin/nats-server"), Path("/sbin/nats-server")})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAuth:
+    """Who may connect: ``block`` goes into the config as it is (`shared.bus.auth`'s
+    `authorization_block`); the readiness probe signs in as the identity whose seed is at
+    ``probe_seed`` (a server that refuses anonymous connections answers nothing else)."""
+
+    block: str
+    probe_seed: Path
+    probe_identity: str
 
 
 class NatsStartError(RuntimeError):
@@ -156,6 +168,7 @@ def write_config(
     http_port: int | None = None,
     *,
     server_name: str = "kapok",
+    server_auth: ServerAuth | None = None,
 ) -> Path:
     """Write ``<data_dir>/nats/nats-server.conf`` and return its path.
 
@@ -186,8 +199,15 @@ def write_config(
     elif sync != "default":
         raise ValueError(f"sync must be 'always' or 'default', not {sync!r}")
     lines.append("}")
+    if server_auth is not None:
+        lines.append(server_auth.block)
     path = nats_dir / CONFIG_NAME
-    path.write_text("\n".join(lines) + "\n")
+    # Public keys and permissions only (the seeds stay in their own files), but nobody else
+    # needs to read who may do what.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    path.chmod(0o600)
     return path
 
 
@@ -210,10 +230,21 @@ class NotReady(Exception):
     """Retry later: nothing listens yet, or JetStream does not answer yet."""
 
 
-_PROBE_INBOX = b"_INBOX.kapok_probe"
+_PROBE_INBOX = "_INBOX.kapok_probe"
 
 
-def probe(host: str, port: int, timeout: float = 2.0) -> ServerStatus:
+def _sign_in(info: dict[str, Any], server_auth: ServerAuth | None) -> dict[str, str]:
+    """The CONNECT fields proving the probe's identity: the server's nonce signed."""
+    if server_auth is None:
+        return {}
+    nonce = str(info.get("nonce", "")).encode()
+    key, signature = auth.sign(server_auth.probe_seed.read_bytes(), nonce)
+    return {"nkey": key, "sig": signature}
+
+
+def probe(
+    host: str, port: int, timeout: float = 2.0, server_auth: ServerAuth | None = None
+) -> ServerStatus:
     """One client round trip in the NATS text protocol: read INFO, ask ``$JS.API.INFO``.
 
     Plain sockets rather than nats-py so that it runs in any thread, inside or outside an
@@ -237,10 +268,16 @@ def probe(host: str, port: int, timeout: float = 2.0) -> ServerStatus:
                 )
             connect = {"verbose": False, "pedantic": False, "headers": True}
             connect |= {"no_responders": True, "protocol": 1, "name": "kapok-probe"}
+            connect |= _sign_in(info, server_auth)
+            inbox = (
+                _PROBE_INBOX
+                if server_auth is None
+                else f"{auth.inbox_prefix(server_auth.probe_identity)}.probe"
+            ).encode()
             sock.sendall(
                 b"CONNECT " + json.dumps(connect).encode() + b"\r\n"
-                b"SUB " + _PROBE_INBOX + b" 1\r\n"
-                b"PUB $JS.API.INFO " + _PROBE_INBOX + b" 0\r\n\r\n"
+                b"SUB " + inbox + b" 1\r\n"
+                b"PUB $JS.API.INFO " + inbox + b" 0\r\n\r\n"
             )
             while True:
                 line = reader.readline()
@@ -271,6 +308,7 @@ def wait_until_ready(
     port: int,
     timeout: float = 30.0,
     alive: Callable[[], bool] | None = None,
+    server_auth: ServerAuth | None = None,
 ) -> ServerStatus:
     """Poll `probe` until it succeeds; stop early if ``alive()`` says the server died."""
     deadline = time.monotonic() + timeout
@@ -279,7 +317,8 @@ def wait_until_ready(
         if alive is not None and not alive():
             raise NatsStartError(f"nats-server at {host}:{port} exited before it was ready")
         try:
-            return probe(host, port, timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+            left = min(2.0, max(0.1, deadline - time.monotonic()))
+            return probe(host, port, timeout=left, server_auth=server_auth)
         except NotReady as exc:
             last = str(exc)
         if time.monotonic() >= deadline:
@@ -334,6 +373,7 @@ class EmbeddedNats:
         log_to_terminal: bool = False,
         ready_timeout: float = 30.0,
         own_process_group: bool = False,
+        server_auth: ServerAuth | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.requested_port = port
@@ -344,6 +384,7 @@ class EmbeddedNats:
         self.log_to_terminal = log_to_terminal
         self.ready_timeout = ready_timeout
         self.own_process_group = own_process_group
+        self.server_auth = server_auth
         self.status: ServerStatus | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
@@ -459,6 +500,7 @@ class EmbeddedNats:
             self.sync,
             self.requested_http_port,
             server_name=self.server_name,
+            server_auth=self.server_auth,
         )
         log_offset = 0
         log_file = None
@@ -489,6 +531,7 @@ class EmbeddedNats:
                 self._port,
                 timeout=max(1.0, self.ready_timeout),
                 alive=lambda: self._proc is not None and self._proc.poll() is None,
+                server_auth=self.server_auth,
             )
         except NatsStartError as exc:
             self.stop()

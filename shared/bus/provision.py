@@ -93,7 +93,9 @@ def event_stream_specs(
     return specs
 
 
-async def ensure_streams(nc: NATS, specs: Iterable[StreamSpec]) -> None:
+async def ensure_streams(nc: NATS, specs: Iterable[StreamSpec], *, change: bool = True) -> None:
+    """``change=False``: only check (an identity that may not create or update streams): a
+    missing stream is refused by name, a different config is said and left as it is."""
     check_server_version(nc)
     js = nc.jetstream()
     for spec in specs:
@@ -101,6 +103,12 @@ async def ensure_streams(nc: NATS, specs: Iterable[StreamSpec]) -> None:
         try:
             info = await js.stream_info(spec.name)
         except NotFoundError:
+            if not change:
+                raise StreamMisconfigured(
+                    f"stream {spec.name} does not exist, and this process's NATS identity "
+                    f"may not create it: the administrator's does (`kapok up` provisions "
+                    f"with it before starting the services)"
+                ) from None
             await js.add_stream(wanted)
             log.info("stream %s created for %s", spec.name, ", ".join(spec.subjects))
             continue
@@ -126,7 +134,11 @@ async def ensure_streams(nc: NATS, specs: Iterable[StreamSpec]) -> None:
             )
             if _differs(getattr(have, field), getattr(wanted, field))
         }
-        if changes:
+        if changes and not change:
+            log.warning(
+                "stream %s differs from Kapok's config (left as it is): %s", spec.name, changes
+            )
+        elif changes:
             await js.update_stream(wanted)
             log.warning("stream %s updated: %s", spec.name, changes)
 

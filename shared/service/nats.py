@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
@@ -36,10 +37,18 @@ def build_broker(
     service: Service,
     naming: Naming,
     commands: Mapping[str, type[Command]],
+    options: Mapping[str, Any] | None = None,
 ) -> NatsBroker:
+    """``options``: how it signs in (`shared.runtime.connect_options`)."""
     # Never give up reconnecting (nats-py's default stops after 60 attempts): a replica must
     # answer again when NATS comes back, however long it was away.
-    broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+    broker = NatsBroker(
+        nats_url,
+        logger=None,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        **(options or {}),
+    )
     for name, model in commands.items():
         broker.subscriber(
             naming.command_subject(service.name, name),

@@ -26,7 +26,7 @@ from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
 from shared.relay import OutboxRelay
-from shared.runtime import Link, connect, disconnect, provision
+from shared.runtime import Link, connect, connect_options, disconnect, provision
 from shared.service import health
 from shared.service.application import Service
 from shared.service.commands import Command
@@ -105,7 +105,8 @@ async def serve(
     tasks: list[asyncio.Task[None]] = []
     runners: list[ConsumerRunner] = []
     consuming: list[asyncio.Task[None]] = []  # the runners' tasks
-    broker = build_broker(settings.nats_url, service, naming, commands)
+    options = connect_options(settings, name)
+    broker = build_broker(settings.nats_url, service, naming, commands, options)
     try:
         # Every producer's stream: a consumer of another service's events needs its stream.
         await provision(nc, settings)

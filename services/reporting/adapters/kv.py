@@ -12,6 +12,7 @@ import asyncio
 import logging
 
 from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from services.reporting.adapters.counters import CounterStore
@@ -28,8 +29,12 @@ def bucket_name(naming: Naming) -> str:
 
 async def open_bucket(nc: NATS, naming: Naming) -> KeyValue:
     js = nc.jetstream()
-    # Idempotent: creating a bucket that exists with the same config returns it.
-    return await js.create_key_value(bucket=bucket_name(naming), history=1)
+    try:
+        # Made by the administrator's identity under `kapok up` (reporting's may not create
+        # streams, a bucket's included: README, "The bus's identities").
+        return await js.key_value(bucket_name(naming))
+    except BucketNotFoundError:
+        return await js.create_key_value(bucket=bucket_name(naming), history=1)
 
 
 async def publish_totals(

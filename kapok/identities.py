@@ -1,0 +1,74 @@
+"""Kapok's bus as its permissions see it (`shared.bus.auth.Bus`): the producers, which durable
+each service runs on which stream, reporting's KV bucket. Here because only the composer knows
+every service's consumers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nats
+
+from services.aid.entrypoints.referrals import CONSUMER as AID_READS_HOTLINE
+from services.donation.entrypoints.deliveries import CONSUMER as DONATION_READS_AID
+from services.reporting.adapters.kv import bucket_name, open_bucket
+from services.reporting.adapters.tables import CONSUMER as REPORTING_READS_ALL
+from shared.bus.auth import ADMIN, Bus, Keyring, Reader, authorization_block
+from shared.bus.embedded import ServerAuth
+from shared.bus.naming import Naming
+from shared.runtime import connect_options, provision
+from shared.settings import PRODUCERS, Settings
+
+
+def kapok_bus(naming: Naming) -> Bus:
+    return Bus(
+        naming,
+        PRODUCERS,
+        readers={
+            "aid": (Reader("hotline", AID_READS_HOTLINE),),
+            "donation": (Reader("aid", DONATION_READS_AID),),
+            "reporting": tuple(Reader(source, REPORTING_READS_ALL) for source in PRODUCERS),
+        },
+        kv={"reporting": bucket_name(naming)},
+    )
+
+
+def embedded_auth(keyring: Keyring, naming: Naming) -> ServerAuth:
+    """The embedded server's identities: every key made if missing, the config's block, and
+    the administrator for its readiness probe."""
+    bus = kapok_bus(naming)
+    keys = keyring.ensure(bus.identities())
+    return ServerAuth(authorization_block(bus.grants(), keys), keyring.seed_path(ADMIN), ADMIN)
+
+
+def signed_in_as(settings: Settings, keyring: Keyring, identity: str) -> Settings:
+    return settings.model_copy(
+        update={"nats_nkey_seed": keyring.seed_path(identity), "nats_creds": None}
+    )
+
+
+def sign_in_from(data_dir: Path, identity: str) -> None:
+    """For a command run beside a `kapok up` (`kapok audit replay`, `kapok bus repair`): sign
+    in as ``identity`` with its seed in the data directory, unless this process was given
+    credentials of its own (``KAPOK_NATS_CREDS``, ``KAPOK_NATS_NKEY_SEED``)."""
+    seed = Keyring.of(data_dir).seed_path(identity)
+    given = {"KAPOK_NATS_CREDS", "KAPOK_NATS_NKEY_SEED"} & os.environ.keys()
+    if not given and seed.is_file():
+        os.environ["KAPOK_NATS_NKEY_SEED"] = str(seed)
+
+
+async def provision_as_admin(settings: Settings) -> None:
+    """Kapok's streams and reporting's KV bucket, made or brought up to date by the one
+    identity allowed to (before the services start: they only check)."""
+    nc = await nats.connect(
+        settings.nats_url,
+        name="kapok-provision",
+        allow_reconnect=False,
+        connect_timeout=5,
+        **connect_options(settings, ADMIN),
+    )
+    try:
+        await provision(nc, settings, admin=True)
+        await open_bucket(nc, Naming.of(settings))
+    finally:
+        await nc.close()
