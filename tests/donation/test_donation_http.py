@@ -481,6 +481,15 @@ async def test_the_openapi_document_names_every_route(donation: Donation) -> Non
         "/campaigns/{id}",
         "/campaigns/{id}/stock",
         "/volunteers/{id}",
+        # corrections
+        "/receipts/{receipt}/void",
+        "/receipts/{receipt}/correct",
+        "/funds/{receipt}/void",
+        "/funds/{receipt}/correct",
+        "/volunteers/{link}/void",
+        "/distributions/{distribution}/void",
+        "/distributions/{distribution}/correct",
+        "/outputs/{output}/void",
     }
     assert "campaign" not in document["components"]["schemas"]["ReceiveGoodsBody"]["properties"]
 

@@ -221,7 +221,7 @@ class Fold:
             change.increments[key] = -change.increments[key]
         change._fold_recorded(void.replacement)
         if type(void) is AidDeliveryVoided and void.request_reopened:
-            self._reopen(void.voided[0].event, business_day(void.voided[0].at))
+            self._reopen(void.voided[0].event, business_day(void.voided[0].at), change)
         by_day: defaultdict[tuple[str, str], int] = defaultdict(int)
         for key, value in change.increments.items():
             if value:
@@ -244,12 +244,12 @@ class Fold:
         for record in records:
             _HANDLERS[type(record.event)](self, record.event, business_day(record.at))
 
-    def _reopen(self, delivered: AidDelivered, day: date) -> None:
+    def _reopen(self, delivered: AidDelivered, day: date, change: Fold) -> None:
         """A request whose only delivery was voided is open again from the day that delivery
-        closed it, on the key its gauge was counted on."""
+        closed it, on the key its gauge was counted on (a part of the void's ``change``)."""
         dims = {"net": "aid", "grp": delivered.group, **place_dims(delivered.place)}
         self.open_requests[delivered.request] = dims  # in `_aid_requested`'s order
-        self.add("aid_requests_open", day, **dims)
+        change.add("aid_requests_open", day, **dims)
 
     # -- hotline: the psychological protection net ---------------------------------------
 
