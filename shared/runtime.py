@@ -66,6 +66,8 @@ class Link:
         self._begin()
 
     async def _error(self, error: Exception) -> None:
+        if self.nc is not None and (self.nc.is_closed or self.nc.is_draining):
+            return  # closing on purpose: whatever the socket says now is no outage
         self.last_error = repr(error)
         # The read loop's end of the connection (EOF, a stale one) comes before nats-py says
         # it is disconnected: it is the outage's first sign.
