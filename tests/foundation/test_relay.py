@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import nats
 import orjson
 import pytest
 from harness.calls import calls
+from harness.waits import free_port, until
 
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
@@ -92,23 +92,11 @@ async def test_a_stream_of_another_database_is_never_written_to(
     await other_db.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_for(predicate, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(seconds):
-        while not await predicate():
-            await asyncio.sleep(0.05)
-
-
 @pytest.mark.timeout(120)
 async def test_while_nats_is_down_commands_succeed_and_the_relay_catches_up(
     store: EventStore, naming: Naming, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     server = EmbeddedNats(tmp_path / "bus", port=port, sync="default")
     server.start()
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
@@ -117,7 +105,7 @@ async def test_while_nats_is_down_commands_succeed_and_the_relay_catches_up(
     running = asyncio.create_task(relay.run())
     try:
         await store.append_all(calls(0, 100), Context())
-        await _wait_for(lambda: _progress_is(relay, 100))
+        await until("100 events relayed", lambda: _progress_is(relay, 100))
 
         server.stop()
         for first in range(100, 400, 50):  # the station keeps recording while the bus is down
@@ -126,7 +114,7 @@ async def test_while_nats_is_down_commands_succeed_and_the_relay_catches_up(
 
         server = EmbeddedNats(tmp_path / "bus", port=port, sync="default")
         server.start()
-        await _wait_for(lambda: _progress_is(relay, 400))
+        await until("400 events relayed", lambda: _progress_is(relay, 400))
 
         js = nc.jetstream()
         info = await js.stream_info(naming.stream("hotline"))
@@ -153,7 +141,7 @@ async def test_a_tail_the_bus_lost_in_a_crash_is_published_again(
 ) -> None:
     """nats-server acknowledges before fsync: a crash can lose acknowledged messages. Here the
     bus's files are rolled back to an earlier copy, which is what such a crash leaves."""
-    port, bus = _free_port(), tmp_path / "bus"
+    port, bus = free_port(), tmp_path / "bus"
     server = EmbeddedNats(bus, port=port, sync="default")
     server.start()
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
@@ -185,7 +173,7 @@ async def test_a_tail_the_bus_lost_in_a_crash_is_published_again(
                 return False
             return info.state.last_seq == 100
 
-        await _wait_for(restored)
+        await until("the stream back at 100", restored)
         running.cancel()
 
         assert relay.stats.republished == 40
@@ -223,7 +211,7 @@ async def test_a_running_relay_writes_its_progress_down_seldom_and_a_successor_s
     try:
         for first in range(0, 30, 10):  # three commits, each waking the relay
             await store.append_all(calls(first, 10), Context())
-            await _wait_for(lambda first=first: _progress_is(relay, first + 10))
+            await until("the commit relayed", lambda first=first: _progress_is(relay, first + 10))
         assert await _saved_progress(store) < 30  # the first publish wrote, the later not
     finally:
         running.cancel()
@@ -246,13 +234,13 @@ async def test_a_running_relay_writes_its_progress_down_when_it_is_due(
     running = asyncio.create_task(relay.run())
     try:
         await store.append_all(calls(0, 10), Context())
-        await _wait_for(lambda: _progress_is(relay, 10))
+        await until("10 events relayed", lambda: _progress_is(relay, 10))
         await store.append_all(calls(10, 10), Context())
 
         async def saved() -> bool:
             return await _saved_progress(store) == 20
 
-        await _wait_for(saved, seconds=5)
+        await until("the progress written down", saved, 5)
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -335,12 +323,12 @@ async def test_a_stray_on_an_idle_relay_pauses_it_visibly_until_the_stream_is_re
     relay = OutboxRelay(store, nc, naming, reconcile_every=0.2, poll_interval=0.05)
     running = asyncio.create_task(relay.run())
     try:
-        await _until(lambda: relay.stats.progress == 5)
+        await until("5 events relayed", lambda: relay.stats.progress == 5, 20)
         oops = naming.event_subject("hotline", "Oops")
         await nc.jetstream().publish(oops, b"hello")
         await store.append_all(calls(5, 2), Context())
 
-        await _until(lambda: relay.stats.stopped is not None)
+        await until("the relay paused", lambda: relay.stats.stopped is not None, 20)
         assert f"sequence 6 a message on {oops}" in str(relay.stats.stopped)
         assert "README" in relay.stats.stopped
         assert not running.done()  # paused, not dead: it looks again
@@ -350,16 +338,14 @@ async def test_a_stray_on_an_idle_relay_pauses_it_visibly_until_the_stream_is_re
         js = nc.jetstream()
         await js.delete_stream(naming.stream("hotline"))
         await ensure_streams(nc, event_stream_specs(naming, ["hotline"], 1, 120))
-        await _until(lambda: relay.stats.stopped is None and relay.stats.progress == 7)
+        await until(
+            "the relay running again, all 7 relayed",
+            lambda: relay.stats.stopped is None and relay.stats.progress == 7,
+            20,
+        )
         stored = [r.event_id for r in await store.read_from(0, 100)]
         assert [m.headers["Nats-Msg-Id"] for m in await stream_messages()] == stored
     finally:
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
-
-
-async def _until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.02)

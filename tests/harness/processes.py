@@ -7,23 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
-import nats
 
 from bench.procs import family
+from harness.waits import free_port, until
 from shared.settings import Settings
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+wait_for = until  # the name these stories first knew it by (harness/waits.py)
 
 
 def serve_env(settings: Settings, data_dir: Path) -> dict[str, str]:
@@ -67,20 +60,6 @@ async def stop(process: asyncio.subprocess.Process, seconds: float = 20) -> int:
             process.kill()
 
 
-async def wait_for(what: str, check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    """Until ``check()`` is true (connection errors count as not yet), else fail saying
-    ``what`` did not happen within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if await check():
-                return
-        except (httpx.TransportError, nats.errors.Error):
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} within {seconds} s")
-
-
 async def until_answering(
     client: httpx.AsyncClient, process: asyncio.subprocess.Process, seconds: float = 30
 ) -> None:
@@ -91,7 +70,7 @@ async def until_answering(
         assert process.returncode is None, "kapok serve exited during start-up"
         return (await client.get("/openapi.json")).status_code == 200
 
-    await wait_for("kapok serve answered HTTP", answers, seconds)
+    await until("kapok serve answered HTTP", answers, seconds)
 
 
 def descendants(pid: int) -> list[int]:
@@ -110,7 +89,8 @@ def alive(pid: int) -> bool:
 
 async def until_gone(pids: list[int], seconds: float = 10) -> bool:
     """Whether every one of ``pids`` has ended within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
-        await asyncio.sleep(0.1)
-    return not any(alive(pid) for pid in pids)
+    try:
+        await until("gone", lambda: not any(alive(pid) for pid in pids), seconds)
+    except AssertionError:
+        return False
+    return True

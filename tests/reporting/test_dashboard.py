@@ -11,9 +11,7 @@ import asyncio
 import contextlib
 import re
 import shutil
-import socket
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from harness import waits
+from harness.waits import free_port
 from reporting_parts import caught_up, producers
 from reporting_stories import HUALIN, at, call, follow_up_done
 from selenium import webdriver
@@ -46,12 +46,6 @@ CHROMIUM_FLAGS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers: pytest keeps Ctrl-C."""
 
@@ -71,11 +65,8 @@ async def served(parts: Running) -> AsyncIterator[str]:
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert not task.done(), "uvicorn stopped before it started"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            await asyncio.sleep(0.02)
+        await waits.until("uvicorn started", lambda: server.started or task.done(), 10)
+        assert not task.done(), "uvicorn stopped before it started"
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
@@ -104,15 +95,22 @@ def chromium() -> Iterator[WebDriver]:
 
 
 async def until(what: str, check: Callable[[], Any], within: float = 15.0) -> Any:
-    """``check`` (blocking: run in a thread, the service runs in this loop) until truthy."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within} s: {what} (last seen: {last!r})")
+    """A look at the page (blocking: in a thread, the service runs in this loop) until truthy."""
+    return await waits.until(what, check, within, in_thread=True)
+
+
+# Counts the page's loads of /api/dashboard asked for and drawn (#nets is redrawn once a
+# load): what shows that the page has taken in the figures there are.
+COUNT_LOADS = """
+window.kapokAsked = 0; window.kapokDrawn = 0;
+const fetched = window.fetch;
+window.fetch = (url, ...rest) => {
+  if (String(url).startsWith('/api/dashboard')) window.kapokAsked++;
+  return fetched(url, ...rest);
+};
+new MutationObserver(() => window.kapokDrawn++)
+  .observe(document.getElementById('nets'), {childList: true});
+"""
 
 
 def text(page: WebDriver, element_id: str) -> str:
@@ -165,10 +163,17 @@ async def test_a_call_recorded_on_the_bus_appears_on_the_open_dashboard(
                     )
                     await until("as of 2 March", lambda: text(page, "fig-services_given") == "3")
                     assert text(page, "shown-as-of") == "2020-03-02"
-                    # A call of 5 March moves nothing as of 2 March …
+                    # A call of 5 March moves nothing as of 2 March: once the page has
+                    # loaded and drawn the figures again for it …
+                    await asyncio.to_thread(page.execute_script, COUNT_LOADS)
                     await bus.record("hotline", [call(12, at(5))])
                     await caught_up(parts, await bus.heads())
-                    await asyncio.sleep(1.0)
+                    await until(
+                        "the page drew the figures again after the call",
+                        lambda: page.execute_script(
+                            "return window.kapokAsked > 0 && window.kapokDrawn >= window.kapokAsked"
+                        ),
+                    )
                     assert text(page, "fig-services_given") == "3"
                     # … and back to live it counts.
                     await asyncio.to_thread(page.find_element("id", "live").click)

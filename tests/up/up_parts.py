@@ -5,36 +5,32 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from harness.processes import alive
+from harness.waits import free_port, until_now
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Up", "alive", "free_port", "wait_until"]
 
 
 def wait_until(what: str, check: Callable[[], Any], within_s: float, up: Up) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` with the log."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
+    """``check``'s first truthy answer; fail naming ``what``, with the log, when it does not
+    come within ``within_s`` or `kapok up` exits first."""
+
+    def look() -> Any:
         if up.proc.poll() is not None:
-            raise AssertionError(
-                f"kapok up exited ({up.proc.returncode}) before {what}\n{up.log()}"
-            )
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {within_s}s\n{up.log()}")
+            raise AssertionError(f"kapok up exited ({up.proc.returncode}) before {what}")
+        return check()
+
+    try:
+        return until_now(what, look, within_s)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}\n{up.log()}") from None
 
 
 class Up:
@@ -93,15 +89,3 @@ class Up:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             raise AssertionError(f"kapok up did not stop within 60s\n{self.log()}") from None
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is not running; only its parent had not reaped it yet.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
