@@ -30,9 +30,11 @@ import nats
 
 from bench.load import free_port
 from bench.procs import cpu_seconds, family_cpu_seconds, family_kib, status_kib
+from kapok.identities import sign_in_options
 from kapok.simulate.client import Client
 from kapok.simulate.guangzhou2020 import Scenario, wait_for_report
 from kapok.up import running
+from shared.bus.auth import AUDITOR
 
 TARGET_S = 60.0
 SERVICES = ("reporting", "hotline", "aid", "donation")
@@ -78,8 +80,9 @@ async def until_up(data_dir: Path, ports: dict[str, int], within_s: float = 90) 
         await asyncio.sleep(0.1)
 
 
-async def events_on_bus(nats_port: int) -> dict[str, int]:
-    nc = await nats.connect(f"nats://127.0.0.1:{nats_port}")
+async def events_on_bus(nats_port: int, data_dir: Path) -> dict[str, int]:
+    auditor = sign_in_options(data_dir, AUDITOR)  # `kapok up` refuses anonymous connections
+    nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", **auditor)
     try:
         js = nc.jetstream()
         return {s: (await js.stream_info(s)).state.messages for s in STREAMS}
@@ -125,7 +128,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         }
         peaks["simulator"] = status_kib("VmHWM") / 1024
         bench_cpu = sum(os.times()[:2])
-        events = await events_on_bus(nats_port)
+        events = await events_on_bus(nats_port, data_dir)
     finally:
         up.send_signal(signal.SIGINT)
         await asyncio.wait_for(up.wait(), 60)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import nats
 
@@ -72,3 +73,9 @@ async def provision_as_admin(settings: Settings) -> None:
         await open_bucket(nc, Naming.of(settings))
     finally:
         await nc.close()
+
+
+def sign_in_options(data_dir: Path, identity: str) -> dict[str, Any]:
+    """nats-py's connect options for ``identity`` of the `kapok up` on ``data_dir``, for a
+    tool or a test reading its bus (an auditor's: `AUDITOR`)."""
+    return connect_options(signed_in_as(Settings(), Keyring.of(data_dir), identity), identity)

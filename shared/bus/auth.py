@@ -191,6 +191,8 @@ class Bus:
         for source in self.producers:
             stream = self.naming.stream(source)
             publish += [*_reads(stream), f"{API}.CONSUMER.CREATE.{stream}"]
+            # An ordered push consumer (nats-py's ``ordered_consumer``) answers flow control.
+            publish.append(f"$JS.FC.{stream}.>")
             publish += [f"{API}.CONSUMER.{op}.{stream}.*" for op in ("INFO", "MSG.NEXT", "DELETE")]
         for readers in self.readers.values():
             for reader in readers:
