@@ -7,8 +7,8 @@ module imported from that environment's site-packages), when `kapok up` runs fro
 fresh data directory, then the dashboard page, its script and style, a report and /metrics
 are served, and one Ctrl-C stops everything.
 
-The dependencies come from wheels kept in .ci/cache/wheels (downloaded once, again only when
-the dependencies change), the wheel is built without build isolation: about 20 s in all.
+The dependencies come from wheels kept in .ci/cache/wheels (fetched or built once, again only
+when the dependencies change), the wheel is built without build isolation: about 20 s in all.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def install(wheel: Path, env: Path) -> None:
     offline += ["--find-links", WHEELS, wheel]
     if subprocess.run(offline, capture_output=True).returncode == 0:
         return
-    subprocess.run([*pip, "download", "-q", "-d", WHEELS, wheel], check=True)
+    # `pip wheel`, not `pip download`: a dependency published only as source is built once.
+    subprocess.run([*pip, "wheel", "-q", "-w", WHEELS, wheel], check=True)
     (WHEELS / wheel.name).unlink(missing_ok=True)  # Kapok's own wheel is built each time
     subprocess.run(offline, check=True)
 
