@@ -4,6 +4,7 @@ composes them with the store, the relay and the collector's tuning (`shared.coll
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import time
@@ -140,7 +141,10 @@ async def disconnect(nc: NATS) -> None:
             return
         except (nats.errors.Error, OSError) as error:
             log.info("drain on shutdown failed (%s); closing", error)
-    await nc.close()
+    # nats-py's close flushes what it buffered for a server that may be gone: "Connection
+    # lost" then, while NATS is away, would end the shutdown before the database closes.
+    with contextlib.suppress(nats.errors.Error, OSError):
+        await nc.close()
 
 
 async def provision(nc: NATS, settings: Settings, *, admin: bool | None = None) -> None:

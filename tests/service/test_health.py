@@ -5,6 +5,8 @@ nats-server, and a stranger's message on the aid stream's subjects."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from harness.calls import NANZHOU
 from harness.processes import free_port, serve, serve_env, stop, until_answering, wait_for
 
+from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
 from shared.eventstore import Database
 from shared.service.health import Health
@@ -101,3 +104,52 @@ async def test_a_background_task_that_died_makes_the_process_not_ready_naming_it
     assert body["tasks"] == {"reporting-kv": "died: RuntimeError: the bucket API changed"}
     assert body["problems"] == ["reporting-kv: died: RuntimeError: the bucket API changed"]
     assert body["database"]["reachable"] is True
+
+
+async def test_a_nats_outage_is_degraded_not_down_said_once_each_way_and_stops_cleanly(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # A nats-server of the test's own, to kill and start again on the same port.
+    server = await asyncio.to_thread(EmbeddedNats(tmp_path / "nats", port=0).start)
+    env = {**serve_env(settings, tmp_path), "KAPOK_NATS_URL": server.url}
+    port, log = free_port(), tmp_path / "aid.log"
+    process = await serve("aid", env, log, port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+            await until_answering(http, process)
+            # Given nats-server killed outright,
+            os.kill(server.pid or 0, signal.SIGKILL)
+            await asyncio.to_thread(server.stop)
+
+            async def reconnecting() -> bool:
+                return (await http.get("/api/health")).json()["nats"]["connected"] is False
+
+            await wait_for("health sees NATS away", reconnecting)
+            # when a command comes, then it succeeds (its event waits in the store),
+            assert (await http.post("/requests", json=request(0))).status_code == 201
+            # and the service is degraded (200), saying since when NATS is away.
+            health = await http.get("/api/health")
+            body = health.json()
+            assert health.status_code == 200 and body["status"] == "degraded", body
+            assert body["nats"]["reconnecting_since"] and body["nats"]["outages"] == 1
+            assert any(p.startswith("nats: reconnecting since") for p in body["problems"])
+
+            # When it is back on the same port, the event is published and all is ok again.
+            server = EmbeddedNats(tmp_path / "nats", port=server.port)
+            await asyncio.to_thread(server.start)
+
+            async def relayed() -> bool:
+                body = (await http.get("/api/health")).json()
+                return bool(body["status"] == "ok" and body["relay"]["position"] == 1)
+
+            await wait_for("the event relayed once NATS is back", relayed)
+            # NATS away again: the service still stops cleanly (exit 0) on Ctrl-C.
+            os.kill(server.pid or 0, signal.SIGKILL)
+            await wait_for("health sees NATS away again", reconnecting)
+    finally:
+        assert await stop(process) == 0
+        await asyncio.to_thread(server.stop)
+    text = log.read_text(errors="replace")
+    assert text.count("aid: NATS connection lost") == 2, text
+    assert text.count("aid: NATS reconnected after") == 1, text
+    assert "Traceback" not in text and "encountered error" not in text, text
