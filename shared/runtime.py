@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from shared.bus import auth
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
+from shared.compat import natspy
 from shared.settings import PRODUCERS, Settings
 
 log = logging.getLogger("kapok.runtime")
@@ -109,6 +110,7 @@ async def connect(settings: Settings, name: str, link: Link | None = None) -> NA
         **connect_options(settings, name),
     )
     link.nc = nc
+    await natspy.check(nc)  # at start: a fast path nats-py no longer allows is said now
     return nc
 
 

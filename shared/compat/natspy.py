@@ -64,6 +64,14 @@ _writers: weakref.WeakKeyDictionary[NATS, WriteFrames | None] = weakref.WeakKeyD
 _parser_behaves: bool | None = None  # the probe's answer, once per process
 
 
+async def check(nc: NATS) -> None:
+    """Check a newly connected client for every fast path, so that where one takes the
+    public API it is said at start-up (once). The writer's answer is kept for the relay; the
+    parser is looked at again, cheaply, when a subscription would take it over."""
+    frame_writer(nc)
+    await readable_parser(nc)
+
+
 async def write_frames(nc: NATS, data: bytes) -> None:
     """Protocol frames onto the wire through nats-py's own buffer and flusher."""
     await nc._send_command(data)

@@ -26,6 +26,7 @@ from nats.js import api
 from nats.protocol.parser import Parser
 
 import shared.compat
+from shared import runtime
 from shared.bus.frames import Frame, FrameParser, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
@@ -136,6 +137,19 @@ def test_given_aiosqlite_without_its_execute_then_the_database_uses_sqlalchemys_
         monkeypatch.undo()
         aiosqlite_internals._as_expected.cache_clear()
     assert len(said()) == 1 and "aiosqlite" in said()[0] and "_execute" in said()[0]
+
+
+async def test_given_fast_paths_off_when_a_process_connects_then_it_says_so_at_once(
+    said: Callable[[], list[str]], fast_paths_off: None, settings: Settings
+) -> None:
+    nc = await runtime.connect(settings, "aid")
+    try:
+        assert [m.split(" through")[0] for m in said()] == [
+            "nats-py: the relay's chunks",
+            "nats-py: deliveries read one nats-py message at a time",
+        ]
+    finally:
+        await runtime.disconnect(nc)
 
 
 # -- the public paths at work --------------------------------------------------------------
