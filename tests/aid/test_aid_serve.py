@@ -15,6 +15,7 @@ from harness import parts, processes
 from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
+from services.aid.entrypoints.referrals import CONSUMER
 from shared.bus.naming import Naming
 from shared.contracts.envelope import Context, NewEvent
 from shared.contracts.hotline import ReferredToAid
@@ -157,7 +158,25 @@ async def test_aid_killed_hard_mid_way_through_referrals_opens_each_request_once
             return await requests_on_the_bus() >= count
 
         await processes.wait_for("every referral reached the AID stream", all_opened, 90)
-        await asyncio.sleep(1.0)  # a second request per referral would show up by now
+        hotline_last = (await js.stream_info(naming.stream("hotline"))).state.last_seq
+
+        async def settled() -> bool:
+            # The second run acknowledged every referral (its requests commit first), and
+            # the bus holds every request its store holds: a second request per referral
+            # would be on the bus by now.
+            info = await js.consumer_info(naming.stream("hotline"), CONSUMER)
+            acked = info.ack_floor.stream_seq if info.ack_floor else 0
+            return acked >= hotline_last and await requests_on_the_bus() == await stored()
+
+        async def stored() -> int:
+            aid = Database(f"sqlite+aiosqlite:///{tmp_path / 'aid.db'}")
+            try:
+                async with aid.read() as conn:
+                    return int(await conn.scalar(select(func.count()).select_from(events)))
+            finally:
+                await aid.dispose()
+
+        await processes.wait_for("every referral acknowledged, every request relayed", settled)
         assert await requests_on_the_bus() == count
         referrals = set()
         for seq in range(1, count + 1):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest_asyncio
 from donation_parts import Donation
 from donation_stories import at, campaign_body, produce_body, receipt_body
 from harness import parts
+from harness.waits import until
 from sqlalchemy import func, select
 
 from services.donation.domain import distribution_id_for_delivery
@@ -205,11 +205,12 @@ async def test_killed_and_restarted_mid_way_each_delivery_draws_once(
         stderr=asyncio.subprocess.PIPE,
     )
     station = asyncio.create_task(station_keeps_receiving())
-    deadline = time.monotonic() + 60
-    while await drawn_in_store(donation) < 200:
+
+    async def drew_200() -> bool:
         assert first.returncode is None, (await first.stderr.read()).decode()  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the consumer process drew nothing"
-        await asyncio.sleep(0.005)
+        return await drawn_in_store(donation) >= 200
+
+    await until("the consumer process drew 200", drew_200, 60, every=0.005)
     first.kill()  # killed mid-batch: that batch's draws and checkpoint never commit
     await first.wait()
     drawn_so_far = await draws(donation)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import orjson
 import pytest
 from harness.calls import calls, published
 from harness.processes import alive, descendants
+from harness.waits import until_now
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -293,10 +293,10 @@ def test_the_worker_ends_when_the_runners_process_is_killed() -> None:
     process.kill()
     process.wait(timeout=10)
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers), "the worker outlived the runner's process"
+    def gone() -> bool:
+        return not any(alive(pid) for pid in workers)
+
+    until_now("the worker ended with the runner's process", gone, 10)
 
 
 async def test_an_event_that_breaks_the_chain_in_a_worker_batch_is_dead_lettered(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 
 import nats
 from harness.calls import calls
+from harness.waits import free_port, until
 from test_consumer_runner import applied_positions, runner_on
 
 from shared.bus.embedded import EmbeddedNats
@@ -20,22 +20,10 @@ from shared.eventstore import Database, EventStore
 from shared.relay import OutboxRelay
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _until(condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(seconds):
-        while not await condition():
-            await asyncio.sleep(0.05)
-
-
 async def test_a_crash_that_loses_the_bus_tail_loses_nothing_and_doubles_nothing(
     store: EventStore, naming: Naming, tmp_path: Path
 ) -> None:
-    port, bus = _free_port(), tmp_path / "bus"
+    port, bus = free_port(), tmp_path / "bus"
     server = EmbeddedNats(bus, port=port, sync="default")
     server.start()
     nc = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
@@ -50,14 +38,14 @@ async def test_a_crash_that_loses_the_bus_tail_loses_nothing_and_doubles_nothing
 
     try:
         await store.append_all(calls(0, 60), Context())
-        await _until(lambda: applied_up_to(60))
+        await until("60 applied", lambda: applied_up_to(60))
         server.stop()
         snapshot = tmp_path / "bus-at-60"
         shutil.copytree(bus, snapshot)
         server = EmbeddedNats(bus, port=port, sync="default")
         server.start()
         await store.append_all(calls(60, 40), Context())
-        await _until(lambda: applied_up_to(100))
+        await until("100 applied", lambda: applied_up_to(100))
 
         # The crash: the bus comes back as it was at 60, stream and consumer state alike.
         server.stop()
@@ -66,7 +54,7 @@ async def test_a_crash_that_loses_the_bus_tail_loses_nothing_and_doubles_nothing
         server = EmbeddedNats(bus, port=port, sync="default")
         server.start()
         await store.append_all(calls(100, 20), Context())
-        await _until(lambda: applied_up_to(120))
+        await until("120 applied", lambda: applied_up_to(120))
 
         assert await applied_positions(reporting) == list(range(1, 121))
         assert relay.stats.republished == 40

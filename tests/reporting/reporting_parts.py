@@ -3,8 +3,6 @@ session's nats-server, and the reporting service reading them over HTTP (httpx o
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,6 +11,7 @@ from typing import Any
 
 import httpx
 import nats
+from harness.waits import until
 from nats.aio.client import Client as NATS
 
 from services.reporting.entrypoints.http import build_app
@@ -79,13 +78,14 @@ async def reporting(
 
 async def caught_up(parts: Running, heads: dict[str, int], within: float = 30.0) -> None:
     """Wait until the consumer has committed every event the producers published."""
-    deadline = time.monotonic() + within
-    while True:
-        done = {s: parts.runner.stats[s].checkpoint for s in heads}
-        if all(done[s] >= heads[s] for s in heads):
-            return
+
+    def done() -> bool:
         if parts.task.done():
             parts.task.result()  # raises what stopped it
-        if time.monotonic() > deadline:
-            raise AssertionError(f"reporting not caught up: {done} < {heads}")
-        await asyncio.sleep(0.02)
+        return all(parts.runner.stats[s].checkpoint >= heads[s] for s in heads)
+
+    try:
+        await until("reporting caught up", done, within, every=0.02)
+    except AssertionError:
+        checkpoints = {s: parts.runner.stats[s].checkpoint for s in heads}
+        raise AssertionError(f"reporting not caught up: {checkpoints} < {heads}") from None

@@ -8,15 +8,15 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from harness.waits import free_port, until
 from reporting_parts import caught_up, producers
 from reporting_stories import at, call
-from test_dashboard import free_port, served
+from test_dashboard import served
 
 from services.reporting.main import running
 from shared.settings import Settings
@@ -72,21 +72,26 @@ async def prometheus(target: str, directory: Path) -> AsyncIterator[str]:
 
 async def query_until(base: str, query: str, want: float, directory: Path) -> None:
     """Ask Prometheus's query API until ``query`` has the value ``want`` (30 s at most)."""
-    deadline = time.monotonic() + 30
     seen: object = None
     async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                response = await client.get(f"{base}/api/v1/query", params={"query": query})
-                if response.status_code == 200:  # 503 while it starts
-                    answer = response.json()
-                    assert answer["status"] == "success", answer
-                    seen = answer["data"]["result"]
-                    if seen and float(seen[0]["value"][1]) == want:  # type: ignore[index]
-                        return
-            await asyncio.sleep(0.25)
-    log = (directory / "prometheus.log").read_text(errors="replace")[-2000:]
-    raise AssertionError(f"{query}: not {want} within 30 s; last seen {seen!r}\n{log}")
+
+        async def has_it() -> bool:
+            nonlocal seen
+            response = await client.get(f"{base}/api/v1/query", params={"query": query})
+            if response.status_code != 200:  # 503 while it starts
+                return False
+            answer = response.json()
+            assert answer["status"] == "success", answer
+            seen = answer["data"]["result"]
+            return bool(seen) and float(seen[0]["value"][1]) == want  # type: ignore[index]
+
+        try:
+            await until(f"{query} = {want}", has_it, 30, every=0.25)
+        except AssertionError:
+            log = (directory / "prometheus.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(
+                f"{query}: not {want} within 30 s; last seen {seen!r}\n{log}"
+            ) from None
 
 
 async def test_a_real_prometheus_scrapes_the_reporting_metrics(

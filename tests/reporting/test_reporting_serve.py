@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 import httpx
 import orjson
-from harness.processes import descendants, free_port, serve, serve_env, stop, until_gone
+from harness.processes import descendants, serve, serve_env, stop, until_gone
+from harness.waits import free_port, until
 from reporting_parts import producers
 from reporting_stories import aid_delivered, aid_requested, at, call, funds_received
 
@@ -21,19 +21,14 @@ from shared.settings import Settings
 
 async def until_ready(base: str, process: asyncio.subprocess.Process, expect: int) -> None:
     """Until /api/health says ready and the hotline checkpoint reached ``expect``."""
-    deadline = time.monotonic() + 30
     async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
+
+        async def ready() -> bool:
             assert process.returncode is None, "kapok serve reporting exited"
-            try:
-                health = await client.get(f"{base}/api/health")
-                body = health.json()
-                if body.get("ready") and body["streams"]["hotline"]["checkpoint"] >= expect:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("kapok serve reporting not ready within 30 s")
+            body = (await client.get(f"{base}/api/health")).json()
+            return bool(body.get("ready") and body["streams"]["hotline"]["checkpoint"] >= expect)
+
+        await until(f"kapok serve reporting ready at {expect}", ready, 30)
 
 
 async def audit(env: dict[str, str], *args: str) -> tuple[int, str, str]:
