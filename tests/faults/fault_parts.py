@@ -18,19 +18,22 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
+from nats.aio.client import Client as NATS
 from up_parts import Up, free_port, wait_until
 
 from kapok.cli import SERVABLE
+from kapok.identities import sign_in_options
 from kapok.simulate.figures import ARTICLE, targets
 from kapok.status import Row, rows
+from shared.bus.auth import AUDITOR
 from shared.bus.naming import Naming
 from shared.eventstore import Database, EventStore
 from shared.settings import PRODUCERS
@@ -48,9 +51,15 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("KAPOK_")}
 
 
-def kapok(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def kapok(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*KAPOK, *args], capture_output=True, text=True, timeout=timeout, env=clean_env()
+        [*KAPOK, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env() | (env or {}),
     )
 
 
@@ -161,16 +170,29 @@ def assert_exact(up: Up, stores: dict[str, str]) -> dict[str, int]:
     assert "agrees on every figure" in audit.stderr, audit.stderr[-3000:]
     replayed = json.loads(audit.stdout)["figures"]
     assert {k: replayed[k] for k in ARTICLE} == target()
-    return asyncio.run(streams_hold_stores(str(up.pids()["nats_url"]), stores))
+    return asyncio.run(streams_hold_stores(up, stores))
 
 
-async def streams_hold_stores(nats_url: str, stores: dict[str, str]) -> dict[str, int]:
+@asynccontextmanager
+async def bus(up: Up, identity: str = AUDITOR) -> AsyncIterator[NATS]:
+    """A connection to the nats-server of ``up``, signed in as one of its identities
+    (anonymous connections are refused): the auditor reads every stream, the administrator
+    may publish anywhere."""
+    url = str(up.pids()["nats_url"])
+    options = sign_in_options(up.data_dir, identity)
+    nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False, **options)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def streams_hold_stores(up: Up, stores: dict[str, str]) -> dict[str, int]:
     """Each source's stream, message by message, against its store (no gap, no duplicate,
     no stranger); returns each stream's length."""
     naming = Naming()
     lengths: dict[str, int] = {}
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
-    try:
+    async with bus(up) as nc:
         js = nc.jetstream()
         for source, url in stores.items():
             db = Database(url)
@@ -181,11 +203,8 @@ async def streams_hold_stores(nats_url: str, stores: dict[str, str]) -> dict[str
             stream = naming.stream(source)
             state = (await js.stream_info(stream)).state
             assert [e.position for e in stored] == list(range(1, len(stored) + 1)), source
-            assert (state.first_seq, state.last_seq, state.messages) == (
-                1,
-                len(stored),
-                len(stored),
-            )
+            held = (state.first_seq, state.last_seq, state.messages)
+            assert held == (1, len(stored), len(stored)), f"{stream}: {held}, {len(stored)} stored"
             assert len({e.event_id for e in stored}) == len(stored), f"{source}: an id twice"
             sub = await js.subscribe(
                 naming.event_subjects(source), stream=stream, ordered_consumer=True
@@ -201,6 +220,4 @@ async def streams_hold_stores(nats_url: str, stores: dict[str, str]) -> dict[str
             finally:
                 await sub.unsubscribe()
             lengths[source] = len(stored)
-    finally:
-        await nc.close()
     return lengths
