@@ -5,8 +5,11 @@ nats-server, and a stranger's message on the aid stream's subjects."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -80,6 +83,21 @@ async def test_health_names_each_part_and_a_stopped_relay_makes_the_service_not_
             assert body["relay"]["stopped"], body["relay"]
             assert any(p.startswith("relay: stopped: ") for p in body["problems"]), body
             assert body["relay"]["lag"] >= 1
+            # `kapok status` says so too, with a non-zero exit (up.json as `kapok up` writes it).
+            up = {"up": os.getpid(), "nats_url": settings.nats_url, "ports": {"aid": port}}
+            (tmp_path / "up.json").write_text(json.dumps({**up, "services": {"aid": process.pid}}))
+            status = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "kapok.cli", "status", "--data-dir", str(tmp_path)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert status.returncode == 1, status.stdout + status.stderr
+            lines = status.stdout.splitlines()
+            assert any(line.startswith("nats-server ok") for line in lines), status.stdout
+            assert any(line.startswith("aid         down") for line in lines), status.stdout
+            assert "    - relay: stopped: " in status.stdout
     finally:
         await nc.close()
         assert await stop(process) == 0
