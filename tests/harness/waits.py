@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
 import nats
+
+from bench.load import free_port  # the benchmarks' too: one implementation
+
+__all__ = ["NOT_YET", "free_port", "until", "until_now"]
 
 T = TypeVar("T")
 
@@ -25,13 +28,6 @@ EVERY = 0.05
 
 NOT_YET: tuple[type[BaseException], ...] = (httpx.TransportError, nats.errors.Error, OSError)
 """A look that meets these has not seen it yet (a server still starting, a reconnect)."""
-
-
-def free_port() -> int:
-    """A TCP port on the loopback nobody listens on now (the OS's choice)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def until(

@@ -4,9 +4,9 @@ the ways an answer can end, and a refused connection as a retryable TransportErr
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
+from harness.waits import free_port
 
 from kapok.simulate.wire import Pool, TransportError
 
@@ -79,8 +79,6 @@ async def test_an_answer_ending_its_connection_is_read_whole_and_not_reused() ->
 
 
 async def test_nobody_listening_is_a_transport_error_to_retry() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(TransportError, match=str(port)):
         await Pool(f"http://127.0.0.1:{port}", size=1).request("GET", "/")
