@@ -9,7 +9,9 @@ dependencies below its next major version.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 
 log = logging.getLogger("kapok.compat")
 
@@ -17,7 +19,13 @@ _said: set[str] = set()
 
 
 def fast_paths() -> bool:
-    """The setting, read when a check runs (once per client or database, not per message)."""
+    """The setting, as the environment has it now (read when a check runs, never per message;
+    reading Settings costs milliseconds, so it is read once per value of the variable)."""
+    return _fast_paths(os.environ.get("KAPOK_FAST_PATHS"))
+
+
+@functools.cache
+def _fast_paths(raw: str | None) -> bool:
     from shared.settings import Settings
 
     return Settings().fast_paths
