@@ -125,5 +125,12 @@ def piled_up(up: Up, before: dict[str, int]) -> bool:
 
 
 def dead_lettered(up: Up) -> bool:
+    """Reporting has set aside the three strangers of every source, and says so."""
     code, body = health(up, "reporting")
-    return code == 200 and body["status"] == "degraded" and "dead letters" in str(body["problems"])
+    sources = body.get("consumers", {}).get("reporting", {}).values()
+    return (
+        code == 200
+        and body["status"] == "degraded"
+        and [s["dead_letters"] for s in sources] == [3] * len(PRODUCERS)
+        and all(f"{s}: 3 dead letters" in str(body["problems"]) for s in PRODUCERS)
+    )
