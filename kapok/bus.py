@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from shared.settings import PRODUCERS, Settings
 
@@ -23,10 +24,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     repair.add_argument(
         "--force", action="store_true", help="repair even a stream whose hash chain is whole"
     )
+    identities = commands.add_parser(
+        "identities",
+        help="make the bus identities' seeds under the data directory if missing and print "
+        "their public keys as KAPOK_<NAME>_NKEY=U... lines (never the seeds), or with --config "
+        "the accounts block an operator's nats-server needs (README, \"The bus's identities\")",
+    )
+    identities.add_argument("--data-dir", type=Path, default=None, help="default: $KAPOK_DATA_DIR")
+    identities.add_argument("--config", action="store_true", help="print the accounts block")
+    identities.set_defaults(nats=None)
 
 
 def run(args: argparse.Namespace, nats_url: str) -> int:
+    if args.bus_command == "identities":
+        return _identities(args.data_dir or Settings().data_dir, args.config)
     return asyncio.run(_repair(args.source, nats_url, args.force))
+
+
+def _identities(data_dir: Path, config: bool) -> int:
+    from kapok.identities import kapok_bus
+    from shared.bus.auth import Keyring, key_variable, operator_config
+    from shared.bus.naming import Naming
+
+    bus = kapok_bus(Naming.of(Settings()))
+    if config:
+        print(operator_config(bus))
+        return 0
+    for identity, key in Keyring.of(data_dir).ensure(bus.identities()).items():
+        print(f"{key_variable(identity)}={key}")
+    return 0
 
 
 async def _repair(source: str, nats_url: str, force: bool) -> int:
