@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nats
 import orjson
+from harness.waits import free_port, until
 from reporting_parts import caught_up, producers, reporting
 from reporting_stories import (
     aid_delivered,
@@ -27,6 +28,7 @@ from reporting_stories import (
 )
 
 from services.reporting.audit import audit_replay, replay
+from shared.bus.embedded import find_binary, port_is_free
 from shared.bus.naming import Naming
 from shared.runtime import provision
 from shared.settings import PRODUCERS, Settings
@@ -196,3 +198,17 @@ async def test_kapok_audit_replay_on_a_bus_without_kapok_streams_says_so_in_one_
     status, _, err = await kapok_audit_replay(settings, KAPOK_NATS_URL="nats://127.0.0.1:9")
     assert status == 2 and len(err.splitlines()) == 1
     assert err.startswith("kapok audit replay: cannot reach the bus at nats://127.0.0.1:9")
+    # A nats-server without JetStream (as the old one on 4222 of the development machines).
+    port = free_port()
+    plain = await asyncio.create_subprocess_exec(
+        str(find_binary()), "-a", "127.0.0.1", "-p", str(port)
+    )
+    try:
+        url = f"nats://127.0.0.1:{port}"
+        await until("the plain nats-server listening", lambda: not port_is_free(port), 10)
+        status, _, err = await kapok_audit_replay(settings, KAPOK_NATS_URL=url)
+    finally:
+        plain.terminate()
+        await plain.wait()
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith(f"kapok audit replay: no JetStream at {url}: looked for the streams")
