@@ -4,12 +4,12 @@ recorded again as it was, decided by the request's own rules, in one append."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from services.aid.application.commands import CorrectDelivery, VoidDelivery
 from services.aid.domain import AidRequest
 from shared.contracts.aid import AidDelivered, AidDeliveryVoided
-from shared.contracts.envelope import Event
+from shared.contracts.envelope import Event, NewEvent
 from shared.domain.voids import void, without
 from shared.service.application import Decision, Handler, Loader
 from shared.service.commands import Command
@@ -21,18 +21,8 @@ def _delivery(delivery: str) -> Callable[[Event], bool]:
 
 async def void_delivery(cmd: VoidDelivery, load: Loader) -> Decision:
     request = await load.one(AidRequest, cmd.request)
-    others = [d for d in request.deliveries if d["delivery"] != cmd.delivery]
-    void(
-        request,
-        AidDeliveryVoided,
-        cmd.delivery,
-        _delivery(cmd.delivery),
-        cmd.reason,
-        cmd.at,
-        request=request.id,
-        request_reopened=not others,
-    )
-    return _in_flow(request)
+    left = [d for d in request.deliveries if d["delivery"] != cmd.delivery]
+    return _voided(request, cmd, request_reopened=not left)
 
 
 async def correct_delivery(cmd: CorrectDelivery, load: Loader) -> Decision:
@@ -40,20 +30,18 @@ async def correct_delivery(cmd: CorrectDelivery, load: Loader) -> Decision:
     again = without(request, _delivery(cmd.delivery))
     assert isinstance(again, AidRequest)
     again.deliver(cmd.delivery, cmd.items, cmd.persons_served, cmd.delivered_at)
-    void(
-        request,
-        AidDeliveryVoided,
-        cmd.delivery,
-        _delivery(cmd.delivery),
-        cmd.reason,
-        cmd.at,
-        again.pending,
-        request=request.id,
-    )
-    return _in_flow(request)
+    return _voided(request, cmd, again.pending)
 
 
-def _in_flow(request: AidRequest) -> Decision:
+def _voided(
+    request: AidRequest,
+    cmd: VoidDelivery | CorrectDelivery,
+    replacement: Sequence[NewEvent] = (),
+    request_reopened: bool = False,
+) -> Decision:
+    belongs = _delivery(cmd.delivery)
+    void(request, AidDeliveryVoided, cmd.delivery, belongs, cmd.reason, cmd.at, replacement,
+         request=request.id, request_reopened=request_reopened)  # fmt: skip
     decision = Decision.changed_one(request)
     decision.correlation_id = request.correlation_id  # as every change to a request
     return decision

@@ -6,7 +6,7 @@ on the campaign's version, as a distribution is (`additive`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from services.donation.application.commands import (
     CorrectDistribution,
@@ -19,6 +19,7 @@ from services.donation.application.commands import (
     VoidVolunteersLink,
 )
 from services.donation.domain import Campaign, VolunteerLink
+from shared.contracts.corrections import Voiding
 from shared.contracts.donation import (
     DistributionVoided,
     FundsReceiptVoided,
@@ -30,11 +31,12 @@ from shared.contracts.donation import (
     ProjectOutputVoided,
     VolunteersLinkVoided,
 )
-from shared.contracts.envelope import Event
+from shared.contracts.envelope import Event, NewEvent
 from shared.domain.errors import RuleBroken
 from shared.domain.voids import void, without
 from shared.service.application import Decision, Handler, Loader
 from shared.service.commands import Command
+from shared.service.corrections import Void
 
 
 def _goods(receipt: str) -> Callable[[Event], bool]:
@@ -64,78 +66,58 @@ def _stock_stays_whole(campaign: Campaign) -> None:
             )
 
 
-def _decided(campaign: Campaign) -> Decision:
+def _voided(
+    campaign: Campaign,
+    kind: type[Voiding],
+    fact: str,
+    belongs: Callable[[Event], bool],
+    cmd: Void,
+    replacement: Sequence[NewEvent] = (),
+) -> Decision:
+    """``fact`` voided on its campaign (with ``replacement`` in its place), if the stock
+    that leaves still covers what was handed out."""
+    void(campaign, kind, fact, belongs, cmd.reason, cmd.at, replacement, **campaign._tags())
+    _stock_stays_whole(campaign)
     return Decision.changed_one(campaign)
+
+
+def _again(campaign: Campaign, belongs: Callable[[Event], bool]) -> Campaign:
+    """The campaign without the fact, for its replacement to be decided on by the rules."""
+    again = without(campaign, belongs)
+    assert isinstance(again, Campaign)
+    return again
 
 
 async def void_goods_receipt(cmd: VoidGoodsReceipt, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
-    void(
-        campaign,
-        GoodsReceiptVoided,
-        cmd.receipt,
-        _goods(cmd.receipt),
-        cmd.reason,
-        cmd.at,
-        **campaign._tags(),
-    )
-    _stock_stays_whole(campaign)
-    return _decided(campaign)
+    return _voided(campaign, GoodsReceiptVoided, cmd.receipt, _goods(cmd.receipt), cmd)
 
 
 async def correct_goods_receipt(cmd: CorrectGoodsReceipt, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
-    again = without(campaign, _goods(cmd.receipt))
-    assert isinstance(again, Campaign)
+    again = _again(campaign, _goods(cmd.receipt))
     again.receive_goods(
         cmd.receipt, cmd.donor_kind, cmd.items, cmd.district, cmd.pledge, cmd.received_at
     )
-    void(
-        campaign,
-        GoodsReceiptVoided,
-        cmd.receipt,
-        _goods(cmd.receipt),
-        cmd.reason,
-        cmd.at,
-        again.pending,
-        **campaign._tags(),
+    return _voided(
+        campaign, GoodsReceiptVoided, cmd.receipt, _goods(cmd.receipt), cmd, again.pending
     )
-    _stock_stays_whole(campaign)
-    return _decided(campaign)
 
 
 async def void_funds_receipt(cmd: VoidFundsReceipt, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
-    void(
-        campaign,
-        FundsReceiptVoided,
-        cmd.receipt,
-        _funds(cmd.receipt),
-        cmd.reason,
-        cmd.at,
-        **campaign._tags(),
-    )
-    return _decided(campaign)
+    return _voided(campaign, FundsReceiptVoided, cmd.receipt, _funds(cmd.receipt), cmd)
 
 
 async def correct_funds_receipt(cmd: CorrectFundsReceipt, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
-    again = without(campaign, _funds(cmd.receipt))
-    assert isinstance(again, Campaign)
+    again = _again(campaign, _funds(cmd.receipt))
     again.receive_funds(
         cmd.receipt, cmd.donor_kind, cmd.amount_yuan, cmd.district, cmd.pledge, cmd.received_at
     )
-    void(
-        campaign,
-        FundsReceiptVoided,
-        cmd.receipt,
-        _funds(cmd.receipt),
-        cmd.reason,
-        cmd.at,
-        again.pending,
-        **campaign._tags(),
+    return _voided(
+        campaign, FundsReceiptVoided, cmd.receipt, _funds(cmd.receipt), cmd, again.pending
     )
-    return _decided(campaign)
 
 
 async def void_volunteers_link(cmd: VoidVolunteersLink, load: Loader) -> Decision:
@@ -158,23 +140,15 @@ def _not_an_aid_draw(campaign: Campaign, distribution: str) -> None:
 async def void_distribution(cmd: VoidDistribution, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
     _not_an_aid_draw(campaign, cmd.distribution)
-    void(
-        campaign,
-        DistributionVoided,
-        cmd.distribution,
-        _distribution(cmd.distribution),
-        cmd.reason,
-        cmd.at,
-        **campaign._tags(),
-    )
-    return _decided(campaign)
+    belongs = _distribution(cmd.distribution)
+    return _voided(campaign, DistributionVoided, cmd.distribution, belongs, cmd)
 
 
 async def correct_distribution(cmd: CorrectDistribution, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
     _not_an_aid_draw(campaign, cmd.distribution)
-    again = without(campaign, _distribution(cmd.distribution))
-    assert isinstance(again, Campaign)
+    belongs = _distribution(cmd.distribution)
+    again = _again(campaign, belongs)
     again.distribute(
         cmd.distribution,
         cmd.items,
@@ -185,31 +159,12 @@ async def correct_distribution(cmd: CorrectDistribution, load: Loader) -> Decisi
         cmd.group,
         cmd.distributed_at,
     )
-    void(
-        campaign,
-        DistributionVoided,
-        cmd.distribution,
-        _distribution(cmd.distribution),
-        cmd.reason,
-        cmd.at,
-        again.pending,
-        **campaign._tags(),
-    )
-    return _decided(campaign)
+    return _voided(campaign, DistributionVoided, cmd.distribution, belongs, cmd, again.pending)
 
 
 async def void_project_output(cmd: VoidProjectOutput, load: Loader) -> Decision:
     campaign = await load.one(Campaign, cmd.campaign)
-    void(
-        campaign,
-        ProjectOutputVoided,
-        cmd.output,
-        _output(cmd.output),
-        cmd.reason,
-        cmd.at,
-        **campaign._tags(),
-    )
-    return _decided(campaign)
+    return _voided(campaign, ProjectOutputVoided, cmd.output, _output(cmd.output), cmd)
 
 
 HANDLERS: dict[type[Command], Handler] = {
