@@ -230,10 +230,11 @@ async def stream_lasts(nc: NATS, naming: Naming, sources: Sequence[str]) -> dict
             ) from None
     if missing:
         looked_for = ", ".join(naming.stream(s) for s in sources)
+        if len(missing) < len(sources):
+            looked_for += f"; missing {', '.join(missing)}"
         raise NoKapokStreams(
-            f"no Kapok streams at {_where(nc)}: looked for {looked_for}, missing "
-            f"{', '.join(missing)} (is this Kapok's bus? --data-dir finds that of a running "
-            "`kapok up`, --nats names one)"
+            f"no Kapok streams at {_where(nc)}: looked for {looked_for} (is this Kapok's bus?"
+            " --data-dir finds that of a running `kapok up`, --nats names one)"
         )
     return lasts
 

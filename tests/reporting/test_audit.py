@@ -186,29 +186,33 @@ async def test_kapok_audit_replay_as_a_command(settings: Settings, tmp_path: Pat
 async def test_kapok_audit_replay_on_a_bus_without_kapok_streams_says_so_in_one_line(
     settings: Settings,
 ) -> None:
-    """An unrelated nats-server (here: this one, with streams under another prefix)."""
-    status, out, err = await kapok_audit_replay(settings, KAPOK_STREAM_PREFIX="NOBODY_")
-    assert status == 2 and out == ""
-    assert err.splitlines() == [
-        f"kapok audit replay: no Kapok streams at {settings.nats_url}: looked for "
-        "NOBODY_HOTLINE, NOBODY_AID, NOBODY_DONATION, missing NOBODY_HOTLINE, NOBODY_AID, "
-        "NOBODY_DONATION (is this Kapok's bus? --data-dir finds that of a running `kapok up`, "
-        "--nats names one)"
-    ]
-    status, _, err = await kapok_audit_replay(settings, KAPOK_NATS_URL="nats://127.0.0.1:9")
-    assert status == 2 and len(err.splitlines()) == 1
-    assert err.startswith("kapok audit replay: cannot reach the bus at nats://127.0.0.1:9")
-    # A nats-server without JetStream (as the old one on 4222 of the development machines).
+    """An unrelated nats-server (here: this one, with streams under another prefix), none at
+    the address, and a nats-server without JetStream (as the old one on 4222 of the
+    development machines): each one line and exit 2."""
     port = free_port()
     plain = await asyncio.create_subprocess_exec(
         str(find_binary()), "-a", "127.0.0.1", "-p", str(port)
     )
+    url = f"nats://127.0.0.1:{port}"
     try:
-        url = f"nats://127.0.0.1:{port}"
         await until("the plain nats-server listening", lambda: not port_is_free(port), 10)
-        status, _, err = await kapok_audit_replay(settings, KAPOK_NATS_URL=url)
+        unrelated, nobody, plain_nats = await asyncio.gather(
+            kapok_audit_replay(settings, KAPOK_STREAM_PREFIX="NOBODY_"),
+            kapok_audit_replay(settings, KAPOK_NATS_URL="nats://127.0.0.1:9"),
+            kapok_audit_replay(settings, KAPOK_NATS_URL=url),
+        )
     finally:
         plain.terminate()
         await plain.wait()
+    assert unrelated[:2] == (2, "")
+    assert unrelated[2].splitlines() == [
+        f"kapok audit replay: no Kapok streams at {settings.nats_url}: looked for "
+        "NOBODY_HOTLINE, NOBODY_AID, NOBODY_DONATION (is this Kapok's bus? --data-dir finds "
+        "that of a running `kapok up`, --nats names one)"
+    ]
+    status, _, err = nobody
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith("kapok audit replay: cannot reach the bus at nats://127.0.0.1:9")
+    status, _, err = plain_nats
     assert status == 2 and len(err.splitlines()) == 1
     assert err.startswith(f"kapok audit replay: no JetStream at {url}: looked for the streams")
