@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pydantic import Field
 
 from shared.contracts.corrections import Reason
+from shared.domain.aggregate import Aggregate
+from shared.service.application import Decision
 from shared.service.commands import Command, Happened
 
 
@@ -19,3 +21,10 @@ class Void(Command):
     @property
     def at(self) -> datetime:
         return self.voided_at or datetime.now(UTC)
+
+
+def voided(aggregate: Aggregate) -> Decision:
+    """The answer to a void that took a whole aggregate out (a call, a shift, …): its
+    reference, the reason and its version; its fields are gone with its events."""
+    body = {aggregate.kind: aggregate.id, "voided": aggregate.voided[aggregate.id]}
+    return Decision([aggregate], 200, {**body, "version": aggregate.latest_version})

@@ -36,7 +36,7 @@ from shared.domain.errors import RuleBroken
 from shared.domain.voids import void, without
 from shared.service.application import Decision, Handler, Loader
 from shared.service.commands import Command
-from shared.service.corrections import Void
+from shared.service.corrections import Void, voided
 
 
 def _goods(receipt: str) -> Callable[[Event], bool]:
@@ -123,7 +123,7 @@ async def correct_funds_receipt(cmd: CorrectFundsReceipt, load: Loader) -> Decis
 async def void_volunteers_link(cmd: VoidVolunteersLink, load: Loader) -> Decision:
     link = await load.one(VolunteerLink, cmd.link)
     void(link, VolunteersLinkVoided, link.id, lambda _: True, cmd.reason, cmd.at)
-    return Decision.changed_one(link)
+    return voided(link)
 
 
 def _not_an_aid_draw(campaign: Campaign, distribution: str) -> None:

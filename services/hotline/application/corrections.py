@@ -23,6 +23,7 @@ from shared.contracts.hotline import CallVoided, FollowUpVoided, ReferralVoided,
 from shared.domain.voids import void
 from shared.service.application import Decision, Handler
 from shared.service.commands import Command
+from shared.service.corrections import voided
 
 
 def _whole(_: Event) -> bool:
@@ -33,7 +34,7 @@ def _whole(_: Event) -> bool:
 async def void_call(cmd: VoidCall, load: HotlineLoader) -> Decision:
     call = await load.one(Call, cmd.call)
     void(call, CallVoided, call.id, _whole, cmd.reason, cmd.at)
-    return Decision.changed_one(call)
+    return voided(call)
 
 
 async def correct_call(cmd: CorrectCall, load: HotlineLoader) -> Decision:
@@ -52,7 +53,7 @@ async def correct_call(cmd: CorrectCall, load: HotlineLoader) -> Decision:
 async def void_follow_up(cmd: VoidFollowUp, load: HotlineLoader) -> Decision:
     follow_up = await load.one(FollowUp, cmd.follow_up)
     void(follow_up, FollowUpVoided, follow_up.id, _whole, cmd.reason, cmd.at)
-    return Decision.changed_one(follow_up)
+    return voided(follow_up)
 
 
 async def correct_follow_up(cmd: CorrectFollowUp, load: HotlineLoader) -> Decision:
@@ -79,14 +80,16 @@ async def void_shift(cmd: VoidShift, load: HotlineLoader) -> Decision:
     shift = await load.one(Shift, cmd.shift)
     still_open = shift.is_open
     void(shift, ShiftVoided, shift.id, _whole, cmd.reason, cmd.at)
-    # A shift voided while open no longer holds its worker on duty.
-    return Decision.changed_one(shift, guards.end_shift(shift.id) if still_open else None)
+    decision = voided(shift)
+    if still_open:  # a shift voided while open no longer holds its worker on duty
+        decision.in_transaction = guards.end_shift(shift.id)
+    return decision
 
 
 async def void_referral(cmd: VoidReferral, load: HotlineLoader) -> Decision:
     referral = await load.one(Referral, cmd.referral)
     void(referral, ReferralVoided, referral.id, _whole, cmd.reason, cmd.at)
-    return Decision.changed_one(referral)
+    return voided(referral)
 
 
 HANDLERS: dict[type[Command], Handler] = {
