@@ -36,13 +36,18 @@ class Row:
         return [f"{head}  {self.detail}".rstrip(), *(f"    - {p}" for p in self.problems)]
 
 
-async def nats_row(url: str, pid: object) -> Row:
-    from shared.bus.embedded import NatsStartError, NotReady, probe
+async def nats_row(url: str, pid: object, data_dir: Path) -> Row:
+    from shared.bus.auth import AUDITOR, Keyring
+    from shared.bus.embedded import NatsStartError, NotReady, ServerAuth, probe
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+    # `kapok up`'s server takes no anonymous connection: the auditor's identity, which may
+    # look and change nothing, if the data directory has its seed.
+    seed = Keyring.of(data_dir).seed_path(AUDITOR)
+    signed = ServerAuth("", seed, AUDITOR) if seed.is_file() else None
     try:
-        status = await asyncio.to_thread(probe, host, port, TIMEOUT_S)
+        status = await asyncio.to_thread(probe, host, port, TIMEOUT_S, signed)
     except (NotReady, NatsStartError, OSError) as error:
         return Row("nats-server", "down", pid, url, problems=[str(error)])
     streams = status.jetstream.get("streams")
@@ -76,11 +81,11 @@ def _detail(body: dict[str, Any]) -> str:
     return ", ".join(said)
 
 
-async def rows(up: dict[str, Any]) -> list[Row]:
+async def rows(up: dict[str, Any], data_dir: Path) -> list[Row]:
     pids = up.get("services") or {}
     asked = [service_row(n, int(p), pids.get(n)) for n, p in (up.get("ports") or {}).items()]
     if up.get("nats_url"):
-        asked.insert(0, nats_row(str(up["nats_url"]), up.get("nats")))
+        asked.insert(0, nats_row(str(up["nats_url"]), up.get("nats"), data_dir))
     return list(await asyncio.gather(*asked))
 
 
@@ -92,7 +97,7 @@ def run(data_dir: Path) -> int:
         print(f"kapok status: no `kapok up` runs on {data_dir} (no live {data_dir}/up.json)")
         return 2
     print(f"kapok status: {data_dir.resolve()} (kapok up pid {up.get('up')})")
-    found = asyncio.run(rows(up))
+    found = asyncio.run(rows(up, data_dir))
     for row in found:
         print("\n".join(row.lines()))
     return 0 if all(row.status == "ok" for row in found) else 1
