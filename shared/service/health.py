@@ -243,8 +243,8 @@ def register(app: FastAPI, health: Health) -> None:
         summary="Readiness: the database, NATS, the relay, the consumers, background tasks",
         operation_id="health",
         responses={
-            200: {"description": 'ready: status "ok" or "degraded" (problems name why)'},
-            503: {"description": 'not ready: status "down" (problems name why)'},
+            200: _documented('ready: status "ok" or "degraded" (problems name why)'),
+            503: _documented('not ready: status "down" (problems name why)'),
         },
     )
     register_live(app)
@@ -257,8 +257,31 @@ def register_live(app: FastAPI) -> None:
         return JSONResponse({"status": "ok", "live": True})
 
     app.add_api_route(
-        LIVE, live, methods=["GET"], summary="Liveness: the process answers", operation_id="live"
+        LIVE,
+        live,
+        methods=["GET"],
+        summary="Liveness: the process answers",
+        operation_id="live",
+        responses={200: _documented("the process answers")},
     )
+
+
+# What the OpenAPI documents say of a health answer: the head every one has; the parts (database,
+# nats, relay, consumers, tasks) are there when the process has them.
+_HEALTH = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+        "ready": {"type": "boolean"},
+        "live": {"type": "boolean"},
+        "problems": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _HEALTH}}}
 
 
 def answer_outages(app: FastAPI) -> None:
