@@ -118,10 +118,10 @@ class Health:
             async with asyncio.timeout(self.timeout), self.db.read() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as error:  # whatever it is, the database did not answer
-            if unreachable(error):
-                DATABASE.failed(error)
-            why = DATABASE.last_error if unreachable(error) else f"{type(error).__name__}"
-            verdict.down.append(f"database: unreachable ({why})")
+            if away := unreachable(error):
+                DATABASE.failed(error)  # the outage's one log line, if it is the first sign
+            why = DATABASE.last_error if away else f"{type(error).__name__}: {error}"[:300]
+            verdict.down.append(f"database: {'unreachable' if away else 'failed'} ({why})")
             return {"reachable": False, "error": why, "since": _iso(DATABASE.since)}
         DATABASE.ok()
         return {"reachable": True, "ms": round((time.perf_counter() - began) * 1000, 1)}
@@ -161,15 +161,13 @@ class Health:
     async def _consumers(self, verdict: Verdict) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for runner in self.runners:
-            fresh = True
-            if self.link is None or self.link.connected:
+            fresh = self.link is None or self.link.connected  # else the lag as last seen
+            if fresh:
                 try:
                     async with asyncio.timeout(self.timeout):
                         await runner.refresh_lag()
                 except Exception:  # the bus did not answer: the lag as last seen
                     fresh = False
-            else:
-                fresh = False
             sources: dict[str, Any] = {}
             for source, s in runner.stats.items():
                 where = f"consumer {runner.name} on {source}"
