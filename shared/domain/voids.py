@@ -17,7 +17,7 @@ from typing import Any
 from shared.contracts.corrections import Recorded, Voiding
 from shared.contracts.envelope import Event, NewEvent
 from shared.domain.aggregate import Aggregate
-from shared.domain.errors import InvalidInput, NotFound, RuleBroken
+from shared.domain.errors import NotFound, RuleBroken
 
 VOIDS_ONCE = "a_fact_is_voided_once"
 
@@ -42,9 +42,9 @@ def void(
     )
     if not standing:
         raise NotFound(fact)
-    if at < standing[0].at:
-        raise InvalidInput(
-            "voided_at", f"before {fact} was recorded ({standing[0].at.isoformat()})"
+    if at < standing[0].at:  # a time-order refusal: a rule, as everywhere
+        raise RuleBroken(
+            "void_follows_its_fact", f"{fact} happened at {standing[0].at.isoformat()}"
         )
     aggregate.record(
         kind(
