@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -42,12 +43,14 @@ def _whole(value: Any) -> Any:
     return value
 
 
+# The bounds first: the validator after them wraps them (runs before), and they stay in the
+# JSON schema as minimum and maximum.
 Whole = BeforeValidator(_whole)
-CallSeconds = Annotated[int, Whole, Field(ge=0, le=MAX_CALL_SECONDS, strict=True)]
-ShiftMinutes = Annotated[int, Whole, Field(ge=0, le=MAX_SHIFT_MINUTES, strict=True)]
-Persons = Annotated[int, Whole, Field(ge=1, le=MAX_PERSONS, strict=True)]
-Volunteers = Annotated[int, Whole, Field(ge=1, le=MAX_VOLUNTEERS, strict=True)]
-Recipients = Annotated[int, Whole, Field(ge=1, le=MAX_RECIPIENTS, strict=True)]
+CallSeconds = Annotated[int, Field(ge=0, le=MAX_CALL_SECONDS, strict=True), Whole]
+ShiftMinutes = Annotated[int, Field(ge=0, le=MAX_SHIFT_MINUTES, strict=True), Whole]
+Persons = Annotated[int, Field(ge=1, le=MAX_PERSONS, strict=True), Whole]
+Volunteers = Annotated[int, Field(ge=1, le=MAX_VOLUNTEERS, strict=True), Whole]
+Recipients = Annotated[int, Field(ge=1, le=MAX_RECIPIENTS, strict=True), Whole]
 
 
 def decimal_pattern(digits: int, places: int, *, positive: bool) -> str:
@@ -64,10 +67,11 @@ def decimal_pattern(digits: int, places: int, *, positive: bool) -> str:
 
 def _exact(highest: Decimal, *, positive: bool, example: str, on_the_bus: str) -> tuple[Any, ...]:
     """The metadata of an exact decimal type up to ``highest`` (all nines), for
-    ``Annotated[Decimal, *_exact(...)]``: the input check (a decimal string as the pattern says,
-    or an integer: never a float, which has already lost exactness, and never "", "abc",
-    "1e30" or "NaN", which `Decimal` would take or choke on), the bounds, the places check
-    (for values made in Python), and the JSON schemas of the input and of the bus's bytes."""
+    ``Annotated[Decimal, *_exact(...)]``: the input check (in JSON a decimal string as the
+    pattern says, never a number, which may have lost exactness, and never "", "abc", "1e30" or
+    "NaN", which `Decimal` would take or choke on; in Python also an integer or a Decimal),
+    the bounds, the places check (for values made in Python), and the JSON schemas of the
+    input and of the bus's bytes."""
     whole, _, fraction = str(highest).partition(".")
     digits, places = len(whole), len(fraction)
     pattern = decimal_pattern(digits, places, positive=positive)
@@ -75,15 +79,19 @@ def _exact(highest: Decimal, *, positive: bool, example: str, on_the_bus: str) -
     least = "above 0" if positive else "from 0"
     rule = f"a decimal string with at most {places} places, {least} to {highest}, e.g. {example}"
 
-    def parse(value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError(f"must be {rule}, never a float (it has lost exactness)")
+    def parse(value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
             if not matches(value):
                 raise ValueError(f"must be {rule}")
             return Decimal(value)
+        if info.mode == "json":
+            # In JSON a number is refused whatever it is: 3100.0 and 3100 are one number to
+            # JSON Schema, and a float has already lost exactness.
+            raise ValueError(f"must be {rule}, a string, never a number")
+        if isinstance(value, float):
+            raise ValueError(f"must be {rule}, never a float (it has lost exactness)")
         if isinstance(value, int) and not isinstance(value, bool):
-            return Decimal(value)
+            return Decimal(value)  # made in Python: an integer is exact
         return value
 
     def within_places(value: Decimal) -> Decimal:
@@ -92,10 +100,9 @@ def _exact(highest: Decimal, *, positive: bool, example: str, on_the_bus: str) -
         return value
 
     schema = {
-        "anyOf": [
-            {"type": "string", "pattern": pattern, "maxLength": digits + 1 + places},
-            {"type": "integer", "minimum": 1 if positive else 0, "maximum": int(whole)},
-        ],
+        "type": "string",
+        "pattern": pattern,
+        "maxLength": digits + 1 + places,
         "description": rule,
     }
     bus = {"type": "string", "format": "decimal", "description": on_the_bus}

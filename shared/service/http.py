@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from shared.contracts.types import Actor, Ref
 from shared.domain.aggregate import Aggregate
@@ -102,12 +103,26 @@ def build_app(
 
 
 async def http_error(request: Request, error: Exception) -> Response:
-    """Starlette's own refusals (no such route: 404; no such method: 405, with its Allow
-    header) in Kapok's error shape."""
+    """Starlette's own refusals (no such route: 404; no such method: 405, with an Allow
+    header naming every method of the path) in Kapok's error shape."""
     assert isinstance(error, HTTPException)
     detail = {"resource": request.url.path} if error.status_code == 404 else {}
     reply = Refused(error.status_code, str(error.detail).lower(), **detail).reply
-    return Response(reply.body, reply.status, error.headers, media_type=JSON)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        # Starlette names the methods of the first route of the path only; a path can have
+        # two (POST /requests opens one, GET /requests looks referrals up).
+        headers["Allow"] = ", ".join(sorted(_methods_of(request)))
+    return Response(reply.body, reply.status, headers, media_type=JSON)
+
+
+def _methods_of(request: Request) -> set[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return methods
 
 
 async def read_body(request: Request, limit: int) -> bytes | None:

@@ -37,7 +37,8 @@ async def handle(
         key = _header(headers, IDEMPOTENCY_KEY)
         if key is not None and not 1 <= len(key) <= MAX_KEY:
             raise Refused(422, f"at most {MAX_KEY} characters", field=IDEMPOTENCY_KEY)
-        actor = _header(headers, ACTOR) or SYSTEM
+        given = _header(headers, ACTOR)
+        actor = SYSTEM if given is None else given  # an empty one is not the default
         try:
             if actor is not SYSTEM:  # the default needs no validating
                 _actor.validate_python(actor)

@@ -43,7 +43,7 @@ class LaunchCampaign(Command):
     title: Label
     districts: Districts
     starts_on: PlannedDay
-    ends_on: PlannedDay | None = None
+    ends_on: PlannedDay | None = Field(default=None, description="on or after starts_on")
     launched_at: Happened
 
     @model_validator(mode="after")

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.reporting.domain.report import figures
-from services.reporting.entrypoints.http import Reporting, parse_day
+from services.reporting.entrypoints.http import REFUSED, DayOrInstant, Reporting, parse_day
 
 STATIC = Path(__file__).parent / "static"
 SERVICES = ("calls_received", "follow_ups_completed")  # services given = the two together
@@ -35,9 +35,9 @@ def register(app: FastAPI, reporting: Reporting) -> None:
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "dashboard.html", media_type="text/html; charset=utf-8")
 
-    @app.get("/api/dashboard")
-    async def data(as_of: str | None = None) -> JSONResponse:
-        day = parse_day(as_of) if as_of else None
+    @app.get("/api/dashboard", responses=REFUSED)
+    async def data(as_of: DayOrInstant = None) -> JSONResponse:
+        day = parse_day(as_of) if as_of is not None else None
 
         async def services_by(by: str) -> list[list[Any]]:
             """Services given summed by one dimension, as [[value, sum], …]."""
@@ -53,7 +53,11 @@ def register(app: FastAPI, reporting: Reporting) -> None:
             }
         )
 
-    @app.get("/api/stream")
+    @app.get(
+        "/api/stream",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "figures events"}},
+    )
     async def stream(request: Request) -> StreamingResponse:
         return StreamingResponse(
             _figures(request, reporting),

@@ -13,9 +13,9 @@ import io
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from services.reporting.adapters.counters import GROUPABLE, CounterStore
@@ -24,10 +24,26 @@ from services.reporting.domain.report import report, revision_view
 from services.reporting.entrypoints.metrics import render
 from shared.consumer import ConsumerRunner
 from shared.service.health import Health, answer_outages, register_live
+from shared.service.http import ERROR, JSON
 
 
 class BadRequest(ValueError):
     pass
+
+
+# What the OpenAPI document says of the query: declarations only, parse_day and parse_instant
+# check them (and refuse with 422 in the error shape, never FastAPI's own).
+_DAY_OR_INSTANT = {
+    "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
+    "description": "a day (2020-03-07) or an instant with its offset",
+}
+_INSTANT = {"type": "string", "format": "date-time", "description": "an instant with its offset"}
+DayOrInstant = Annotated[str | None, Query(json_schema_extra=_DAY_OR_INSTANT)]
+Instant = Annotated[str | None, Query(json_schema_extra=_INSTANT)]
+REPORT_FORMATS = {"text/csv": {}, "text/html": {}}  # besides JSON, by ``format``
+REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"description": "a bad query; `error` says which", "content": {JSON: {"schema": ERROR}}}
+}
 
 
 def parse_day(text: str, name: str = "as_of") -> date:
@@ -117,14 +133,17 @@ def build_app(reporting: Reporting) -> FastAPI:
             }
         )
 
-    @app.get("/api/report")
+    @app.get("/api/report", responses={200: {"content": REPORT_FORMATS}, **REFUSED})
     async def get_report(
-        as_of: str | None = None, format: str = "json", known_at: str | None = None
+        as_of: DayOrInstant = None,
+        format: Annotated[str, Query(json_schema_extra={"enum": ["json", "csv", "html"]})] = "json",
+        known_at: Instant = None,
     ) -> Response:
         """``known_at``: an instant; the report as it stood then (corrections made since
         undone), as `kapok audit replay --known-at` replays it."""
-        day = parse_day(as_of) if as_of else None
-        known = parse_instant(known_at, "known_at") if known_at else None
+        # An empty value is a malformed one (422), not an absent one.
+        day = parse_day(as_of) if as_of is not None else None
+        known = parse_instant(known_at, "known_at") if known_at is not None else None
         body = await reporting.report_as_of(day, known)
         if format == "json":
             return JSONResponse(body)
@@ -134,13 +153,13 @@ def build_app(reporting: Reporting) -> FastAPI:
             return HTMLResponse(_html(body))
         raise BadRequest("format: one of json, csv, html")
 
-    @app.get("/api/revisions")
-    async def get_revisions(as_of: str | None = None, since: str | None = None) -> JSONResponse:
+    @app.get("/api/revisions", responses=REFUSED)
+    async def get_revisions(as_of: DayOrInstant = None, since: Instant = None) -> JSONResponse:
         """The voids and corrections that changed a figure on a day up to ``as_of`` (a date
         or an instant), recorded after the instant ``since`` (e.g. when the report was
         published): what (type, fact, figures changed), when, who (the actor) and why."""
-        day = parse_day(as_of) if as_of else None
-        after = parse_instant(since, "since") if since else None
+        day = parse_day(as_of) if as_of is not None else None
+        after = parse_instant(since, "since") if since is not None else None
         rows = await reporting.store.revisions(day, after)
         return JSONResponse(
             {
@@ -166,7 +185,7 @@ def build_app(reporting: Reporting) -> FastAPI:
     register_live(app)
     answer_outages(app)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
         runner = reporting.runner
         if runner is not None:
