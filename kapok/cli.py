@@ -22,6 +22,10 @@ def run_service(name: str, host: str, port: int | None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     module = importlib.import_module(f"services.{name}.main")
+    from kapok.identities import sign_in_from
+
+    # Beside a `kapok nats` or `kapok up` on the same data directory: as its own identity.
+    sign_in_from(Settings().data_dir, name)
     # Ctrl-C before the HTTP server took the signal over: the service cleaned up already.
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(module.serve(Settings(), host, port or module.DEFAULT_PORT))
@@ -149,9 +153,11 @@ def run_command(argv: Sequence[str]) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "nats":
+        from kapok.identities import foreground_auth
         from shared.bus.embedded import run_foreground
 
-        return run_foreground(port=args.port, data_dir=args.data_dir, sync=args.sync)
+        auth, provision_streams = foreground_auth(args.data_dir)
+        return run_foreground(args.port, args.data_dir, args.sync, auth, provision_streams)
     if args.command == "asyncapi":
         from kapok.asyncapi import write_document
 

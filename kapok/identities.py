@@ -4,7 +4,9 @@ every service's consumers."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from services.donation.entrypoints.deliveries import CONSUMER as DONATION_READS_
 from services.reporting.adapters.kv import bucket_name, open_bucket
 from services.reporting.adapters.tables import CONSUMER as REPORTING_READS_ALL
 from shared.bus.auth import ADMIN, Bus, Keyring, Reader, authorization_block
-from shared.bus.embedded import ServerAuth
+from shared.bus.embedded import EmbeddedNats, ServerAuth
 from shared.bus.naming import Naming
 from shared.runtime import connect_options, provision
 from shared.settings import PRODUCERS, Settings
@@ -79,3 +81,19 @@ def sign_in_options(data_dir: Path, identity: str) -> dict[str, Any]:
     """nats-py's connect options for ``identity`` of the `kapok up` on ``data_dir``, for a
     tool or a test reading its bus (an auditor's: `AUDITOR`)."""
     return connect_options(signed_in_as(Settings(), Keyring.of(data_dir), identity), identity)
+
+
+def foreground_auth(
+    data_dir: Path | None,
+) -> tuple[ServerAuth, Callable[[EmbeddedNats], None]]:
+    """`kapok nats`: the embedded server with Kapok's identities, as under `kapok up`, and the
+    streams provisioned as the administrator once it answers (`kapok serve <service>` on the
+    same data directory then signs in as the service)."""
+    settings = Settings()
+    keyring = Keyring.of(data_dir or settings.data_dir)
+
+    def provision_streams(server: EmbeddedNats) -> None:
+        on = settings.model_copy(update={"nats_url": server.url})
+        asyncio.run(provision_as_admin(signed_in_as(on, keyring, ADMIN)))
+
+    return embedded_auth(keyring, Naming.of(settings)), provision_streams

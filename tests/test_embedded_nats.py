@@ -17,10 +17,12 @@ from pathlib import Path
 import nats
 import pytest
 
+from kapok.identities import foreground_auth
 from shared.bus.embedded import (
     BINARY_ENV,
     DataDirInUseError,
     EmbeddedNats,
+    NotReady,
     PortInUseError,
     find_binary,
     parse_version,
@@ -247,7 +249,10 @@ def test_kapok_nats_runs_until_stopped(tmp_path: Path, how: str) -> None:
         assert "ready on nats://127.0.0.1:" in line, line
         server_pid = int(line.split("(pid ", 1)[1].split(")", 1)[0])
         port = int(line.split("nats://127.0.0.1:", 1)[1].split(",", 1)[0])
-        probe("127.0.0.1", port)
+        # Only Kapok's identities get in, as under `kapok up`: the administrator's probe does.
+        with pytest.raises(NotReady, match="Authorization Violation"):
+            probe("127.0.0.1", port)
+        probe("127.0.0.1", port, server_auth=foreground_auth(tmp_path)[0])
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)
         else:

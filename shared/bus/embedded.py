@@ -605,8 +605,15 @@ class _Stop(Exception):
     """SIGTERM to `kapok nats`: stop like Ctrl-C does."""
 
 
-def run_foreground(port: int, data_dir: Path | None, sync: str | None) -> int:
+def run_foreground(
+    port: int,
+    data_dir: Path | None,
+    sync: str | None,
+    server_auth: ServerAuth | None = None,
+    ready: Callable[[EmbeddedNats], None] | None = None,
+) -> int:
     """``kapok nats``: run the server with its log on the terminal until Ctrl-C or SIGTERM.
+    ``server_auth``: who may connect; ``ready``: what to do once it answers (provisioning).
 
     Exit codes: 0 after a requested stop, 2 when the port or the data directory is taken,
     1 when the server could not start, the server's own code when it exits by itself.
@@ -621,6 +628,7 @@ def run_foreground(port: int, data_dir: Path | None, sync: str | None) -> int:
         port=port,
         sync="always" if chosen_sync == "always" else "default",
         log_to_terminal=True,
+        server_auth=server_auth,
     )
 
     def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
@@ -644,6 +652,12 @@ def run_foreground(port: int, data_dir: Path | None, sync: str | None) -> int:
         except (NatsStartError, FileNotFoundError) as exc:
             print(f"kapok nats: {exc}", file=sys.stderr)
             return 1
+        if ready is not None:
+            try:
+                ready(server)
+            except Exception as exc:  # its message names what is wrong: say it and stop
+                print(f"kapok nats: {exc!r}", file=sys.stderr)
+                return 1
         store = server.nats_dir.resolve()
         print(
             f"kapok nats: nats-server {server.status.version if server.status else '?'} "
