@@ -53,6 +53,10 @@ log = logging.getLogger("kapok.service")
 READY = "/api/health"
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
 def _iso(moment: float | None) -> str | None:
     return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()
 
@@ -173,9 +177,11 @@ class Health:
                 where = f"consumer {runner.name} on {source}"
                 if s.dead_letters:
                     last = s.last_dead_letter or "see the DEADLETTER stream"
-                    verdict.degraded.append(f"{where}: {s.dead_letters} dead letters ({last})")
+                    counted = _count(s.dead_letters, "dead letter")
+                    verdict.degraded.append(f"{where}: {counted}, not counted here ({last})")
                 if s.chain_breaks:
-                    verdict.degraded.append(f"{where}: {s.chain_breaks} hash-chain breaks")
+                    breaks = _count(s.chain_breaks, "hash-chain break")
+                    verdict.degraded.append(f"{where}: {breaks}, not folded")
                 if self.ready_lag is not None and s.lag > self.ready_lag:
                     verdict.down.append(f"{where}: {s.lag} events behind")
                 if (still := self._stalled(runner.name, source, s.checkpoint, s.lag)) is not None:

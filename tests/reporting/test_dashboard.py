@@ -204,7 +204,7 @@ async def test_the_dashboard_says_so_above_the_figures_when_reporting_is_degrade
                             "return b.hidden ? '' : b.textContent"
                         ),
                     )
-                    assert "may be incomplete" in banner and "1 dead letters" in banner, banner
+                    assert "may be incomplete" in banner and "1 dead letter," in banner, banner
                     assert text(page, "fig-services_given") == "1"  # the figures stay shown
 
 
