@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from harness import waits
 from harness.waits import free_port
-from reporting_parts import caught_up, producers
+from reporting_parts import Producers, caught_up, producers
 from reporting_stories import HUALIN, at, call, follow_up_done
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -74,6 +74,20 @@ async def served(parts: Running) -> AsyncIterator[str]:
         task.cancel()
 
 
+@contextlib.asynccontextmanager
+async def dashboard_open(
+    settings: Settings, tmp_path: Path, bus: Producers
+) -> AsyncIterator[tuple[Running, WebDriver]]:
+    """Reporting caught up with what ``bus`` published, served, and its dashboard open in
+    Chromium."""
+    async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
+        await caught_up(parts, await bus.heads())
+        async with served(parts) as base:
+            with chromium() as page:
+                await asyncio.to_thread(page.get, base + "/")
+                yield parts, page
+
+
 @contextlib.contextmanager
 def chromium() -> Iterator[WebDriver]:
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
@@ -124,60 +138,56 @@ async def test_a_call_recorded_on_the_bus_appears_on_the_open_dashboard(
         await bus.record("hotline", [call(i, at(1 + i)) for i in range(3)])
         await bus.record("hotline", [call(3, at(2), group="child", place=HUALIN)])
         await bus.record("hotline", [follow_up_done(1, at(3))])
-        async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
+        async with dashboard_open(settings, tmp_path, bus) as (parts, page):
+            # 3 + 1 calls and a follow-up: five services, one of them tracked
+            await until("services given 5", lambda: text(page, "fig-services_given") == "5")
+            assert text(page, "fig-tracked_services") == "1"
+            await until("live", lambda: "Live" in text(page, "status"))
+            district = await until("district chart", lambda: text(page, "by-district"))
+            assert "海珠 Haizhu" in district and "荔湾 Liwan" in district
+            group = text(page, "by-group")
+            assert "独居长者" in group and "困境儿童 Children" in group
+            # three days of services drawn as bars: 1, 2+1 and 1+1 on 1-3 March
+            bars = page.execute_script(
+                "return [...document.querySelectorAll('#per-day rect title')]"
+                ".map(t => t.textContent)"
+            )
+            assert bars == ["2020-03-01: 1", "2020-03-02: 2", "2020-03-03: 2"]
+            assert "2020-03-03: 5" in text(page, "cumulative")
+
+            # A mark that a reload would wipe out.
+            await asyncio.to_thread(page.execute_script, "window.kapokMark = 42")
+            await bus.record("hotline", [call(10, at(4)), call(11, at(4))])
+            await until("services given 7", lambda: text(page, "fig-services_given") == "7")
+            assert page.execute_script("return window.kapokMark") == 42, "page reloaded"
+            await until(
+                "the new day in the chart",
+                lambda: "2020-03-04: 7" in text(page, "cumulative"),
+            )
+
+            # The as-of picker: the figures as of 2 March.
+            await asyncio.to_thread(
+                page.execute_script,
+                "const i = document.getElementById('as-of'); i.value = '2020-03-02';"
+                "i.dispatchEvent(new Event('change'));",
+            )
+            await until("as of 2 March", lambda: text(page, "fig-services_given") == "3")
+            assert text(page, "shown-as-of") == "2020-03-02"
+            # A call of 5 March moves nothing as of 2 March: once the page has
+            # loaded and drawn the figures again for it …
+            await asyncio.to_thread(page.execute_script, COUNT_LOADS)
+            await bus.record("hotline", [call(12, at(5))])
             await caught_up(parts, await bus.heads())
-            async with served(parts) as base:
-                with chromium() as page:
-                    await asyncio.to_thread(page.get, base + "/")
-                    # 3 + 1 calls and a follow-up: five services, one of them tracked
-                    await until("services given 5", lambda: text(page, "fig-services_given") == "5")
-                    assert text(page, "fig-tracked_services") == "1"
-                    await until("live", lambda: "Live" in text(page, "status"))
-                    district = await until("district chart", lambda: text(page, "by-district"))
-                    assert "海珠 Haizhu" in district and "荔湾 Liwan" in district
-                    group = text(page, "by-group")
-                    assert "独居长者" in group and "困境儿童 Children" in group
-                    # three days of services drawn as bars: 1, 2+1 and 1+1 on 1-3 March
-                    bars = page.execute_script(
-                        "return [...document.querySelectorAll('#per-day rect title')]"
-                        ".map(t => t.textContent)"
-                    )
-                    assert bars == ["2020-03-01: 1", "2020-03-02: 2", "2020-03-03: 2"]
-                    assert "2020-03-03: 5" in text(page, "cumulative")
-
-                    # A mark that a reload would wipe out.
-                    await asyncio.to_thread(page.execute_script, "window.kapokMark = 42")
-                    await bus.record("hotline", [call(10, at(4)), call(11, at(4))])
-                    await until("services given 7", lambda: text(page, "fig-services_given") == "7")
-                    assert page.execute_script("return window.kapokMark") == 42, "page reloaded"
-                    await until(
-                        "the new day in the chart",
-                        lambda: "2020-03-04: 7" in text(page, "cumulative"),
-                    )
-
-                    # The as-of picker: the figures as of 2 March.
-                    await asyncio.to_thread(
-                        page.execute_script,
-                        "const i = document.getElementById('as-of'); i.value = '2020-03-02';"
-                        "i.dispatchEvent(new Event('change'));",
-                    )
-                    await until("as of 2 March", lambda: text(page, "fig-services_given") == "3")
-                    assert text(page, "shown-as-of") == "2020-03-02"
-                    # A call of 5 March moves nothing as of 2 March: once the page has
-                    # loaded and drawn the figures again for it …
-                    await asyncio.to_thread(page.execute_script, COUNT_LOADS)
-                    await bus.record("hotline", [call(12, at(5))])
-                    await caught_up(parts, await bus.heads())
-                    await until(
-                        "the page drew the figures again after the call",
-                        lambda: page.execute_script(
-                            "return window.kapokAsked > 0 && window.kapokDrawn >= window.kapokAsked"
-                        ),
-                    )
-                    assert text(page, "fig-services_given") == "3"
-                    # … and back to live it counts.
-                    await asyncio.to_thread(page.find_element("id", "live").click)
-                    await until("live again", lambda: text(page, "fig-services_given") == "8")
+            await until(
+                "the page drew the figures again after the call",
+                lambda: page.execute_script(
+                    "return window.kapokAsked > 0 && window.kapokDrawn >= window.kapokAsked"
+                ),
+            )
+            assert text(page, "fig-services_given") == "3"
+            # … and back to live it counts.
+            await asyncio.to_thread(page.find_element("id", "live").click)
+            await until("live again", lambda: text(page, "fig-services_given") == "8")
 
 
 async def test_the_dashboard_says_so_above_the_figures_when_reporting_is_degraded(
@@ -185,27 +195,23 @@ async def test_the_dashboard_says_so_above_the_figures_when_reporting_is_degrade
 ) -> None:
     async with producers(settings, tmp_path) as bus:
         await bus.record("hotline", [call(1, at(1))])
-        async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
-            await caught_up(parts, await bus.heads())
-            async with served(parts) as base:
-                with chromium() as page:
-                    await asyncio.to_thread(page.get, base + "/")
-                    await until("services given 1", lambda: text(page, "fig-services_given") == "1")
-                    # Given all is well, no banner;
-                    assert page.execute_script("return document.getElementById('health').hidden")
-                    # when a stranger's message on the hotline's subjects is dead-lettered,
-                    stray = Naming.of(settings).event_subject("hotline", "Oops")
-                    await bus.nc.publish(stray, b"hello")
-                    # then the open page says the figures may be incomplete, and why.
-                    banner = await until(
-                        "the degraded banner",
-                        lambda: page.execute_script(
-                            "const b = document.getElementById('health');"
-                            "return b.hidden ? '' : b.textContent"
-                        ),
-                    )
-                    assert "may be incomplete" in banner and "1 dead letter," in banner, banner
-                    assert text(page, "fig-services_given") == "1"  # the figures stay shown
+        async with dashboard_open(settings, tmp_path, bus) as (_, page):
+            await until("services given 1", lambda: text(page, "fig-services_given") == "1")
+            # Given all is well, no banner;
+            assert page.execute_script("return document.getElementById('health').hidden")
+            # when a stranger's message on the hotline's subjects is dead-lettered,
+            stray = Naming.of(settings).event_subject("hotline", "Oops")
+            await bus.nc.publish(stray, b"hello")
+            # then the open page says the figures may be incomplete, and why.
+            banner = await until(
+                "the degraded banner",
+                lambda: page.execute_script(
+                    "const b = document.getElementById('health');"
+                    "return b.hidden ? '' : b.textContent"
+                ),
+            )
+            assert "may be incomplete" in banner and "1 dead letter," in banner, banner
+            assert text(page, "fig-services_given") == "1"  # the figures stay shown
 
 
 async def test_the_dashboard_is_served_whole_by_kapok_with_no_outside_asset(
