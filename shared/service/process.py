@@ -114,7 +114,8 @@ async def serve(
         tasks.append(asyncio.create_task(relay.run(), name=f"{name}-relay"))
         for make in consumers:
             runners.append(runner := make(nc))
-            consuming.append(asyncio.create_task(runner.run(), name=f"{name}-{runner.name}"))
+            # Named as the durable (aid-referrals, …): what health and the logs call it.
+            consuming.append(asyncio.create_task(runner.run(), name=runner.name))
         tasks += consuming
         for index, run in enumerate(background):
             tasks.append(asyncio.create_task(run(nc), name=f"{name}-background-{index}"))

@@ -64,7 +64,7 @@ async def test_health_names_each_part_and_a_stopped_relay_makes_the_service_not_
             assert body["relay"]["stopped"] is None and body["relay"]["lag"] == 0
             referrals = body["consumers"]["aid-referrals"]["hotline"]
             assert referrals["dead_letters"] == 0 and referrals["chain_breaks"] == 0
-            assert body["tasks"] == {"aid-relay": "running", "aid-aid-referrals": "running"}
+            assert body["tasks"] == {"aid-relay": "running", "aid-referrals": "running"}
             assert (await http.get("/api/health/live")).json() == {"status": "ok", "live": True}
 
             # When a stranger publishes on the aid stream's subjects while its relay is idle,
