@@ -10,12 +10,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from asyncpg.exceptions import AdminShutdownError, CannotConnectNowError
 from harness.private_postgres import private_postgres
 from harness.processes import free_port, serve, serve_env, stop, until_answering, wait_for
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from shared.service.replies import unreachable
 from shared.settings import Settings
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 PLACE = {
     "district": "haizhu",
@@ -26,6 +29,7 @@ PLACE = {
 OPEN = {"place": PLACE, "opened_at": "2020-01-25T09:00:00+08:00"}
 
 
+@pytest.mark.asyncio(loop_scope="session")
 async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -86,3 +90,26 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
         assert text.count("the database cannot be reached") == 1, text
         assert text.count("the database is back after") == 1, text
         assert "Traceback" not in text, text
+
+
+def test_what_counts_as_the_database_away_and_what_does_not() -> None:
+    def wrapped(error: Exception) -> Exception:
+        outer = OperationalError("SELECT 1", {}, error)
+        outer.__cause__ = error
+        return outer
+
+    away = [
+        ConnectionRefusedError(111, "Connect call failed"),
+        ConnectionResetError("Connection lost"),
+        TimeoutError(),
+        AdminShutdownError("terminating connection due to administrator command"),
+        CannotConnectNowError("the database system is starting up"),
+        wrapped(OSError("could not connect")),
+    ]
+    assert [unreachable(error) for error in away] == [True] * len(away)
+    wrong = [
+        IntegrityError("INSERT", {}, ValueError("duplicate key")),
+        FileNotFoundError("static/missing.js"),
+        ValueError("not a date"),
+    ]
+    assert [unreachable(error) for error in wrong] == [False] * len(wrong)
