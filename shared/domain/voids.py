@@ -94,3 +94,13 @@ def without(aggregate: Aggregate, belongs: Callable[[Event], bool]) -> Aggregate
             fresh.apply(data, at)
     fresh.version, fresh.voided = aggregate.version, dict(aggregate.voided)
     return fresh
+
+
+def voided_view(aggregate: Aggregate) -> dict[str, Any]:
+    """What is left to show of a whole aggregate voided with nothing in its place (a call, a
+    shift, …): its reference, the reason and its version; its fields left with its events."""
+    return {
+        aggregate.kind: aggregate.id,
+        "voided": aggregate.voided[aggregate.id],
+        "version": aggregate.latest_version,
+    }

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.contracts.envelope import Context, uuid7_str
 from shared.domain.aggregate import Aggregate
 from shared.domain.errors import DomainError, InvalidInput, NotFound, RuleBroken
+from shared.domain.voids import voided_view
 from shared.eventstore import Append, ConcurrencyError, Database, EventStore
 from shared.service import idempotency
 from shared.service.commands import Command
@@ -228,4 +229,6 @@ class CommandService:
         aggregate = await self.load.one(kind, id)
         if not aggregate.exists:
             return refusal_from(NotFound(id)).reply
+        if aggregate.id in aggregate.voided:
+            return Reply(200, orjson.dumps(voided_view(aggregate)))
         return Reply(200, orjson.dumps(aggregate.view()))

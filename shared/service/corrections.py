@@ -8,6 +8,7 @@ from pydantic import Field
 
 from shared.contracts.corrections import Reason
 from shared.domain.aggregate import Aggregate
+from shared.domain.voids import voided_view
 from shared.service.application import Decision
 from shared.service.commands import Command, Happened
 
@@ -26,5 +27,4 @@ class Void(Command):
 def voided(aggregate: Aggregate) -> Decision:
     """The answer to a void that took a whole aggregate out (a call, a shift, …): its
     reference, the reason and its version; its fields are gone with its events."""
-    body = {aggregate.kind: aggregate.id, "voided": aggregate.voided[aggregate.id]}
-    return Decision([aggregate], 200, {**body, "version": aggregate.latest_version})
+    return Decision([aggregate], 200, voided_view(aggregate))

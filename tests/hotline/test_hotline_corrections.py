@@ -42,6 +42,8 @@ async def test_a_call_logged_twice_is_voided_and_history_keeps_both(hotline: Hot
 
     assert voided.status_code == 200, voided.text
     assert voided.json() == {"call": call, "voided": "logged twice", "version": 3}
+    shown = await hotline.http.get(f"/calls/{call}")
+    assert shown.json() == voided.json()
     events = of(await hotline.published(), call)
     assert [e["type"] for e in events] == ["CallReceived", "CallCompleted", "CallVoided"]
     void = events[-1]
