@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -201,6 +202,9 @@ def replay_consumer(first: int = 1) -> api.ConsumerConfig:
     """The replay's reader: ephemeral, from stream sequence ``first``, nothing acked (an
     auditor changes nothing on the server), gone a minute after it stops asking."""
     return api.ConsumerConfig(
+        # Named: the auditor's identity may create only consumers named in the subject
+        # (README, "The bus's identities").
+        name=f"audit_{uuid.uuid4().hex}",
         deliver_policy=api.DeliverPolicy.ALL if first <= 1 else api.DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=None if first <= 1 else first,
         ack_policy=api.AckPolicy.NONE,

@@ -186,13 +186,14 @@ class Bus:
         )
 
     def _auditor(self, checks: list[str], inbox: str) -> Grant:
-        """Ephemeral consumers on every stream, never a durable of a service's."""
+        """Consumers of its own on every stream, named in the subject (an unnamed create,
+        ``CONSUMER.CREATE.<stream>``, takes the name from its body, and so could rewrite a
+        service's durable); never a service's durable."""
         publish, deny = list(checks), []
         for source in self.producers:
             stream = self.naming.stream(source)
-            publish += [*_reads(stream), f"{API}.CONSUMER.CREATE.{stream}"]
-            # An ordered push consumer (nats-py's ``ordered_consumer``) answers flow control.
-            publish.append(f"$JS.FC.{stream}.>")
+            publish += _reads(stream)
+            publish += [f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>"]
             publish += [f"{API}.CONSUMER.{op}.{stream}.*" for op in ("INFO", "MSG.NEXT", "DELETE")]
         for readers in self.readers.values():
             for reader in readers:
@@ -226,26 +227,62 @@ def _durable(stream: str, durable: str) -> list[str]:
 # ---------------------------------------------------------------------------- server config
 
 
-def users_config(grants: Iterable[Grant], keys: Mapping[str, str], indent: str = "  ") -> str:
-    """The ``users`` list of a nats-server config: each identity's public key and grant."""
+def users_config(grants: Iterable[Grant], keys: Mapping[str, str]) -> list[str]:
+    """The ``users`` list of a nats-server config: each identity's key (as the config spells
+    it: a quoted public key, or a ``$VARIABLE``) and what it may do."""
     lines = ["users: ["]
     for grant in grants:
-        lines.append(f"{indent}# {grant.identity}")
-        body = {"nkey": keys[grant.identity], "permissions": grant.permissions()}
-        lines.append(f"{indent}{json.dumps(body)}")
+        lines += [f"  # {grant.identity}", "  {", f"    nkey: {keys[grant.identity]}"]
+        lines.append("    permissions: {")
+        for direction, allow, deny in (
+            ("publish", grant.publish, grant.deny_publish),
+            ("subscribe", grant.subscribe, ()),
+        ):
+            lines.append(f"      {direction}: {{")
+            lines += _subjects("allow", allow, "        ")
+            if deny:
+                lines += _subjects("deny", deny, "        ")
+            lines.append("      }")
+        if grant.responds:
+            lines.append("      allow_responses: {max: 1}")
+        lines += ["    }", "  }"]
     lines.append("]")
-    return "\n".join(lines)
+    return lines
 
 
-def authorization_block(grants: Iterable[Grant], keys: Mapping[str, str]) -> str:
+def _subjects(name: str, subjects: Iterable[str], indent: str, width: int = 96) -> list[str]:
+    lines, line = [f"{indent}{name}: ["], indent + "  "
+    for quoted in (json.dumps(subject) + "," for subject in subjects):
+        if len(line) + len(quoted) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent + "  "
+        line += quoted + " "
+    lines += [line.rstrip(), f"{indent}]"]
+    return lines
+
+
+def _indented(lines: list[str], indent: str) -> str:
+    return "\n".join(indent + line if line else line for line in lines)
+
+
+def authorization_block(grants: Iterable[Grant], public_keys: Mapping[str, str]) -> str:
     """The embedded server's: the identities in the server's global account (the one its
     JetStream store has always used, so a data directory from before keeps its streams).
     No ``no_auth_user``: a connection without a known key is refused."""
-    users = users_config(grants, keys, "    ").replace("\n", "\n  ")
-    return f"authorization {{\n  {users}\n}}"
+    keys = {identity: json.dumps(key) for identity, key in public_keys.items()}
+    return f"authorization {{\n{_indented(users_config(grants, keys), '  ')}\n}}"
 
 
-def account_block(grants: Iterable[Grant], keys: Mapping[str, str], account: str) -> str:
-    """An operator's server: Kapok's identities in an account of their own, with JetStream."""
-    users = users_config(grants, keys, "      ").replace("\n", "\n    ")
-    return f"accounts {{\n  {account} {{\n    jetstream: enabled\n    {users}\n  }}\n}}"
+def key_variable(identity: str) -> str:
+    """The environment variable an operator's config takes an identity's public key from."""
+    return f"KAPOK_{identity.upper()}_NKEY"
+
+
+def operator_config(bus: Bus, account: str = "KAPOK") -> str:
+    """What an operator adds to their nats-server's config for Kapok (README, "The bus's
+    identities"): an account of its own with JetStream, the identities' public keys taken from
+    the environment (``KAPOK_HOTLINE_NKEY=U… nats-server -c …``)."""
+    grants = bus.grants()
+    keys = {grant.identity: f"${key_variable(grant.identity)}" for grant in grants}
+    users = _indented(users_config(grants, keys), "    ")
+    return f"accounts {{\n  {account} {{\n    jetstream: enabled\n{users}\n  }}\n}}"

@@ -33,7 +33,7 @@ from kapok.cli import SERVABLE
 from kapok.identities import sign_in_options
 from kapok.simulate.figures import ARTICLE, targets
 from kapok.status import Row, rows
-from shared.bus.auth import AUDITOR
+from shared.bus.auth import ADMIN, AUDITOR
 from shared.bus.naming import Naming
 from shared.eventstore import Database, EventStore
 from shared.settings import PRODUCERS
@@ -192,7 +192,9 @@ async def streams_hold_stores(up: Up, stores: dict[str, str]) -> dict[str, int]:
     no stranger); returns each stream's length."""
     naming = Naming()
     lengths: dict[str, int] = {}
-    async with bus(up) as nc:
+    # As the administrator: an ordered consumer is created unnamed, which the auditor may not
+    # (an unnamed create takes its name from the body: it could rewrite a service's durable).
+    async with bus(up, ADMIN) as nc:
         js = nc.jetstream()
         for source, url in stores.items():
             db = Database(url)
