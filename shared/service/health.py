@@ -183,10 +183,10 @@ class Health:
                     breaks = _count(s.chain_breaks, "hash-chain break")
                     verdict.degraded.append(f"{where}: {breaks}, not folded")
                 if self.ready_lag is not None and s.lag > self.ready_lag:
-                    verdict.down.append(f"{where}: {s.lag} events behind")
+                    verdict.down.append(f"{where}: {_count(s.lag, 'event')} behind")
                 if (still := self._stalled(runner.name, source, s.checkpoint, s.lag)) is not None:
                     verdict.degraded.append(
-                        f"{where}: stalled, {s.lag} events waiting and the checkpoint at "
+                        f"{where}: stalled, {_count(s.lag, 'event')} waiting, the checkpoint at "
                         f"{s.checkpoint} for {still:.0f}s"
                     )
                 sources[source] = {

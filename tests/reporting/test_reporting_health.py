@@ -1,18 +1,19 @@
 """Reporting's health says what an operator must see: a stray message dead-lettered makes
 it degraded (the count and the reason, in /metrics too), its database away makes it not
-ready, and it is ready again when the database is back. On a private PostgreSQL that the
-test stops and starts."""
+ready, it is ready again when the database is back, and a consumer stuck behind a lock is
+said stalled. On a private PostgreSQL that the test stops, starts and locks."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 from harness.private_postgres import private_postgres
 from harness.processes import wait_for
 from reporting_parts import caught_up, producers, reporting
-from reporting_stories import at, call
+from reporting_stories import aid_requested, at, call
 
 from shared.bus.naming import Naming
 from shared.settings import Settings
@@ -72,3 +73,24 @@ async def test_dead_letters_make_reporting_degraded_and_its_database_away_not_re
 
             await wait_for("reporting ready after its database came back", ready, 30)
             assert (await http.get("/api/health")).json()["status"] == "degraded"
+
+            # Given its checkpoints locked by someone else (the consumer stuck, not dead),
+            parts.reporting.health.stall_after = 1.0  # type: ignore[union-attr]
+            locker = await asyncpg.connect(postgres.url.replace("+asyncpg", ""))
+            try:
+                lock = locker.transaction()
+                await lock.start()
+                await locker.execute("LOCK TABLE consumer_checkpoints IN ACCESS EXCLUSIVE MODE")
+                # (on the aid stream: the stranger's message holds the hotline's next sequence)
+                await bus.record("aid", [aid_requested(1, at(2))])
+
+                # when events wait and its checkpoint stands still, then it is said stalled.
+                async def stalled() -> bool:
+                    problems = (await http.get("/api/health")).json()["problems"]
+                    return any("on aid: stalled, 1 event waiting" in p for p in problems)
+
+                await wait_for("the stuck consumer said stalled", stalled, 30)
+                await lock.rollback()
+            finally:
+                await locker.close()
+            await caught_up(parts, await bus.heads())
