@@ -6,15 +6,19 @@ the same Idempotency-Key answered 201 once it is back."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
+import nats
+import orjson
 import pytest
 from asyncpg.exceptions import AdminShutdownError, CannotConnectNowError
 from harness.private_postgres import private_postgres
 from harness.processes import free_port, serve, serve_env, stop, until_answering, wait_for
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from shared.bus.naming import Naming
 from shared.service.replies import unreachable
 from shared.settings import Settings
 
@@ -37,6 +41,7 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
         env = {**serve_env(settings, tmp_path), "KAPOK_DATABASE_URL": postgres.url}
         port, log = free_port(), tmp_path / "hotline.log"
         process = await serve("hotline", env, log, port)
+        nc = await nats.connect(settings.nats_url)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
                 await until_answering(http, process)
@@ -59,6 +64,14 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
                     assert down.json()["status"] == 503
                     assert "database cannot be reached" in down.json()["error"]
                     assert "Traceback" not in down.text
+                # over NATS too,
+                reply = await nc.request(
+                    Naming.of(settings).command_subject("hotline", "OpenHotlinePoint"),
+                    orjson.dumps(OPEN),
+                    timeout=10,
+                    headers={"Idempotency-Key": "p3"},
+                )
+                assert orjson.loads(reply.data)["status"] == 503, reply.data
                 # a read too (no traceback logged for it either),
                 point = first.json()["point"]
                 read = await http.get(f"/points/{point}")
@@ -84,11 +97,15 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
                 health = await http.get("/api/health")
                 assert health.status_code == 200 and health.json()["database"]["reachable"]
         finally:
+            await nc.close()
             assert await stop(process) == 0
         # and the log has one line for the outage and one for its end, no traceback.
         text = log.read_text(errors="replace")
         assert text.count("the database cannot be reached") == 1, text
         assert text.count("the database is back after") == 1, text
+        # (5 commands over HTTP, 1 over NATS, 1 read, and any while it was starting again)
+        refused = re.search(r"\((\d+) requests answered 503\)", text)
+        assert refused and int(refused[1]) >= 7, text
         assert "Traceback" not in text, text
 
 
