@@ -178,7 +178,7 @@ def build_app(reporting: Reporting) -> FastAPI:
         if reporting.health is None or reporting.runner is None:
             return JSONResponse({"status": "down", "ready": False, "reason": "no consumer"}, 503)
         status, body = await reporting.health.check()
-        body["ready_lag"] = reporting.ready_lag
+        body["ready_lag"] = reporting.health.ready_lag
         body["streams"] = body.get("consumers", {}).get(reporting.runner.name, {})
         return JSONResponse(body, status_code=status)
 
