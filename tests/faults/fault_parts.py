@@ -150,12 +150,22 @@ def health(up: Up, name: str) -> tuple[int, dict[str, Any]]:
 def status(up: Up) -> dict[str, Row]:
     """What `kapok status` prints, a row per process (its own code, run here: the fault's
     moment is too short for a fresh interpreter's start)."""
-    return {row.name: row for row in asyncio.run(rows(up.pids()))}
+    return {row.name: row for row in asyncio.run(rows(up.pids(), up.data_dir))}
 
 
-def all_ok(up: Up) -> bool:
-    found = status(up)
-    return len(found) == len(up.ports) + 1 and all(r.status == "ok" for r in found.values())
+def until_all_ok(up: Up, after: str, within_s: float = 60) -> None:
+    """Until `kapok status` says ok for every process; else fail showing what it says."""
+    said: list[str] = []
+
+    def all_ok() -> bool:
+        found = status(up).values()
+        said[:] = [line for row in found for line in row.lines()]
+        return len(found) == len(up.ports) + 1 and all(r.status == "ok" for r in found)
+
+    try:
+        wait_until(f"every process ok after {after}", all_ok, within_s, up)
+    except AssertionError as failed:
+        raise AssertionError("kapok status:\n" + "\n".join(said) + f"\n{failed}") from None
 
 
 def sqlite_stores(up: Up) -> dict[str, str]:
