@@ -3,6 +3,8 @@ folded, then the figures as of each day are the corrected ones, on the original'
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reporting_stories import (
     aid_delivered,
     aid_requested,
@@ -17,7 +19,7 @@ from reporting_stories import (
     volunteers,
 )
 
-from services.reporting.domain.fold import Fold, fold_stateless, totals
+from services.reporting.domain.fold import Fold, Key, fold_stateless, totals
 from services.reporting.domain.report import figures
 
 
@@ -105,3 +107,48 @@ def test_the_worker_folds_voids_as_the_service_does() -> None:
 
     assert increments == {tuple(k): v for k, v in whole.increments.items()}
     assert revisions == whole.revisions
+
+
+# -- property: a history with voids folds to the counters of the history as corrected -------
+
+_day = st.integers(1, 9)
+_calls = st.lists(st.tuples(_day, st.sampled_from(["help_request", "emotional_support"])),
+                  min_size=1, max_size=12)  # fmt: skip
+
+
+@given(
+    calls=_calls,
+    voids=st.lists(st.tuples(st.integers(0, 11), st.none() | _day), max_size=6),
+    cut=st.integers(1, 20),
+)
+@settings(max_examples=60, deadline=None)
+def test_voids_fold_to_the_counters_of_the_corrected_history(
+    calls: list[tuple[int, str]], voids: list[tuple[int, int | None]], cut: int
+) -> None:
+    """Given calls, some voided (some corrected to another day), folded in batches cut
+    anywhere, the counters are those of the history as it should have been recorded."""
+    recorded = [call(n, at(d), category=c) for n, (d, c) in enumerate(calls)]
+    standing = dict(enumerate(recorded))
+    history = list(recorded)
+    for which, moved_to in voids:
+        if which not in standing:
+            continue  # voided already, or never recorded: refused by the service
+        again = [] if moved_to is None else [call(which, at(moved_to))]
+        history.append(voided([standing[which]], at(10), replacement=again))
+        if again:
+            standing[which] = again[0]
+        else:
+            del standing[which]
+
+    events = envelopes("hotline", history)
+    live = Fold()
+    for start in range(0, len(events), cut):
+        increments, _ = fold_stateless(events[start : start + cut])
+        for key, value in increments.items():
+            live.increments[Key(*key)] += value
+    expected = folded("hotline", list(standing.values()))
+
+    def counters(fold: Fold) -> dict[Key, int]:
+        return {key: value for key, value in fold.increments.items() if value}
+
+    assert counters(live) == counters(expected)  # every counter, on every day
