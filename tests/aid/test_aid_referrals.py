@@ -16,6 +16,7 @@ import pytest_asyncio
 from aid_parts import Aid
 from aid_stories import NANZHOU, WEI_YI, WORKER, at, delivery_body
 from harness import parts
+from harness.waits import until
 from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
@@ -145,8 +146,7 @@ async def test_killed_and_restarted_mid_way_the_consumer_opens_one_request_per_r
     )
     await first.setup()
     task = asyncio.create_task(first.run())
-    while sum(opened) < 200:
-        await asyncio.sleep(0.005)
+    await until("200 requests opened", lambda: sum(opened) >= 200, every=0.005)
     task.cancel()  # killed mid-batch: that batch's requests and checkpoint never commit
     await asyncio.gather(task, return_exceptions=True)
     assert 0 < len(await aid_requests(aid)) < count

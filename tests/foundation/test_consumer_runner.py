@@ -11,6 +11,7 @@ import nats
 import orjson
 import pytest
 from harness.calls import CST, NANZHOU, calls, published
+from harness.waits import until
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -120,8 +121,7 @@ async def test_a_runner_killed_half_way_resumes_without_counting_twice(
 
     first = await runner_on(reporting_db, nc, naming, handler=slow, batch=100)
     task = asyncio.create_task(first.drain("hotline"))
-    while len(slow_seen) < 1000:
-        await asyncio.sleep(0.01)
+    await until("1,000 events seen by the slow handler", lambda: len(slow_seen) >= 1000, every=0.01)
     task.cancel()  # killed mid-batch: that batch's transaction never commits
     await asyncio.gather(task, return_exceptions=True)
 
@@ -197,9 +197,7 @@ async def test_a_database_outage_is_waited_out_never_dead_lettered(
 
     runner = await runner_on(reporting_db, nc, naming, handler=flaky)
     task = asyncio.create_task(runner.run())
-    async with asyncio.timeout(30):
-        while runner.stats["hotline"].checkpoint < 400:
-            await asyncio.sleep(0.05)
+    await until("400 applied", lambda: runner.stats["hotline"].checkpoint >= 400, 30)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
@@ -276,8 +274,7 @@ async def test_a_stopped_runner_ends_after_its_commit_and_the_next_one_carries_o
     await published(store, nc, naming, 2000)
     first = await runner_on(reporting_db, nc, naming, batch=100)
     running = asyncio.create_task(first.run())
-    while first.stats["hotline"].checkpoint < 500:
-        await asyncio.sleep(0.005)
+    await until("500 applied", lambda: first.stats["hotline"].checkpoint >= 500, every=0.005)
 
     first.stop()
     async with asyncio.timeout(10):
@@ -437,23 +434,21 @@ async def test_a_stream_repaired_after_a_stray_carries_every_event_once_to_its_c
     try:
         await runner.drain("hotline")
         assert runner.stats["hotline"].checkpoint == 11  # the stray, dead-lettered
-        async with asyncio.timeout(20):
-            while relay.stats.stopped is None:
-                await asyncio.sleep(0.05)
+        await until("the relay paused", lambda: relay.stats.stopped is not None, 20)
 
         done = await repair(nc, spec, "hotline")
 
         assert done.finding is not None and done.finding.seq == 11
         assert done.finding.subject == stray
-        async with asyncio.timeout(30):
-            while relay.stats.stopped is not None or relay.stats.progress < 15:
-                await asyncio.sleep(0.05)
+        await until(
+            "the relay running again, 15 relayed",
+            lambda: relay.stats.stopped is None and relay.stats.progress >= 15,
+            30,
+        )
         # The running consumer finds its durable gone and takes position 11 again.
         consuming = asyncio.create_task(runner.run())
         try:
-            async with asyncio.timeout(30):
-                while runner.stats["hotline"].checkpoint < 15:
-                    await asyncio.sleep(0.05)
+            await until("15 applied", lambda: runner.stats["hotline"].checkpoint >= 15, 30)
         finally:
             runner.stop()
             await consuming

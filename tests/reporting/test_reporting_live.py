@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from harness.waits import until
 from reporting_parts import caught_up, producers, reporting
 from reporting_stories import (
     aid_delivered,
@@ -231,12 +232,11 @@ async def test_the_headline_totals_are_in_a_kv_bucket_any_nats_client_can_watch(
                 seen.append(entry.value.decode())
         await watcher.stop()
         assert seen[-1] == "3"
-        for _ in range(100):
-            funds = await kv.get("funds_raised_yuan")
-            if funds.value == b"0.30":
-                break
-            await asyncio.sleep(0.05)
-        assert funds.value == b"0.30"
+
+        async def funds_put() -> bool:
+            return (await kv.get("funds_raised_yuan")).value == b"0.30"
+
+        await until("funds_raised_yuan 0.30 in the bucket", funds_put, 5)
 
 
 async def test_the_kv_bucket_follows_many_small_commits_at_a_bounded_rate(
@@ -257,11 +257,11 @@ async def test_the_kv_bucket_follows_many_small_commits_at_a_bounded_rate(
         commits = parts.db.commits
         js = bus.nc.jetstream()
         kv = await js.key_value(f"{settings.stream_prefix}REPORTING_TOTALS")
-        for _ in range(100):
-            if (await kv.get("services_given")).value == b"60":
-                break
-            await asyncio.sleep(0.05)
-        assert (await kv.get("services_given")).value == b"60"
+
+        async def sixty_put() -> bool:
+            return (await kv.get("services_given")).value == b"60"
+
+        await until("services_given 60 in the bucket", sixty_put, 5)
         info = await js.stream_info(f"KV_{settings.stream_prefix}REPORTING_TOTALS")
         puts = info.state.last_seq  # every put of every figure, counted
     assert commits >= 60
