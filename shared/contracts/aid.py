@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.contracts.corrections import Recorded, Voiding
 from shared.contracts.envelope import Event
@@ -122,9 +122,11 @@ class EmergencyCaseOpened(AidEvent):
 @event
 class AidDeliveryVoided(AidEvent, Voiding):
     """An aid delivery recorded by mistake taken out of the figures, or recorded again as it
-    really was (``replacement``). ``request_reopened``: the request has no delivery left, so
-    it is open again. Goods the delivery drew from a campaign stay drawn: the distribution
-    is the donation service's to void."""
+    really was (``replacement``). Where it was the delivery that closed its request (the
+    first recorded), ``request_reopened``: none is left, the request is open again; or
+    ``request_closed_again_at``: the delivery that closes it now (the next one recorded, or
+    the replacement) happened then. Goods the delivery drew from a campaign stay drawn: the
+    draw is the donation service's record of goods that left."""
 
     fact_field = "delivery"
     request: Ref
@@ -132,3 +134,4 @@ class AidDeliveryVoided(AidEvent, Voiding):
     voided: tuple[Recorded[AidDelivered], ...] = Field(min_length=1, max_length=1)
     replacement: tuple[Recorded[AidDelivered], ...] = Field(default=(), max_length=1)
     request_reopened: bool = False
+    request_closed_again_at: AwareDatetime | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from aid_parts import Aid
-from aid_stories import MEDICINE, delivery_body, request_body
+from aid_stories import MEDICINE, at, delivery_body, request_body
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -40,6 +40,26 @@ async def test_a_delivery_to_the_wrong_door_is_voided_and_the_request_is_open_ag
     # and she can be served again
     again = await aid.post(f"/requests/{request}/deliveries", delivery_body(200))
     assert again.status_code == 201, again.text
+
+
+async def test_the_first_of_two_deliveries_voided_closes_the_request_from_the_second(
+    aid: Aid,
+) -> None:
+    request, first = await given_a_delivery(aid)
+    second = (await aid.post(f"/requests/{request}/deliveries", delivery_body(300))).json()[
+        "delivery"
+    ]
+
+    await aid.post(f"/deliveries/{second}/void", {"request": request, "reason": "twice"})
+    await aid.post(f"/deliveries/{first}/void", {"request": request, "reason": "wrong door"})
+
+    voids = [e["data"] for e in await aid.published() if e["type"] == "AidDeliveryVoided"]
+    voids = [v for v in voids if v["request"] == request]
+    # the second closed nothing; the first had closed the request, which is open again
+    assert [(v["request_reopened"], v["request_closed_again_at"]) for v in voids] == [
+        (False, None),
+        (True, None),
+    ]
 
 
 async def test_voiding_twice_is_409_and_an_unknown_delivery_404_over_http_and_nats(
@@ -81,6 +101,9 @@ async def test_a_delivery_corrected_keeps_its_reference_and_takes_the_real_items
         2,
     )
     assert corrected.json()["status"] == "delivered"
+    (void,) = [e["data"] for e in await aid.published() if e["type"] == "AidDeliveryVoided"
+               and e["stream_id"] == request]  # fmt: skip
+    assert void["request_closed_again_at"] == at(95).isoformat()  # by the replacement
     # a correction obeys the request's rules: not before it was made
     early = await aid.post(
         f"/deliveries/{delivery}/correct",

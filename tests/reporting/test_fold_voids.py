@@ -70,6 +70,15 @@ def test_a_voided_delivery_reopens_its_request_and_the_next_delivery_closes_it()
     assert as_of(7)["aid_delivered_value_yuan"] == "38.50"
 
 
+def test_the_first_of_two_deliveries_voided_leaves_the_request_open_until_the_second() -> None:
+    first, second = aid_delivered(1, at(2, 15)), aid_delivered(1, at(5), delivery=2)
+    fold = folded("aid", [aid_requested(1, at(2, 10)), first, second])
+    folded("aid", [voided([first], at(6), request_closed_again_at=at(5))], fold)
+
+    open_on = lambda d: figures(totals(fold.increments, day(d)))["aid_requests_open"]  # noqa: E731
+    assert [open_on(d) for d in (2, 4, 5, 6)] == [1, 1, 0, 0]
+
+
 def test_donations_voided_come_off_the_charity_figures() -> None:
     goods, funds, linked = (
         goods_received(1, at(2), 500, "250.00"),

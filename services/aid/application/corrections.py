@@ -5,6 +5,7 @@ recorded again as it was, decided by the request's own rules, in one append."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from services.aid.application.commands import CorrectDelivery, VoidDelivery
 from services.aid.domain import AidRequest
@@ -21,8 +22,7 @@ def _delivery(delivery: str) -> Callable[[Event], bool]:
 
 async def void_delivery(cmd: VoidDelivery, load: Loader) -> Decision:
     request = await load.one(AidRequest, cmd.request)
-    left = [d for d in request.deliveries if d["delivery"] != cmd.delivery]
-    return _voided(request, cmd, request_reopened=not left)
+    return _voided(request, cmd)
 
 
 async def correct_delivery(cmd: CorrectDelivery, load: Loader) -> Decision:
@@ -34,17 +34,27 @@ async def correct_delivery(cmd: CorrectDelivery, load: Loader) -> Decision:
 
 
 def _voided(
-    request: AidRequest,
-    cmd: VoidDelivery | CorrectDelivery,
-    replacement: Sequence[NewEvent] = (),
-    request_reopened: bool = False,
+    request: AidRequest, cmd: VoidDelivery | CorrectDelivery, replacement: Sequence[NewEvent] = ()
 ) -> Decision:
     belongs = _delivery(cmd.delivery)
+    closing = _closing(request, cmd.delivery, replacement)
     void(request, AidDeliveryVoided, cmd.delivery, belongs, cmd.reason, cmd.at, replacement,
-         request=request.id, request_reopened=request_reopened)  # fmt: skip
+         request=request.id, **closing)  # fmt: skip
     decision = Decision.changed_one(request)
     decision.correlation_id = request.correlation_id  # as every change to a request
     return decision
+
+
+def _closing(request: AidRequest, delivery: str, replacement: Sequence[NewEvent]) -> dict[str, Any]:
+    """What becomes of the request's closing: a request is closed by its first delivery
+    recorded (as reporting counts it); if that is the one voided, it is open again, or closed
+    from the delivery first recorded now (the replacement takes the voided one's place)."""
+    delivered = [(data, at) for data, at in request.history if type(data) is AidDelivered]
+    if not delivered or delivered[0][0].delivery != delivery:
+        return {}  # another delivery closed it, and still does
+    instead = [(new.data, new.occurred_at) for new in replacement]
+    now = [*instead, *delivered[1:]]
+    return {"request_closed_again_at": now[0][1]} if now else {"request_reopened": True}
 
 
 HANDLERS: dict[type[Command], Handler] = {

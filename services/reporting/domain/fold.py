@@ -220,8 +220,8 @@ class Fold:
         for key in change.increments:
             change.increments[key] = -change.increments[key]
         change._fold_recorded(void.replacement)
-        if type(void) is AidDeliveryVoided and void.request_reopened:
-            self._reopen(void.voided[0].event, business_day(void.voided[0].at), change)
+        if type(void) is AidDeliveryVoided:
+            self._request_after(void, change)
         by_day: defaultdict[tuple[str, str], int] = defaultdict(int)
         for key, value in change.increments.items():
             if value:
@@ -244,12 +244,20 @@ class Fold:
         for record in records:
             _HANDLERS[type(record.event)](self, record.event, business_day(record.at))
 
-    def _reopen(self, delivered: AidDelivered, day: date, change: Fold) -> None:
-        """A request whose only delivery was voided is open again from the day that delivery
-        closed it, on the key its gauge was counted on (a part of the void's ``change``)."""
+    def _request_after(self, void: AidDeliveryVoided, change: Fold) -> None:
+        """Where the voided delivery had closed its request, the request is open from that
+        day again (on the key its gauge was counted on), until the delivery that closes it
+        now, if any: a part of the void's ``change``."""
+        if not void.request_reopened and void.request_closed_again_at is None:
+            return  # an earlier delivery closed it, and still does
+        delivered, at = void.voided[0].event, void.voided[0].at
         dims = {"net": "aid", "grp": delivered.group, **place_dims(delivered.place)}
-        self.open_requests[delivered.request] = dims  # in `_aid_requested`'s order
-        change.add("aid_requests_open", day, **dims)
+        change.add("aid_requests_open", business_day(at), **dims)
+        if void.request_closed_again_at is not None:
+            closed = business_day(void.request_closed_again_at)
+            change.add("aid_requests_open", closed, value=-1, **dims)
+        else:
+            self.open_requests[delivered.request] = dims  # in `_aid_requested`'s order
 
     # -- hotline: the psychological protection net ---------------------------------------
 
