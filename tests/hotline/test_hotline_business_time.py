@@ -85,3 +85,20 @@ async def test_nothing_is_dated_before_the_point_opened_nor_closes_before_it(
     closing = await close(hotline, point, -10)
     assert (closing["http"], closing["rule"]) == (409, "point_closes_after_it_opens")
     assert await hotline.stored() == stored
+
+
+async def test_a_call_corrected_after_the_closure_keeps_to_its_own_time(hotline: Hotline) -> None:
+    # Given a call at 17:00 at a point closed at 18:00
+    point = await a_point(hotline)
+    call = (await hotline.post("/calls", call_body(point, 480))).json()["call"]
+    assert (await close(hotline, point, 540))["http"] == 200
+
+    # When it is corrected to 17:10, then it is; to 18:10, then the closure refuses it
+    fixed = await hotline.post(
+        f"/calls/{call}/correct", {**call_body(point, 490), "reason": "time"}
+    )
+    assert fixed.status_code == 200, fixed.text
+    stored = await hotline.stored()
+    late = await hotline.post(f"/calls/{call}/correct", {**call_body(point, 550), "reason": "time"})
+    assert (late.status_code, late.json()["rule"]) == (409, "closed_point_takes_no_calls")
+    assert await hotline.stored() == stored

@@ -47,7 +47,7 @@ async def correct_call(cmd: CorrectCall, load: HotlineLoader) -> Decision:
         ended = cmd.received_at + timedelta(seconds=cmd.duration_seconds)
         again.complete(cmd.outcome, cmd.duration_seconds, ended)
     void(call, CallVoided, call.id, _whole, cmd.reason, cmd.at, again.pending)
-    return Decision.changed_one(call, guards.open_points([point.id], "calls"))
+    return Decision.changed_one(call, guards.open_points([point], "calls"))
 
 
 async def void_follow_up(cmd: VoidFollowUp, load: HotlineLoader) -> Decision:
@@ -73,7 +73,7 @@ async def correct_follow_up(cmd: CorrectFollowUp, load: HotlineLoader) -> Decisi
     if cmd.completed_at is not None and cmd.channel is not None:
         again.complete(cmd.channel, cmd.completed_at)
     void(follow_up, FollowUpVoided, follow_up.id, _whole, cmd.reason, cmd.at, again.pending)
-    return Decision.changed_one(follow_up, guards.open_points([point.id], "follow_ups"))
+    return Decision.changed_one(follow_up, guards.open_points([point], "follow_ups"))
 
 
 async def void_shift(cmd: VoidShift, load: HotlineLoader) -> Decision:
