@@ -393,9 +393,10 @@ async def up(
 
     # Here, not at the top: they import the services, which every `kapok` command would pay.
     from kapok.identities import embedded_auth, provision_as_admin, signed_in_as
+    from shared import signing
     from shared.bus.auth import ADMIN, Keyring
     from shared.bus.naming import Naming
-    from shared.settings import Settings
+    from shared.settings import PRODUCERS, Settings
 
     settings = Settings()
     keyring = Keyring.of(data_dir)
@@ -429,6 +430,9 @@ async def up(
         for name in services:
             seed = {"KAPOK_NATS_NKEY_SEED": str(keyring.seed_path(name))}
             env_of[name] = {**env_of.get(name, {}), **seed}
+    # Every producer's signing key before anything starts: reporting checks each event's
+    # signature from its first (README, "Signed history").
+    signing.ensure_keys(settings.model_copy(update={"data_dir": data_dir}).signing_path, PRODUCERS)
     env = {**os.environ, "KAPOK_NATS_URL": nats_url, "KAPOK_DATA_DIR": str(data_dir)}
     if keyring.exists():
         env.pop("KAPOK_NATS_CREDS", None)  # each service signs in with its own seed (env_of)

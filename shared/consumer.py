@@ -24,6 +24,12 @@ the hash of the event applied before it (kept with the checkpoint). An event tha
 either is dead-lettered with the reason, counted (`SourceStats.chain_breaks` for a broken
 link) and never applied; the chain goes on from the last event that was in it. A consumer
 of some event types only sees gaps in the chain by design, so only the hashes are checked.
+
+With a `Ring` of the sources' verification keys, a consumer of every event of a source also
+applies only what its source signed (`shared.contracts.signatures`): events are held back
+until the signature over a later hash of the chain arrives (at most `signatures.EVERY` of
+them), and a message with a bad signature, or none where its source always signs, is
+dead-lettered as forged with the unsigned ones before it.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.bus.acks import stream_seq_and_time
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
+from shared.contracts import signatures
 from shared.contracts.envelope import GENESIS, Envelope
 from shared.contracts.registry import REGISTRY, EventRegistry, MisplacedEvent, UndecodableEvent
 from shared.eventstore.database import Database
@@ -86,6 +93,8 @@ class SourceStats:
     # event is trusted to link; see `checkpoints.c.hash`).
     chain_head: str | None = GENESIS
     genuine: int = 0  # the last position that held the source's own event (`checkpoints`)
+    forged: int = 0  # messages dead-lettered for a bad or missing signature
+    unsigned_held: int = 0  # delivered, waiting for the signature that covers them
 
 
 @dataclass(slots=True)
@@ -135,6 +144,7 @@ class ConsumerRunner:
         retries: int = 3,
         retry_delay: float = 0.2,
         offload: Offload | None = None,
+        ring: signatures.Ring | None = None,
     ) -> None:
         self.nc = nc
         self.db = db
@@ -153,6 +163,9 @@ class ConsumerRunner:
         # The worker decodes with the one registry (it is not sent across).
         assert offload is None or registry is REGISTRY, "offload decodes with REGISTRY"
         self.offload = offload
+        # The sources' verification keys: each event must be covered by its source's signature
+        # (consumers of every event of a source only; None: hashes and links only).
+        self.ring = ring
         self._worker = Worker(offload.prepare) if offload is not None else None
         self.stats = {source: SourceStats() for source in self.sources}
         self._db_lock = asyncio.Lock()  # one writer per database at a time (SQLite)
@@ -363,6 +376,7 @@ class ConsumerRunner:
         self._wakers.add(arrived)
         applied = idle = 0
         committing: asyncio.Future[int] | None = None  # the batch in flight
+        held: list[_Delivery] = []  # delivered, not yet covered by a signature (`ring`)
 
         async def settle() -> int:
             nonlocal committing
@@ -393,6 +407,14 @@ class ConsumerRunner:
                 if buffer:
                     taken = buffer[: self.batch]
                     del buffer[: self.batch]
+                    if self.ring is not None and self.event_types is None:
+                        # What no signature covers yet waits for the one that will.
+                        taken, held = self._signed_part(source, held + taken)
+                        stats.unsigned_held = len(held)
+                        if not taken:
+                            if not state["open"]:
+                                await pull()
+                            continue
                     if not state["open"]:
                         await pull()
                     # Sent to the worker now, so that it works while the previous batch commits.
@@ -426,10 +448,47 @@ class ConsumerRunner:
         if self.stats[source].last_seq > self.stats[source].checkpoint:
             await self._ensure_consumer(source)
 
+    def _signed_part(
+        self, source: str, taken: list[_Delivery]
+    ) -> tuple[list[_Delivery], list[_Delivery]]:
+        """(the deliveries up to the last one whose signature verifies, the rest to hold back).
+
+        A signature by the source's key over the hash at position P vouches for every event
+        up to P of the chain `_apply` checks link by link. A bad signature, or none at a
+        position the source always signs (`signatures.EVERY`), marks that message and the
+        unsigned ones before it since the last good signature as forged: dead-lettered by
+        `_apply`, never folded. A redelivered copy of a held message is dropped."""
+        ring, every, checkpoint = self.ring, signatures.EVERY, self.stats[source].checkpoint
+        assert ring is not None
+        kept: list[_Delivery] = []
+        covered, highest = 0, 0
+        for delivery in taken:
+            if delivery.seq <= highest:
+                continue  # redelivered while held (its ack waited for a signature)
+            highest = delivery.seq
+            kept.append(delivery)
+            if delivery.seq <= checkpoint:
+                covered = len(kept)
+                continue
+            found = signatures.signature_in(delivery.data)
+            if found is None:
+                if delivery.seq % every:
+                    continue
+                reason = f"unsigned at position {delivery.seq}, which {source} always signs"
+            else:
+                reason = ring.check(source, delivery.seq, *found)
+            if reason is not None:
+                for forged in kept[covered:]:
+                    forged.event = f"{_FORGED}: {reason}"
+            covered = len(kept)
+        return kept[:covered], kept[covered:]
+
     def _prepare_elsewhere(self, source: str, deliveries: list[_Delivery]) -> _Prepared | None:
         """The batch's fresh events sent to the worker, when it takes them."""
         if self._worker is None or self.offload is None or source not in self.offload.sources:
             return None
+        if any(isinstance(d.event, str) for d in deliveries):
+            return None  # a forgery in it: the runner dead-letters it, and applies the rest
         checkpoint = self.stats[source].checkpoint
         fresh = [d for d in deliveries if d.seq > checkpoint]
         if len(fresh) < self.offload.min_batch:
@@ -602,6 +661,8 @@ class ConsumerRunner:
         stats.last_dead_letter = reason
         if reason.startswith(_BROKEN_LINK):
             stats.chain_breaks += 1
+        elif reason.startswith(_FORGED):
+            stats.forged += 1
         try:
             original: Any = delivery.data.decode()
         except UnicodeDecodeError:
@@ -672,6 +733,7 @@ class ConsumerRunner:
 
 
 _BROKEN_LINK = "chain broken"
+_FORGED = "forged"
 
 
 def _broken_link(event: Envelope[Any], head: str) -> str:

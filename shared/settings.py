@@ -63,11 +63,18 @@ class Settings(BaseSettings):
     # checked at start-up and replaced by the public API where it is not as expected. 0: the
     # public API always (CI runs the bus suites so, to prove those paths on every change).
     fast_paths: bool = True
+    # The producers' signing keys and everyone's verification ring (shared/signing.py);
+    # default <data_dir>/signing.
+    signing_dir: Path | None = None
 
     @property
     def nats_identity(self) -> Path | None:
         """The file this process signs in to NATS with, if any."""
         return self.nats_creds or self.nats_nkey_seed
+
+    @property
+    def signing_path(self) -> Path:
+        return self.signing_dir or self.data_dir / "signing"
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

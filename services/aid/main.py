@@ -8,7 +8,6 @@ from services.aid.application.service import SERVICE, aid_service
 from services.aid.entrypoints.http import build_aid_app
 from services.aid.entrypoints.referrals import referral_runner
 from shared.bus.naming import Naming
-from shared.eventstore import Database, EventStore
 from shared.service import process
 from shared.settings import Settings
 
@@ -16,7 +15,7 @@ DEFAULT_PORT = 8002
 
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    service = aid_service(EventStore(Database(settings.database_url_for(SERVICE)), SERVICE))
+    service = aid_service(process.event_store(settings, SERVICE))
     await process.serve(
         settings,
         service,

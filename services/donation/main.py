@@ -8,7 +8,6 @@ from services.donation.application.service import SERVICE, donation_service
 from services.donation.entrypoints.deliveries import delivery_runner
 from services.donation.entrypoints.http import build_donation_app
 from shared.bus.naming import Naming
-from shared.eventstore import Database, EventStore
 from shared.service import process
 from shared.settings import Settings
 
@@ -16,7 +15,7 @@ DEFAULT_PORT = 8003
 
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    service = donation_service(EventStore(Database(settings.database_url_for(SERVICE)), SERVICE))
+    service = donation_service(process.event_store(settings, SERVICE))
     await process.serve(
         settings,
         service,

@@ -6,7 +6,6 @@ from __future__ import annotations
 from services.hotline.application.commands import COMMANDS
 from services.hotline.application.service import SERVICE, hotline_service
 from services.hotline.entrypoints.http import build_hotline_app
-from shared.eventstore import Database, EventStore
 from shared.service import process
 from shared.settings import Settings
 
@@ -14,5 +13,5 @@ DEFAULT_PORT = 8001
 
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
-    service = hotline_service(EventStore(Database(settings.database_url_for(SERVICE)), SERVICE))
+    service = hotline_service(process.event_store(settings, SERVICE))
     await process.serve(settings, service, build_hotline_app(service), COMMANDS, host, port)

@@ -23,6 +23,7 @@ from services.reporting.adapters.tables import CONSUMER
 from services.reporting.domain.fold import ORDERED_SOURCES, fold_stateless
 from services.reporting.entrypoints.http import Reporting, build_app
 from services.reporting.slices import processes_wanted
+from shared import signing
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
@@ -94,6 +95,8 @@ async def running(
             handler=apply_batch,
             batch=batch,
             offload=_offload(offload_from),
+            # Only what each source signed is counted (none made here yet: not checked).
+            ring=signing.ring(settings.signing_path),
         )
         await runner.setup()
         task = asyncio.create_task(runner.run(), name="reporting-consumer")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, SerializerFunctionWrapHandler, model_serializer
 
 from shared.contracts.types import Actor, Contract
 
@@ -56,7 +56,21 @@ class Envelope(Contract, Generic[D]):
     actor: Actor
     prev_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sig: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{16}:[A-Za-z0-9+/]{86}==$",  # key id: Ed25519 signature, base64
+        description="on every few events: the source's signature of this hash "
+        "(`shared.contracts.signatures`), left out of the hash",
+    )
     data: D
+
+    @model_serializer(mode="wrap")
+    def _unsigned_without_sig(self, dump: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Most events carry no signature, and their canonical bytes no "sig" member.
+        body: dict[str, Any] = dump(self)
+        if body.get("sig") is None:
+            body.pop("sig", None)
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +100,8 @@ class NewEvent:
 
 _SORTED = orjson.OPT_SORT_KEYS
 _HASH_MEMBER = b',"hash":"'
+_SIG_MEMBER = b',"sig":"'
+_UNHASHED = frozenset({"hash", "sig"})
 
 
 def canonical_bytes(body: dict[str, Any]) -> bytes:
@@ -94,8 +110,9 @@ def canonical_bytes(body: dict[str, Any]) -> bytes:
 
 
 def hash_of(body: dict[str, Any]) -> str:
-    """The hash of an envelope body: sha256 of its canonical bytes without the hash field."""
-    unhashed = {k: v for k, v in body.items() if k != "hash"}
+    """The hash of an envelope body: sha256 of its canonical bytes without the hash field
+    (nor the signature of that hash, when it has one)."""
+    unhashed = {k: v for k, v in body.items() if k not in _UNHASHED}
     return hashlib.sha256(canonical_bytes(unhashed)).hexdigest()
 
 
@@ -152,12 +169,23 @@ def sealed(
     return digest, b'%s,"hash":"%s",%s' % (before, digest.encode(), after)
 
 
+def without_signature(raw: bytes) -> bytes:
+    """``raw`` less its ``sig`` member, if it has one (it follows ``hash``, among the scalars,
+    and its value holds no quote)."""
+    at = raw.rfind(_SIG_MEMBER)
+    if at < 0:
+        return raw
+    end = raw.index(b'"', at + len(_SIG_MEMBER))
+    return raw[:at] + raw[end + 1 :]
+
+
 def hashes_to(data: bytes, expected: str) -> bool:
     """Whether an event's bytes as they came, minus their top-level ``"hash"`` member, hash to
     ``expected``: the check of canonical bytes without decoding them again. In canonical
     bytes that member is the last ``,"hash":"`` (only scalars follow it, and a quote inside
     a string is escaped). False is not a verdict: bytes that are not canonical (re-serialised,
     indented) fail it too, and only `verify_link` on the decoded body decides."""
+    data = without_signature(data)
     at = data.rfind(_HASH_MEMBER)
     end = at + len(_HASH_MEMBER) + 64
     if (

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.contracts.envelope import GENESIS, Context, Envelope, NewEvent, sealed, uuid7_str
 from shared.contracts.registry import REGISTRY, EventRegistry
+from shared.contracts.signatures import Signer
 from shared.eventstore.database import Database, sqlite_driver
 from shared.eventstore.schema import events, log_head
 
@@ -102,10 +103,18 @@ _TAIL = 10_000
 
 
 class EventStore:
-    def __init__(self, db: Database, source: str, registry: EventRegistry = REGISTRY) -> None:
+    def __init__(
+        self,
+        db: Database,
+        source: str,
+        registry: EventRegistry = REGISTRY,
+        signer: Signer | None = None,
+    ) -> None:
         self.db = db
         self.source = source
         self.registry = registry
+        # Signs every `signer.every`th event and each append's last (None: nothing signed).
+        self.signer = signer
         # The last events committed here, at consecutive positions, as `read_bytes_from`
         # would read them: the relay reads what a group commit just wrote from memory, not
         # the database (its read was a pooled connection and a trip to another thread per
@@ -207,7 +216,7 @@ class EventStore:
 
         position, prev_hash = log.position, log.hash
         recorded_at = datetime.now(UTC).isoformat()
-        source = self.source
+        source, signer = self.source, self.signer
         rows: list[Row] = []
         # No collection while thousands of events are made: each would walk every young
         # object, and the loop never awaits (nothing else runs meanwhile).
@@ -248,7 +257,12 @@ class EventStore:
                         type_name,
                         version,
                     )
+                    if signer is not None and position % signer.every == 0:
+                        raw = signer.sign(raw, position, prev_hash)
                     rows.append((position, stream_id, version, event_id, type_name, raw))
+            if signer is not None and position % signer.every:  # the last, unless just signed
+                *row, raw = rows[-1]
+                rows[-1] = (*row, signer.sign(raw, position, prev_hash))  # type: ignore[assignment]
         finally:
             if collecting:
                 gc.enable()

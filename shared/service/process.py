@@ -22,9 +22,11 @@ import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
+from shared import signing
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
+from shared.eventstore import Database, EventStore
 from shared.relay import OutboxRelay
 from shared.runtime import Link, connect, connect_options, disconnect, provision
 from shared.service import health
@@ -66,6 +68,15 @@ def http_config(app: Any, host: str, port: int) -> uvicorn.Config:
     ratio)."""
     return uvicorn.Config(
         app, host=host, port=port, log_level="info", access_log=access_log(), lifespan="off"
+    )
+
+
+def event_store(settings: Settings, source: str) -> EventStore:
+    """A producing service's store: its database, and its signing keys (made if it has none)."""
+    return EventStore(
+        Database(settings.database_url_for(source)),
+        source,
+        signer=signing.signer(settings.signing_path, source),
     )
 
 
