@@ -128,4 +128,4 @@ async def test_retries_end_when_their_time_is_up_without_a_last_useless_sleep() 
         took = time.monotonic() - began
     # Three tries, 0.25 and 0.5 s apart: the next wait (1 s) would end after the deadline.
     assert len(server.requests) == 3 and len(set(keys(server))) == 1
-    assert took < 1.0, took
+    assert took < 1.5, took  # a last sleep of 1 s would make it 1.75 s or more
