@@ -126,6 +126,13 @@ def run_command(argv: Sequence[str]) -> int:
     bus = commands.add_parser("bus", help="repair the bus (see the README, 'When a relay stops')")
     bus_command.add_arguments(bus)
 
+    from kapok import keys as keys_command
+
+    keys = commands.add_parser(
+        "keys", help="the producers' signing keys (README, 'Signed history')"
+    )
+    keys_command.add_arguments(keys)
+
     audit = commands.add_parser("audit", help="prove the reported figures from the bus")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     replay = audit_commands.add_parser(
@@ -181,6 +188,8 @@ def run_command(argv: Sequence[str]) -> int:
         )
     if args.command == "demo":
         return up_command.run(args, SERVABLE, ready=simulate_command.demo(args))
+    if args.command == "keys":
+        return keys_command.run(args)
     if args.command == "bus":
         import os
 
