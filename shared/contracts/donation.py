@@ -118,7 +118,9 @@ class FundsReceived(CampaignEvent):
 
 @event
 class VolunteersLinked(DonationEvent):
-    """Volunteer person-times (志愿者人次) linked to a campaign, a station, or both."""
+    """Volunteer person-times (志愿者人次) linked to a campaign, a station, or both. ``link``:
+    its reference inside a campaign's stream, by which it is voided (absent on a station's
+    own link, whose stream is its reference, and on links recorded before it was given)."""
 
     volunteers: Volunteers
     organisation: Ref
@@ -126,6 +128,7 @@ class VolunteersLinked(DonationEvent):
     station: Ref | None = None
     campaign: Ref | None = None
     campaign_kind: CampaignKind | None = None
+    link: Ref | None = None
 
     @model_validator(mode="after")
     def _for_campaign_or_station(self) -> VolunteersLinked:
@@ -222,8 +225,8 @@ class FundsReceiptVoided(CampaignEvent, Voiding):
 
 @event
 class VolunteersLinkVoided(DonationEvent, Voiding):
-    """Volunteers linked to a station by mistake (a ``volunteers:…`` link), taken out or
-    recorded again."""
+    """Volunteers linked by mistake (a station's ``volunteers:…`` link, or a ``link`` in a
+    campaign, on the campaign's stream), taken out or recorded again."""
 
     fact_field = "link"
     link: Ref

@@ -146,6 +146,17 @@ async def test_a_self_help_output_and_a_station_s_volunteers_are_voided(
     linked = await posted(donation, f"/volunteers/{link}/void", {"reason": "counted twice"}, 200)
 
     assert (view["outputs"], view["beneficiaries"], view["income_yuan"]) == (0, 0, "0.00")
+    # volunteers linked in a campaign are voided by the link its answer named
+    lunches = await donation.launch(campaign_body())
+    linked_at = at(12).isoformat()
+    in_campaign = await posted(
+        donation,
+        "/volunteers",
+        {"volunteers": 8, "district": "tianhe", "campaign": lunches, "linked_at": linked_at},
+    )
+    body = {"campaign": lunches, "reason": "counted twice"}
+    shown = await posted(donation, f"/volunteers/{in_campaign['link']}/void", body, 200)
+    assert shown["volunteers"] == 0
     assert linked["volunteers"] == link
     types = [e["type"] for e in await donation.published()]
     assert {"ProjectOutputVoided", "VolunteersLinkVoided"} <= set(types)

@@ -196,9 +196,11 @@ class CorrectFundsReceipt(ReceiveFunds, Void):
 
 
 class VoidVolunteersLink(Void):
-    """Volunteers linked to a station (a ``volunteers:…`` link), recorded by mistake."""
+    """Volunteers linked by mistake: a station's ``volunteers:…`` link, or a campaign's
+    (name the ``campaign``)."""
 
     link: Ref
+    campaign: Ref | None = None
 
 
 class VoidDistribution(Void):

@@ -29,6 +29,7 @@ from shared.contracts.donation import (
     GoodsReceived,
     ProjectOutputRecorded,
     ProjectOutputVoided,
+    VolunteersLinked,
     VolunteersLinkVoided,
 )
 from shared.contracts.envelope import Event, NewEvent
@@ -49,6 +50,10 @@ def _funds(receipt: str) -> Callable[[Event], bool]:
 
 def _distribution(distribution: str) -> Callable[[Event], bool]:
     return lambda data: type(data) is GoodsDistributed and data.distribution == distribution
+
+
+def _volunteers(link: str) -> Callable[[Event], bool]:
+    return lambda data: type(data) is VolunteersLinked and data.link == link
 
 
 def _output(output: str) -> Callable[[Event], bool]:
@@ -121,6 +126,10 @@ async def correct_funds_receipt(cmd: CorrectFundsReceipt, load: Loader) -> Decis
 
 
 async def void_volunteers_link(cmd: VoidVolunteersLink, load: Loader) -> Decision:
+    if cmd.campaign is not None:
+        campaign = await load.one(Campaign, cmd.campaign)
+        void(campaign, VolunteersLinkVoided, cmd.link, _volunteers(cmd.link), cmd.reason, cmd.at)
+        return Decision.changed_one(campaign)
     link = await load.one(VolunteerLink, cmd.link)
     void(link, VolunteersLinkVoided, link.id, lambda _: True, cmd.reason, cmd.at)
     return voided(link)

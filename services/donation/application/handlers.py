@@ -105,8 +105,14 @@ async def link_volunteers(cmd: LinkVolunteers, load: Loader) -> Decision:
                 "volunteers_of_the_campaigns_organisation",
                 f"{campaign.id} is {campaign.organisation}'s",
             )
-        campaign.link_volunteers(cmd.volunteers, cmd.district, cmd.station, cmd.linked_at)
-        body = {"volunteers": cmd.volunteers, "campaign": campaign.id, "station": cmd.station}
+        link = new_id("volunteers")
+        campaign.link_volunteers(cmd.volunteers, cmd.district, cmd.station, cmd.linked_at, link)
+        body = {
+            "volunteers": cmd.volunteers,
+            "campaign": campaign.id,
+            "station": cmd.station,
+            "link": link,
+        }
         return additive([campaign], 201, body)
     assert cmd.station is not None and cmd.organisation is not None  # the command's check
     link = VolunteerLink.link(

@@ -43,6 +43,7 @@ from shared.contracts.donation import (
     RecipientKind,
     StockShortfallRecorded,
     VolunteersLinked,
+    VolunteersLinkVoided,
 )
 from shared.contracts.envelope import Event
 from shared.contracts.types import AidItem, District, GoodsKind, Group, Item, Unit
@@ -261,7 +262,12 @@ class Campaign(Aggregate):
         )
 
     def link_volunteers(
-        self, volunteers: int, district: District, station: str | None, at: datetime
+        self,
+        volunteers: int,
+        district: District,
+        station: str | None,
+        at: datetime,
+        link: str | None = None,
     ) -> None:
         self._must_be_launched("linked_at", at)
         self._must_cover(district)
@@ -273,6 +279,7 @@ class Campaign(Aggregate):
                 station=station,
                 campaign=self.id,
                 campaign_kind=self.campaign_kind,
+                link=link,
             ),
             at,
         )
@@ -486,6 +493,7 @@ class Campaign(Aggregate):
                 | FundsReceiptVoided()
                 | DistributionVoided()
                 | ProjectOutputVoided()
+                | VolunteersLinkVoided()
             ):
                 restate(self, data)
             case ProjectOutputRecorded():
