@@ -40,6 +40,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -135,12 +136,19 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish forever: catch up, then follow new commits. A diverged stream pauses it
         (`stats.stopped`) until a later check finds the stream repaired; nothing ends it."""
-        backoff = 0.2
+        backoff, failing_since = 0.2, None
         while True:
             try:
                 await self._save_unsaved()
                 await self.reconcile()
                 self._resumed()
+                if failing_since is not None:
+                    log.warning(
+                        "relay %s: publishing again after %.1f s of failures",
+                        self.source,
+                        time.monotonic() - failing_since,
+                    )
+                    failing_since = None
                 loop = asyncio.get_running_loop()
                 next_check = loop.time() + self.reconcile_every
                 while True:
@@ -175,7 +183,11 @@ class OutboxRelay:
                 TimeoutError,
             ) as error:
                 self.stats.failures += 1
-                log.warning("relay %s: %s; retrying in %.1fs", self.source, error, backoff)
+                if failing_since is None:  # once an outage, and once when it ends (above)
+                    failing_since = time.monotonic()
+                    log.warning("relay %s: %s; retrying until it works", self.source, error)
+                else:
+                    log.debug("relay %s: %s; retrying in %.1fs", self.source, error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -213,11 +225,12 @@ class OutboxRelay:
                 self._at_head = len(rows) < self.chunk
                 if not rows:
                     break
+                self.stats.head = max(self.stats.head, rows[-1].position)
                 await self._send(rows, prefix)
                 sent = rows[-1].position
                 in_flight.append(sent)
             if not in_flight:
-                self.stats.head = progress
+                self.stats.head = max(self.stats.head, progress)
                 return total
             last = in_flight.popleft()
             acked = await self._acked_through(progress, last)
