@@ -118,15 +118,6 @@ class Grant:
     deny_publish: tuple[str, ...] = ()
     responds: bool = False
 
-    def permissions(self) -> dict[str, object]:
-        publish: dict[str, object] = {"allow": list(self.publish)}
-        if self.deny_publish:
-            publish["deny"] = list(self.deny_publish)
-        out: dict[str, object] = {"publish": publish, "subscribe": {"allow": list(self.subscribe)}}
-        if self.responds:
-            out["allow_responses"] = {"max": 1}
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class Reader:
