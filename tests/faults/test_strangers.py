@@ -24,6 +24,7 @@ from fault_parts import (
     kapok_up,
     sqlite_stores,
     status,
+    streams_hold_stores,
 )
 from up_parts import Up, wait_until
 
@@ -67,6 +68,9 @@ def test_strangers_on_every_stream_stop_its_relay_visibly_and_a_repair_loses_not
             )
             # and reporting, which read them, says it dead-lettered them (degraded, not ok).
             wait_until("reporting names its dead letters", lambda: dead_lettered(up), 30, up)
+            # (The proof every fault story ends with sees the strangers: it fails here.)
+            with pytest.raises(AssertionError, match="HOTLINE"):
+                asyncio.run(streams_hold_stores(up, sqlite_stores(up)))
             # When each stream is repaired,
             for source, stranger in first.items():
                 # (the data directory from the environment: its --data-dir is not read, 13:10)
