@@ -2,21 +2,20 @@
 station takes her call, refers her to aid, a request opens from the referral, 唐丽 is assigned
 it and brings medicine and vegetables to her door. Each story: given these events, when this
 command, then this error, and no event recorded. Pure: the aggregates decide, nothing is
-stored, so each story costs microseconds."""
+stored, so each story costs microseconds. Times are minutes after 09:00 on 2020-02-10 in
+Guangzhou (`harness.stories`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
-from typing import TypeVar
 
 import pytest
+from harness.stories import at, given
 from pydantic import ValidationError
 
 from services.aid.domain import AidRequest
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
 from shared.contracts.aid import AidAssigned, AidCancelled, AidDelivered, AidRequested
-from shared.contracts.envelope import Event
 from shared.contracts.hotline import (
     CallCompleted,
     CallReceived,
@@ -29,26 +28,11 @@ from shared.contracts.types import AidItem, Place
 from shared.domain.aggregate import Aggregate
 from shared.domain.errors import DomainError, NotFound, RuleBroken
 
-CST = timezone(timedelta(hours=8))
 NANZHOU = Place(
     district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
 )
 POINT, CALL, REFERRAL, REQUEST = "point:nanzhou", "call:wei-yi", "referral:wei-yi", "request:w"
 WEI_YI, TANG_LI = "person:weiyi", "worker:tang-li"
-A = TypeVar("A", bound=Aggregate)
-
-
-def at(hour: int, minute: int = 0) -> datetime:
-    """Her day: 2020-02-10 in Guangzhou."""
-    return datetime(2020, 2, 10, hour, minute, tzinfo=CST)
-
-
-def given(kind: type[A], id: str, *history: tuple[Event, datetime]) -> A:
-    aggregate = kind(id)
-    for version, (data, when) in enumerate(history, start=1):
-        aggregate.apply(data, when)
-        aggregate.version = version
-    return aggregate
 
 
 def refused(when: Callable[[], object], *unchanged: Aggregate) -> DomainError:
@@ -64,8 +48,8 @@ def rule(error: DomainError) -> str:
     return error.rule
 
 
-OPENED = (HotlinePointOpened(point=POINT, place=NANZHOU, site="station"), at(8))
-CLOSED = (HotlinePointClosed(point=POINT, place=NANZHOU, reason="service_ended"), at(18))
+OPENED = (HotlinePointOpened(point=POINT, place=NANZHOU, site="station"), -60)
+CLOSED = (HotlinePointClosed(point=POINT, place=NANZHOU, reason="service_ended"), 540)
 RECEIVED = (
     CallReceived(
         call=CALL,
@@ -76,7 +60,7 @@ RECEIVED = (
         channel="phone",
         caller=WEI_YI,
     ),
-    at(9, 5),
+    5,
 )
 COMPLETED = (
     CallCompleted(
@@ -88,7 +72,7 @@ COMPLETED = (
         outcome="referred_to_aid",
         duration_seconds=420,
     ),
-    at(9, 12),
+    12,
 )
 REFERRED = ReferredToAid(
     referral=REFERRAL,
@@ -111,7 +95,7 @@ REQUESTED = (
         origin="hotline_referral",
         referral=REFERRAL,
     ),
-    at(20),
+    660,
 )
 MEDICINE = AidItem(kind="medicine", quantity=1, unit="box")
 VEGETABLES = AidItem(kind="vegetables", quantity=2, unit="kg")
@@ -125,7 +109,7 @@ DELIVERED = (
         items=(MEDICINE, VEGETABLES),
         persons_served=1,
     ),
-    at(21),
+    720,
 )
 
 
@@ -135,7 +119,7 @@ DELIVERED = (
 def test_her_call_is_not_taken_before_the_point_opened() -> None:
     point = given(HotlinePoint, POINT, OPENED)
     error = refused(
-        lambda: Call.receive(CALL, point, "help_request", "disabled", "phone", WEI_YI, at(7)),
+        lambda: Call.receive(CALL, point, "help_request", "disabled", "phone", WEI_YI, at(-120)),
         point,
     )
     assert rule(error) == "point_takes_calls_once_open"
@@ -144,36 +128,36 @@ def test_her_call_is_not_taken_before_the_point_opened() -> None:
 def test_her_call_is_not_taken_after_the_point_closed_but_a_late_log_of_it_is() -> None:
     point = given(HotlinePoint, POINT, OPENED, CLOSED)
     error = refused(
-        lambda: Call.receive(CALL, point, "help_request", "disabled", "phone", WEI_YI, at(19)),
+        lambda: Call.receive(CALL, point, "help_request", "disabled", "phone", WEI_YI, at(600)),
         point,
     )
     assert rule(error) == "closed_point_takes_no_calls"
-    late = Call.receive(CALL, point, "help_request", "disabled", "phone", WEI_YI, at(9, 5))
+    late = Call.receive(CALL, point, "help_request", "disabled", "phone", WEI_YI, at(5))
     assert [e.data.type_name() for e in late.pending] == ["CallReceived"]
 
 
 def test_the_point_does_not_close_before_her_call() -> None:
     point = given(HotlinePoint, POINT, OPENED)
-    error = refused(lambda: point.close("service_ended", at(9), (CALL, at(9, 5))), point)
+    error = refused(lambda: point.close("service_ended", at(0), (CALL, at(5))), point)
     assert rule(error) == "point_closes_after_its_records"
     assert CALL in error.message
 
 
 def test_her_call_completes_once_and_not_before_it_came_in() -> None:
     call = given(Call, CALL, RECEIVED)
-    early = refused(lambda: call.complete("referred_to_aid", 420, at(9)), call)
+    early = refused(lambda: call.complete("referred_to_aid", 420, at(0)), call)
     assert rule(early) == "call_completes_after_received"
     done = given(Call, CALL, RECEIVED, COMPLETED)
-    again = refused(lambda: done.complete("advice_given", 60, at(10)), done)
+    again = refused(lambda: done.complete("advice_given", 60, at(60)), done)
     assert rule(again) == "call_completes_once"
 
 
 def test_she_is_not_referred_before_her_call_nor_from_a_call_never_taken() -> None:
     call = given(Call, CALL, RECEIVED)
-    early = refused(lambda: Referral.from_call(REFERRAL, call, ("medicine",), "today", at(9)), call)
+    early = refused(lambda: Referral.from_call(REFERRAL, call, ("medicine",), "today", at(0)), call)
     assert rule(early) == "referral_after_its_call"
     unknown = refused(
-        lambda: Referral.from_call(REFERRAL, Call("call:never"), ("medicine",), "today", at(10))
+        lambda: Referral.from_call(REFERRAL, Call("call:never"), ("medicine",), "today", at(60))
     )
     assert isinstance(unknown, NotFound)
 
@@ -181,7 +165,7 @@ def test_she_is_not_referred_before_her_call_nor_from_a_call_never_taken() -> No
 def test_an_anonymous_call_is_referred_only_naming_the_person() -> None:
     anonymous = RECEIVED[0].model_copy(update={"caller": None})
     call = given(Call, CALL, (anonymous, RECEIVED[1]))
-    error = refused(lambda: Referral.from_call(REFERRAL, call, ("medicine",), "today", at(10)))
+    error = refused(lambda: Referral.from_call(REFERRAL, call, ("medicine",), "today", at(60)))
     assert rule(error) == "referral_names_a_person"
 
 
@@ -189,13 +173,13 @@ def test_her_daily_follow_up_is_for_her_group_and_due_after_it_is_planned() -> N
     point = given(HotlinePoint, POINT, OPENED)
     general = refused(
         lambda: FollowUp.schedule(
-            "follow-up:w", WEI_YI, "general", point, "emotional_support", at(17), at(9)
+            "follow-up:w", WEI_YI, "general", point, "emotional_support", at(480), at(0)
         )
     )
     assert rule(general) == "follow_ups_are_for_vulnerable_groups"
     past = refused(
         lambda: FollowUp.schedule(
-            "follow-up:w", WEI_YI, "disabled", point, "emotional_support", at(8, 30), at(9)
+            "follow-up:w", WEI_YI, "disabled", point, "emotional_support", at(-30), at(0)
         )
     )
     assert rule(past) == "follow_up_due_after_scheduled"
@@ -203,14 +187,14 @@ def test_her_daily_follow_up_is_for_her_group_and_due_after_it_is_planned() -> N
 
 def test_tang_li_is_on_one_shift_at_a_time() -> None:
     point = given(HotlinePoint, POINT, OPENED)
-    error = refused(lambda: Shift.start("shift:2", TANG_LI, point, at(13), "shift:1"), point)
+    error = refused(lambda: Shift.start("shift:2", TANG_LI, point, at(240), "shift:1"), point)
     assert rule(error) == "one_open_shift_per_worker"
     on_duty = given(
         Shift,
         "shift:1",
-        (ShiftStarted(shift="shift:1", worker=TANG_LI, point=POINT, place=NANZHOU), at(9)),
+        (ShiftStarted(shift="shift:1", worker=TANG_LI, point=POINT, place=NANZHOU), 0),
     )
-    early = refused(lambda: on_duty.end(at(8)), on_duty)
+    early = refused(lambda: on_duty.end(at(-60)), on_duty)
     assert rule(early) == "shift_ends_after_it_starts"
 
 
@@ -219,44 +203,44 @@ def test_tang_li_is_on_one_shift_at_a_time() -> None:
 
 def test_nothing_is_done_for_her_before_her_request_was_made() -> None:
     request = given(AidRequest, REQUEST, REQUESTED)
-    error = refused(lambda: request.deliver("delivery:w", (MEDICINE,), 1, at(19)), request)
+    error = refused(lambda: request.deliver("delivery:w", (MEDICINE,), 1, at(600)), request)
     assert rule(error) == "request_acted_on_after_requested"
-    assert rule(refused(lambda: request.assign(TANG_LI, at(19)), request)) == (
+    assert rule(refused(lambda: request.assign(TANG_LI, at(600)), request)) == (
         "request_acted_on_after_requested"
     )
 
 
 def test_tang_li_is_assigned_once_and_a_cancelled_request_gets_nothing() -> None:
     assigned = given(
-        AidRequest, REQUEST, REQUESTED, (AidAssigned(request=REQUEST, assignee=TANG_LI), at(20, 5))
+        AidRequest, REQUEST, REQUESTED, (AidAssigned(request=REQUEST, assignee=TANG_LI), 665)
     )
-    again = refused(lambda: assigned.assign(TANG_LI, at(20, 10)), assigned)
+    again = refused(lambda: assigned.assign(TANG_LI, at(670)), assigned)
     assert rule(again) == "assignment_changes_assignee"
     cancelled = given(
         AidRequest,
         REQUEST,
         REQUESTED,
-        (AidCancelled(request=REQUEST, group="disabled", place=NANZHOU, reason="other"), at(20, 5)),
+        (AidCancelled(request=REQUEST, group="disabled", place=NANZHOU, reason="other"), 665),
     )
     no_delivery = refused(
-        lambda: cancelled.deliver("delivery:w", (MEDICINE,), 1, at(21)), cancelled
+        lambda: cancelled.deliver("delivery:w", (MEDICINE,), 1, at(720)), cancelled
     )
     assert rule(no_delivery) == "cancelled_request_gets_no_delivery"
-    no_courier = refused(lambda: cancelled.assign(TANG_LI, at(21)), cancelled)
+    no_courier = refused(lambda: cancelled.assign(TANG_LI, at(720)), cancelled)
     assert rule(no_courier) == "cancelled_request_is_not_assigned"
-    not_twice = refused(lambda: cancelled.cancel("other", at(21)), cancelled)
+    not_twice = refused(lambda: cancelled.cancel("other", at(720)), cancelled)
     assert rule(not_twice) == "request_cancels_once"
 
 
 def test_her_delivered_request_is_not_cancelled_afterwards() -> None:
     request = given(AidRequest, REQUEST, REQUESTED, DELIVERED)
-    error = refused(lambda: request.cancel("need_met_elsewhere", at(22)), request)
+    error = refused(lambda: request.cancel("need_met_elsewhere", at(780)), request)
     assert rule(error) == "delivered_request_cannot_be_cancelled"
 
 
 def test_an_unknown_request_gets_no_delivery() -> None:
     error = refused(
-        lambda: AidRequest("request:never").deliver("delivery:x", (MEDICINE,), 1, at(21))
+        lambda: AidRequest("request:never").deliver("delivery:x", (MEDICINE,), 1, at(720))
     )
     assert isinstance(error, NotFound)
 
