@@ -43,6 +43,10 @@ def audit_target(args: argparse.Namespace) -> str:
 
     data_dir = args.data_dir or Settings().data_dir
     up = running(data_dir)
+    # The producers' verification keys of that data directory: the audit checks signatures.
+    os.environ.setdefault(
+        "KAPOK_SIGNING_DIR", str(Settings(data_dir=data_dir).signing_path.resolve())
+    )
     # The administrator repairs; the auditor reads and changes nothing.
     sign_in_from(data_dir, "admin" if args.command == "bus" else "auditor")
     if args.nats:

@@ -113,6 +113,10 @@ class Part:
     audit: SourceAudit
     days: dict[DayKey, int]
     increments: dict[Key, int]
+    # What it folded after its last good signature (`audit_chain`): counted once a later
+    # stretch's signature covers it.
+    tail_days: dict[DayKey, int] = field(default_factory=dict)
+    tail_increments: dict[Key, int] = field(default_factory=dict)
 
 
 async def replay(
@@ -270,8 +274,15 @@ def _put_together(naming: Naming, by_source: dict[str, list[Part]], detail: bool
     result = Replay(detail=detail)
     for source, pieces in by_source.items():
         audit = result.sources[source] = SourceAudit(source, naming.stream(source))
+        waiting: list[Part] = []  # tails no signature has covered yet
         for part in pieces:
             found = part.audit
+            if found.signed:
+                for earlier in waiting:
+                    _add(result, earlier.tail_days, earlier.tail_increments)
+                waiting = []
+            if found.tail_events:
+                waiting.append(part)
             audit.events += found.events
             audit.folded += found.folded
             audit.undecodable += found.undecodable
@@ -279,14 +290,29 @@ def _put_together(naming: Naming, by_source: dict[str, list[Part]], detail: bool
             audit.findings.extend(found.findings)
             if found.events:
                 audit.head, audit.position = found.head, found.position
-            for key, value in part.days.items():
-                result.days[key] += value
-            for key, value in part.increments.items():
-                result.increments[key] += value
+            _add(result, part.days, part.increments)
             if found.cut:
                 audit.cut = True
                 break
+        if waiting:
+            events = sum(part.audit.tail_events for part in waiting)
+            audit.folded -= events
+            audit.find(
+                0,
+                "",
+                f"positions {waiting[0].audit.tail_first} to {waiting[-1].audit.position}"
+                f" ({events} events):"
+                f" covered by no signature of {source}'s key; not counted (the live figures"
+                " hold them back too)",
+            )
     return result
+
+
+def _add(result: Replay, days: dict[DayKey, int], increments: dict[Key, int]) -> None:
+    for key, value in days.items():
+        result.days[key] += value
+    for key, value in increments.items():
+        result.increments[key] += value
 
 
 def _replay_in_process(
@@ -440,7 +466,17 @@ async def _replay_slice(
 def _part(audit: SourceAudit, result: Replay) -> Part:
     settle(audit)
     result.merge()
-    return Part(audit, dict(result.days), dict(result.increments))
+    aside = Replay(detail=result.detail)
+    if audit.tail is not None:
+        aside.fold, audit.tail = audit.tail, None  # sent back as sums, as the rest
+        aside.merge()
+    return Part(
+        audit,
+        dict(result.days),
+        dict(result.increments),
+        dict(aside.days),
+        dict(aside.increments),
+    )
 
 
 # -- the command ------------------------------------------------------------------------

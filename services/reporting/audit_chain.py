@@ -19,19 +19,32 @@ sequence, subject and reason:
 
 Everything else is folded, so the figures count every event that is the source's at its
 place in the chain, whatever else was published onto the stream.
+
+Where the producers' verification keys are known (`shared.signing`: the data directory's
+``signing/ring.json``, or ``KAPOK_SIGNING_DIR``), only what a signature of its source's key
+covers counts, as in the live fold (shared/contracts/signatures.py): an event with a bad
+signature, or with none where its source always signs, is a finding named forged and not
+folded; the events after the last good signature are folded aside (``tail``) and counted when
+the next one covers them (in a later stretch, when the stream is read in stretches:
+audit.py), and those no signature covers at the end of the stream are a finding, not
+counted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
 from services.reporting.domain.fold import Fold
+from shared import signing
 from shared.contracts import GENESIS, REGISTRY, BrokenChain, UndecodableEvent
 from shared.contracts.envelope import Envelope, hash_of, verify_bytes
+from shared.contracts.signatures import EVERY, Ring
 
 KEPT = 100
 """Findings kept (and printed) per source; beyond them only their number."""
@@ -77,6 +90,10 @@ class SourceAudit:
     # position before it), checked when the stretches are put together (audit.py).
     opened_with: tuple[str, int] | None = None
     cut: bool = False  # stopped at known_at: nothing after this was published by then
+    signed: int = 0  # the position of the last event whose signature verified
+    tail: Fold | None = None  # folded since: counted once a signature covers it
+    tail_first: int = 0  # the position of the first event in ``tail``
+    tail_events: int = 0
 
     def find(self, seq: int, subject: bytes | str, reason: str) -> None:
         self.found += 1
@@ -215,6 +232,24 @@ def _take(
 def _fold(
     audit: SourceAudit, fold: Fold, seq: int, subject: bytes | str, envelope: Envelope[Any]
 ) -> None:
+    ring = signing_ring()
+    covered = True
+    if ring is not None:
+        name = f"{envelope.source} position {envelope.position} ({envelope.event_id})"
+        if envelope.sig is not None:
+            reason = ring.check(envelope.source, envelope.position, envelope.hash, envelope.sig)
+            if reason is not None:
+                audit.find(seq, subject, f"{name}: forged: {reason}; not folded")
+                return
+        elif envelope.position % EVERY == 0:
+            audit.find(seq, subject, f"{name}: forged: unsigned where its source always signs")
+            return
+        else:
+            covered = False
+            if audit.tail is None:
+                audit.tail = Fold(open_requests=fold.open_requests)
+                audit.tail_first = envelope.position
+            fold = audit.tail
     try:
         fold.apply(envelope)
     except Exception as error:  # whatever the fold cannot make of it is a finding
@@ -227,6 +262,34 @@ def _fold(
         )
         return
     audit.folded += 1
+    if not covered:
+        audit.tail_events += 1
+    elif ring is not None:
+        audit.signed = envelope.position
+        if audit.tail is not None:  # this signature covers what waited for one
+            cover(audit, fold)
+
+
+def cover(audit: SourceAudit, fold: Fold) -> None:
+    """The events folded aside since the last signature counted in ``fold``."""
+    tail, audit.tail, audit.tail_events = audit.tail, None, 0
+    if tail is not None:
+        for key, value in tail.increments.items():
+            fold.increments[key] += value
+        fold.revisions.extend(tail.revisions)
+
+
+_RING: list[Ring | None] = []
+
+
+def signing_ring() -> Ring | None:
+    """The verification keys this process checks signatures with (read once): those of
+    ``KAPOK_SIGNING_DIR``, which `kapok audit replay` sets from its data directory and its
+    helper processes inherit; unset, none (signatures are not checked)."""
+    if not _RING:
+        directory = os.environ.get("KAPOK_SIGNING_DIR")
+        _RING.append(signing.ring(Path(directory)) if directory else None)
+    return _RING[0]
 
 
 def _take_back(fold: Fold, envelope: Envelope[Any]) -> None:

@@ -146,3 +146,80 @@ def test_the_replay_keeps_one_total_per_metric_and_day() -> None:
         DayKey("calls_received", at(d).date()) for d in (1, 2, 3)
     }
     assert sum(v for k, v in result.days.items() if k.metric == "calls_received") == 12
+
+
+def signed_chain(keys, count: int) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """The hotline's bytes for ``count`` calls in one append, signed as its store signs."""
+    from shared import signing
+
+    signer = signing.signer(keys, "hotline")
+    out = []
+    for raw in chain("hotline", [call(i, at(1)) for i in range(count)]):
+        body = orjson.loads(raw)
+        if body["position"] % signer.every == 0 or body["position"] == count:
+            raw = signer.sign(raw, body["position"], body["hash"])
+        out.append(raw)
+    return out
+
+
+def test_with_the_producers_keys_only_what_a_signature_covers_counts(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Given the hotline's 1,203 signed calls, then a stranger's two that link and hash
+    right, one signed with a key of its own and one not signed: the audit counts the 1,203,
+    names the first forged and the last covered by no signature, and counts neither."""
+    from nacl.signing import SigningKey
+
+    from services.reporting import audit_chain
+    from shared.contracts.signatures import Signer
+
+    keys = tmp_path / "signing"
+    monkeypatch.setenv("KAPOK_SIGNING_DIR", str(keys))
+    monkeypatch.setattr(audit_chain, "_RING", [])
+    honest = signed_chain(keys, 1203)
+    body = orjson.loads(honest[-1])
+    more = chain("hotline", [call(2000, at(1)), call(2001, at(1))], first=1204,
+                 prev_hash=body["hash"])  # fmt: skip
+    stranger = Signer("hotline", ((1, SigningKey.generate()),))
+    first = orjson.loads(more[0])
+    forged = stranger.sign(more[0], 1204, first["hash"])
+
+    audit, result = audit_of("hotline", [*honest, forged, more[1]])
+    from services.reporting.audit import _part, _put_together
+    from shared.bus.naming import Naming
+    from shared.settings import Settings
+
+    whole = _put_together(Naming.of(Settings()), {"hotline": [_part(audit, result)]}, False)
+    assert services_given(whole) == 1203
+    found = [f.reason for f in whole.sources["hotline"].findings]
+    assert "forged: signed with a key" in found[0]
+    assert "positions 1205 to 1205 (1 events): covered by no signature" in found[1]
+
+
+def test_a_stretch_whose_last_events_a_later_stretchs_signature_covers_counts_them(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from services.reporting import audit_chain
+    from services.reporting.audit import _part, _put_together
+    from services.reporting.audit_chain import open_mid_stream
+    from shared.bus.naming import Naming
+    from shared.settings import Settings
+
+    keys = tmp_path / "signing"
+    monkeypatch.setenv("KAPOK_SIGNING_DIR", str(keys))
+    monkeypatch.setattr(audit_chain, "_RING", [])
+    honest = signed_chain(keys, 1203)
+    first, first_result = audit_of("hotline", honest[:700])  # signed at 500: 200 wait
+    assert first.tail_events == 200
+    second, second_result = SourceAudit("hotline", "HOTLINE"), Replay()
+    open_mid_stream(second, honest[700])
+    for seq, data in enumerate(honest[700:], start=701):
+        check_and_fold(second, second_result.fold, seq, SUBJECT, data)
+    second_result.merge()
+
+    whole = _put_together(
+        Naming.of(Settings()),
+        {"hotline": [_part(first, first_result), _part(second, second_result)]},
+        False,
+    )
+
+    assert services_given(whole) == 1203
+    assert whole.sources["hotline"].findings == []
