@@ -101,9 +101,9 @@ class Play:
         self._reader.join(5)
         assert self.proc.stdout is not None
         out = self.proc.stdout.read().decode(errors="replace")
-        said = f"{out}\n{self.err[-3000:]}\n{self.up.log()}"
-        assert code == 0, said
-        assert "reporting shows the scaled figures exactly" in out, said
+        shown = f"{out}\n{self.err[-3000:]}\n{self.up.log()}"
+        assert code == 0, shown
+        assert "reporting shows the scaled figures exactly" in out, shown
         return out
 
     def kill(self) -> None:
@@ -125,6 +125,12 @@ def kapok_up(
     finally:
         if up.proc.poll() is None:
             os.killpg(up.proc.pid, signal.SIGKILL)
+
+
+def said(up: Up) -> str:
+    """Everything `kapok up` has printed (``Up.log`` keeps only its tail, which a busy
+    service's access log soon pushes a supervisor's line out of)."""
+    return up.log_path.read_text(errors="replace")
 
 
 def target() -> dict[str, Any]:
@@ -155,17 +161,17 @@ def status(up: Up) -> dict[str, Row]:
 
 def until_all_ok(up: Up, after: str, within_s: float = 60) -> None:
     """Until `kapok status` says ok for every process; else fail showing what it says."""
-    said: list[str] = []
+    lines: list[str] = []
 
     def all_ok() -> bool:
         found = status(up).values()
-        said[:] = [line for row in found for line in row.lines()]
+        lines[:] = [line for row in found for line in row.lines()]
         return len(found) == len(up.ports) + 1 and all(r.status == "ok" for r in found)
 
     try:
         wait_until(f"every process ok after {after}", all_ok, within_s, up)
     except AssertionError as failed:
-        raise AssertionError("kapok status:\n" + "\n".join(said) + f"\n{failed}") from None
+        raise AssertionError("kapok status:\n" + "\n".join(lines) + f"\n{failed}") from None
 
 
 def sqlite_stores(up: Up) -> dict[str, str]:

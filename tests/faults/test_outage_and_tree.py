@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_parts import Play, assert_exact, health, kapok, kapok_up, status
+from fault_parts import Play, assert_exact, health, kapok, kapok_up, said, status
 from harness.private_postgres import PrivatePostgres, private_postgres
 from harness.processes import descendants
 from sqlalchemy.engine import make_url
@@ -44,7 +44,7 @@ def test_a_postgres_outage_then_the_whole_tree_killed_lose_nothing(tmp_path: Pat
             first.proc.wait(10)
         # then the hotline had answered the simulator 503 meanwhile (which sent them again),
         # said once when the outage began and once when it ended, never with a traceback;
-        log = first.log_path.read_text(errors="replace")
+        log = said(first)
         assert "Traceback" not in log, first.log()
         back = re.findall(
             r"hotline .*the database is back after [\d.]+s \((\d+) requests answered 503", log
