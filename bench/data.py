@@ -10,6 +10,7 @@ from sqlalchemy import delete
 
 from shared.contracts.envelope import Context, NewEvent
 from shared.contracts.hotline import CallReceived
+from shared.contracts.signatures import Signer
 from shared.contracts.types import Place
 from shared.eventstore import Append, Database, EventStore
 from shared.eventstore.schema import outbox_progress
@@ -49,9 +50,10 @@ def _appends(start: int, count: int) -> list[Append]:
     return out
 
 
-async def fill_store(path: Path, n: int) -> EventStore:
-    """A fresh store holding ``n`` events, appended with `append_all` in chunks of 5000."""
-    store = EventStore(Database(sqlite_url(path)), SOURCE)
+async def fill_store(path: Path, n: int, signer: Signer | None = None) -> EventStore:
+    """A fresh store holding ``n`` events, appended with `append_all` in chunks of 5000 (and
+    signed as the services' stores sign, with ``signer``)."""
+    store = EventStore(Database(sqlite_url(path)), SOURCE, signer=signer)
     await store.setup()
     ctx = Context(actor="worker:w17")
     for start in range(0, n, CHUNK):

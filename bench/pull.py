@@ -20,6 +20,7 @@ from services.reporting.audit import replay_consumer
 from shared.bus.naming import Naming
 from shared.consumer import ConsumerRunner
 from shared.contracts.envelope import Envelope
+from shared.contracts.signatures import Ring
 from shared.eventstore import Database
 
 BATCH = 1000
@@ -153,14 +154,27 @@ async def _count(conn: AsyncConnection, events: Sequence[Envelope[Any]]) -> None
 
 
 async def runner_drain(
-    nc: NATS, naming: Naming, source: str, url: str, durable: str, total: int
+    nc: NATS,
+    naming: Naming,
+    source: str,
+    url: str,
+    durable: str,
+    total: int,
+    ring: Ring | None = None,
 ) -> float:
-    """``ConsumerRunner.drain(source)`` from zero: decode into the event models, commit the
+    """``ConsumerRunner.drain(source)`` from zero: decode into the event models, check each
+    event's hash and link (and with ``ring``, that a signature covers it), commit the
     checkpoint per batch in the database at ``url``, ack."""
     db = Database(url)
     try:
         runner = ConsumerRunner(
-            nc=nc, db=db, naming=naming, name=durable, sources=[source], handler=_count
+            nc=nc,
+            db=db,
+            naming=naming,
+            name=durable,
+            sources=[source],
+            handler=_count,
+            ring=ring,
         )
         await runner.setup()
         began = time.perf_counter()

@@ -26,10 +26,12 @@ from sqlalchemy.engine import make_url
 from bench import publish, pull
 from bench.data import SOURCE, Message, fill_store, messages, sqlite_url
 from bench.report import Row, compute_ratios, durability, load, machine, table, write_json
+from shared import signing
 from shared.bus.embedded import EmbeddedNats, Sync
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.collector import tune_gc
+from shared.contracts.signatures import Ring
 from shared.eventstore import EventStore
 
 DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -49,6 +51,7 @@ class Data:
 
     stores: dict[bool, EventStore]  # by "warm"
     msgs: dict[bool, list[Message]]
+    ring: Ring  # the keys the events were signed with: the runner checks every signature
 
     def n(self, warm: bool) -> int:
         return len(self.msgs[warm])
@@ -168,7 +171,9 @@ def measures(
     def runner(url: str) -> Once:
         async def once(warm: bool) -> float:
             durable = s.name("runner")
-            return await pull.runner_drain(nc, s.filled[warm], SOURCE, url, durable, data.n(warm))
+            return await pull.runner_drain(
+                nc, s.filled[warm], SOURCE, url, durable, data.n(warm), data.ring
+            )
 
         return once
 
@@ -244,10 +249,15 @@ async def bench(args: argparse.Namespace) -> int:
     try:
         began = time.perf_counter()
         say(f"filling a SQLite event store with {n:,} events (append_all, chunks of 5000) …")
-        stores[False] = await fill_store(work / "events.db", n)
-        stores[True] = await fill_store(work / "warm.db", max(200, min(5000, n // 10)))
+        # Signed as the services sign (every 500th event and each append's last).
+        signer = signing.signer(work / "signing", SOURCE)
+        stores[False] = await fill_store(work / "events.db", n, signer)
+        stores[True] = await fill_store(work / "warm.db", max(200, min(5000, n // 10)), signer)
         tune_gc()  # as every Kapok service does once started (shared/collector.py)
-        data = Data(stores, {warm: await messages(store) for warm, store in stores.items()})
+        ring = signing.ring(work / "signing")
+        assert ring is not None
+        msgs = {warm: await messages(store) for warm, store in stores.items()}
+        data = Data(stores, msgs, ring)
         say(f"stores filled in {time.perf_counter() - began:.1f} s")
         if not args.no_postgres:
             pg = Postgres(args.postgres_url)
