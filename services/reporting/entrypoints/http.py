@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException
 
 from services.reporting.adapters.counters import GROUPABLE, CounterStore
 from services.reporting.domain.fold import DIMENSIONS, SHANGHAI, business_day
@@ -24,7 +25,7 @@ from services.reporting.domain.report import report, revision_view
 from services.reporting.entrypoints.metrics import render
 from shared.consumer import ConsumerRunner
 from shared.service.health import Health, answer_outages, register_live
-from shared.service.http import ERROR, JSON
+from shared.service.http import ERROR, JSON, http_error
 
 
 class BadRequest(ValueError):
@@ -99,6 +100,8 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def build_app(reporting: Reporting) -> FastAPI:
     app = FastAPI(title="Kapok reporting", version="1")
+    # No such route (404) or method (405): the services' error shape, not FastAPI's.
+    app.add_exception_handler(HTTPException, http_error)
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
