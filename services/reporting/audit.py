@@ -489,10 +489,14 @@ def print_progress(stream: TextIO = sys.stderr) -> Progress:
     return show
 
 
-async def fetch_live(url: str, as_of: date | None) -> dict[str, Any]:
+async def fetch_live(
+    url: str, as_of: date | None, known_at: datetime | None = None
+) -> dict[str, Any]:
     import httpx
 
     params = {"as_of": as_of.isoformat()} if as_of else {}
+    if known_at is not None:  # the live report as it stood then, corrections after it undone
+        params["known_at"] = known_at.isoformat()
     async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
         response = await http.get("/api/report", params=params)
         response.raise_for_status()
@@ -547,7 +551,7 @@ async def audit_replay(
     print(orjson.dumps(body, option=_INDENT).decode(), file=out)
     if live_url:
         try:
-            live = await fetch_live(live_url, as_of)
+            live = await fetch_live(live_url, as_of, known_at)
         except Exception as error:
             print(f"cannot read the live report at {live_url}: {error!r}", file=err)
             return 2

@@ -138,6 +138,8 @@ tests:
         values: "0x10"
       - series: 'kapok_reporting_chain_breaks_total{{job="{job}",stream="aid"}}'
         values: "0x10"
+      - series: 'kapok_reporting_forged_total{{job="{job}",stream="hotline"}}'
+        values: "0 0 1x10"
       - series: 'kapok_reporting_consumer_lag{{job="{job}",stream="aid"}}'
         values: "50x15"
       - series: 'kapok_reporting_consumer_checkpoint{{job="{job}",stream="aid"}}'
@@ -158,6 +160,18 @@ tests:
       - eval_time: 2m
         alertname: KapokChainBreaks
         exp_alerts: []
+      - eval_time: 1m
+        alertname: KapokForgedEvents
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: KapokForgedEvents
+        exp_alerts:
+          - exp_labels: {{severity: page, job: {job}, stream: hotline}}
+            exp_annotations:
+              summary: "hotline: a message not signed by its source's key was refused"
+              description: "Someone with access to the bus published as a producer without \\
+                its key; it was not folded. The producer's relay has stopped on it: see \\
+                README, 'When a relay stops', and run `kapok audit replay`."
       - eval_time: 12m
         alertname: KapokConsumerStalled
         exp_alerts:

@@ -135,6 +135,18 @@ def render(
                 "Events refused since start: their prev_hash is not the previous event's hash",
                 "chain_breaks",
             ),
+            (
+                "forged_total",
+                "counter",
+                "Messages refused since start: a bad signature, or none where the source signs",
+                "forged",
+            ),
+            (
+                "unsigned_held",
+                "gauge",
+                "Events delivered and held back, waiting for the signature that covers them",
+                "unsigned_held",
+            ),
             ("stream_last_sequence", "gauge", "The stream's last sequence when seen", "last_seq"),
         ]
         for name, kind, text, attr in own:
