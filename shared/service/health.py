@@ -182,6 +182,11 @@ class Health:
                 if s.chain_breaks:
                     breaks = _count(s.chain_breaks, "hash-chain break")
                     verdict.degraded.append(f"{where}: {breaks}, not folded")
+                if s.forged:
+                    forged = _count(s.forged, "forged message")
+                    verdict.degraded.append(
+                        f"{where}: {forged} (not signed by {source}'s key), not folded"
+                    )
                 if self.ready_lag is not None and s.lag > self.ready_lag:
                     verdict.down.append(f"{where}: {_count(s.lag, 'event')} behind")
                 if (still := self._stalled(runner.name, source, s.checkpoint, s.lag)) is not None:
@@ -199,6 +204,8 @@ class Health:
                     "dead_letters": s.dead_letters,
                     "last_dead_letter": s.last_dead_letter,
                     "chain_breaks": s.chain_breaks,
+                    "forged": s.forged,
+                    "unsigned_held": s.unsigned_held,
                 }
             out[runner.name] = sources
         return out
