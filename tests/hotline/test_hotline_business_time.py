@@ -102,3 +102,18 @@ async def test_a_call_corrected_after_the_closure_keeps_to_its_own_time(hotline:
     late = await hotline.post(f"/calls/{call}/correct", {**call_body(point, 550), "reason": "time"})
     assert (late.status_code, late.json()["rule"]) == (409, "closed_point_takes_no_calls")
     assert await hotline.stored() == stored
+
+
+async def test_a_shift_left_open_for_more_than_a_week_is_not_ended_but_voided(
+    hotline: Hotline,
+) -> None:
+    point = await a_point(hotline)
+    started = {"point": point, "worker": WORKER, "started_at": at(0).isoformat()}
+    shift = (await hotline.post("/shifts", started)).json()["shift"]
+    stored = await hotline.stored()
+
+    eight_days = {"ended_at": at(8 * 1440).isoformat()}
+    refused = await hotline.post(f"/shifts/{shift}/end", eight_days)
+
+    assert (refused.status_code, refused.json()["rule"]) == (409, "shift_lasts_at_most_a_week")
+    assert await hotline.stored() == stored
