@@ -95,6 +95,7 @@ class SourceStats:
     genuine: int = 0  # the last position that held the source's own event (`checkpoints`)
     forged: int = 0  # messages dead-lettered for a bad or missing signature
     unsigned_held: int = 0  # delivered, waiting for the signature that covers them
+    unsigned_since: float | None = None  # since when (loop time) some have been waiting
 
 
 @dataclass(slots=True)
@@ -411,6 +412,10 @@ class ConsumerRunner:
                         # What no signature covers yet waits for the one that will.
                         taken, held = self._signed_part(source, held + taken)
                         stats.unsigned_held = len(held)
+                        if not held:
+                            stats.unsigned_since = None
+                        elif stats.unsigned_since is None or taken:
+                            stats.unsigned_since = asyncio.get_running_loop().time()
                         if not taken:
                             if not state["open"]:
                                 await pull()

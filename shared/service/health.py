@@ -182,6 +182,14 @@ class Health:
                 if s.chain_breaks:
                     breaks = _count(s.chain_breaks, "hash-chain break")
                     verdict.degraded.append(f"{where}: {breaks}, not folded")
+                waited = s.unsigned_since and asyncio.get_running_loop().time() - s.unsigned_since
+                if waited and waited > self.stall_after / 2:
+                    held = _count(s.unsigned_held, "event")
+                    verdict.degraded.append(
+                        f"{where}: {held} held {waited:.0f}s for a signature of {source}'s key, "
+                        "not counted (a stranger's unsigned events, or their producer stopped "
+                        "half-way through publishing)"
+                    )
                 if s.forged:
                     forged = _count(s.forged, "forged message")
                     verdict.degraded.append(

@@ -116,6 +116,7 @@ async def test_only_what_the_sources_key_signed_is_applied(
     stats = runner.stats["hotline"]
     assert await applied_positions(reporting_db) == list(range(1, 1204))
     assert (stats.checkpoint, stats.unsigned_held, stats.dead_letters) == (1203, 1, 0)
+    assert stats.unsigned_since is not None  # health says so once it has waited a while
 
     stranger = Signer("hotline", ((1, SigningKey.generate()),))
     second = {
