@@ -40,22 +40,22 @@ async def test_schemathesis_finds_nothing_against_the_served_document(
     try:
         async with httpx.AsyncClient(base_url=base) as client:
             await until_answering(client, process)
-        code, report = await schemathesis(f"{base}/openapi.json")
+        code, report = await schemathesis(f"{base}/openapi.json", tmp_path)
     finally:
         await stop(process)
     assert code == 0, report
 
 
-async def schemathesis(document: str) -> tuple[int, str]:
-    """``schemathesis run`` with all its checks, our seed and examples: its exit code and
-    report."""
+async def schemathesis(document: str, workdir: Path) -> tuple[int, str]:
+    """``schemathesis run`` with all its checks, our seed and examples, in ``workdir`` (where
+    it leaves its cache): its exit code and report."""
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "st_hooks", "PYTHONPATH": str(HERE)}
     run = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "schemathesis.cli", "run", document, "--checks", "all"),
         *("--seed", str(SEED), "--max-examples", str(EXAMPLES), "--workers", "1"),
         *("--no-color", "--request-timeout", "10"),
         env=env,
-        cwd=HERE,
+        cwd=workdir,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
