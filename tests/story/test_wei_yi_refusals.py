@@ -248,3 +248,15 @@ def test_an_unknown_request_gets_no_delivery() -> None:
 def test_an_escort_to_hospital_is_not_drawn_from_a_campaigns_stock() -> None:
     with pytest.raises(ValidationError, match="campaign"):
         AidItem(kind="escort", quantity=1, unit="trip", campaign="campaign:warm-lunch")
+
+
+def test_her_follow_up_is_not_planned_from_her_call_before_it_came_in() -> None:
+    point, call = given(HotlinePoint, POINT, OPENED), given(Call, CALL, RECEIVED)
+    error = refused(
+        lambda: FollowUp.schedule(
+            "follow-up:w", WEI_YI, "disabled", point, "emotional_support", at(480), at(0), call
+        ),
+        point,
+        call,
+    )
+    assert rule(error) == "follow_up_after_its_call"

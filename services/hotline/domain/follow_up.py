@@ -58,6 +58,12 @@ class FollowUp(Aggregate):
         place = point.takes("follow_ups", at)
         if call is not None:
             call.must_exist()
+            assert call.received_at is not None
+            if at < call.received_at:
+                raise RuleBroken(
+                    "follow_up_after_its_call",
+                    f"scheduled_at {iso(at)} is before {call.id} was received",
+                )
         if due_at < at:
             raise RuleBroken(
                 "follow_up_due_after_scheduled",
