@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -21,6 +23,14 @@ from shared.service.http import (
 from shared.service.replies import Refused
 
 MAX_LOOKUP = 500  # referrals in one look-up: a day's, with room
+_REF_PATTERN = re.compile(REF_SCHEMA["pattern"])
+
+
+def _is_ref(text: str) -> bool:
+    """A reference as the document states it: its pattern and lengths."""
+    fits = REF_SCHEMA["minLength"] <= len(text) <= REF_SCHEMA["maxLength"]
+    return fits and _REF_PATTERN.fullmatch(text) is not None
+
 
 COMMAND_ROUTES = [
     CommandRoute("/requests", c.RequestAid, "Open an aid request for a person in hardship"),
@@ -97,6 +107,9 @@ def build_aid_app(service: CommandService) -> FastAPI:
                 422, f"referral: name 1 to {MAX_LOOKUP} referrals", field="referral"
             ).reply
             return respond(reply)
+        if malformed := [r for r in referrals if not _is_ref(r)]:
+            reply = Refused(422, f"referral: not a reference: {malformed[0]!r}", field="referral")
+            return respond(reply.reply)
         ids = {r: request_id_for_referral(r) for r in referrals}
         found = await service.load.many(AidRequest, ids.values())
         opened = [found[ids[r]].view() for r in referrals if found[ids[r]].exists]
