@@ -56,6 +56,8 @@ def test_crashes_of_every_process_lose_nothing_and_are_shown_while_they_last(
         finally:
             play.kill()
         assert_exact(up, sqlite_stores(up))
+        # Nothing was set aside on the way: every process ok, no dead letter anywhere.
+        until_all_ok(up, "the scenario")
         assert up.ctrl_c() == 0, up.log()
 
 

@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_parts import Play, assert_exact, health, kapok, kapok_up, said, status
+from fault_parts import (
+    Play,
+    assert_exact,
+    health,
+    kapok,
+    kapok_up,
+    said,
+    status,
+    until_all_ok,
+)
 from harness.private_postgres import PrivatePostgres, private_postgres
 from harness.processes import descendants
 from sqlalchemy.engine import make_url
@@ -64,6 +73,7 @@ def test_a_postgres_outage_then_the_whole_tree_killed_lose_nothing(tmp_path: Pat
                 for s in PRODUCERS
             }
             assert_exact(again, stores)
+            until_all_ok(again, "the scenario played again")
             assert again.ctrl_c() == 0, again.log()
 
 

@@ -89,6 +89,11 @@ def test_strangers_on_every_stream_stop_its_relay_visibly_and_a_repair_loses_not
         assert_exact(up, sqlite_stores(up))
         for source in PRODUCERS:
             assert health(up, source)[1]["relay"]["stopped"] is None
+        # Every process serves again; the readers of a stream that held strangers stay
+        # degraded, naming the dead letters someone must look at.
+        rows = status(up)
+        assert all(row.status in ("ok", "degraded") for row in rows.values()), rows
+        assert rows["reporting"].status == "degraded", rows["reporting"].lines()
         assert up.ctrl_c() == 0, up.log()
 
 
