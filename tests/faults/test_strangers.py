@@ -73,7 +73,8 @@ def test_strangers_on_every_stream_stop_its_relay_visibly_and_a_repair_loses_not
                 asyncio.run(streams_hold_stores(up, sqlite_stores(up)))
             # When each stream is repaired,
             for source, stranger in first.items():
-                # (the data directory from the environment: its --data-dir is not read, 13:10)
+                # KAPOK_DATA_DIR rather than --data-dir: the latter reaches kapok.up.running()
+                # as a str, is not found, and the repair goes to nats://127.0.0.1:4222.
                 repaired = kapok("bus", "repair", source, env={"KAPOK_DATA_DIR": str(up.data_dir)})
                 assert repaired.returncode == 0, repaired.stdout + repaired.stderr
                 assert f"sequence {stranger.seq} ({stranger.subject})" in repaired.stdout
