@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     repair.add_argument("source", choices=sorted(PRODUCERS))
     repair.add_argument("--nats", default=None, metavar="URL", help="default: as `kapok audit`")
-    repair.add_argument("--data-dir", default=None, help="default: $KAPOK_DATA_DIR")
+    repair.add_argument("--data-dir", type=Path, default=None, help="default: $KAPOK_DATA_DIR")
     repair.add_argument(
         "--force", action="store_true", help="repair even a stream whose hash chain is whole"
     )

@@ -96,6 +96,8 @@ class SourceStats:
     forged: int = 0  # messages dead-lettered for a bad or missing signature
     unsigned_held: int = 0  # delivered, waiting for the signature that covers them
     unsigned_since: float | None = None  # since when (loop time) some have been waiting
+    failing: str | None = None  # the database or NATS away: what the last attempt met
+    failing_since: float | None = None  # since when (loop time), until a batch commits
 
 
 @dataclass(slots=True)
@@ -232,13 +234,13 @@ class ConsumerRunner:
             or info.delivered.stream_seq > self.stats[source].checkpoint
         )
         if stale:
-            log.warning(
-                "consumer %s on %s re-created from position %d (config changed or it was "
-                "ahead of the database checkpoint)",
-                self.name,
-                stream,
-                start,
+            why = (
+                "it had delivered what was not committed here"
+                if info.delivered.stream_seq > self.stats[source].checkpoint
+                else "its config changed"
             )
+            log.info("consumer %s on %s re-created from position %d: %s", self.name, stream,
+                     start, why)  # fmt: skip
             await js.delete_consumer(stream, self.name)
             await js.add_consumer(stream, wanted)
 
@@ -302,6 +304,7 @@ class ConsumerRunner:
 
     async def _run_source(self, source: str) -> None:
         backoff = 0.2
+        stats = self.stats[source]
         while not self._stopping:
             try:
                 await self.drain(source, forever=True)
@@ -310,9 +313,15 @@ class ConsumerRunner:
             except Exception as error:
                 if not _is_infrastructure(error):
                     raise
-                log.warning(
-                    "consumer %s/%s: %s; retrying in %.1fs", self.name, source, error, backoff
-                )
+                stats.failing = f"{type(error).__name__}: {error}"
+                if stats.failing_since is None:  # once an outage; its end is said on commit
+                    stats.failing_since = asyncio.get_running_loop().time()
+                    log.warning(
+                        "consumer %s/%s: %s; retrying until it works",
+                        self.name,
+                        source,
+                        stats.failing,
+                    )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 try:
@@ -450,7 +459,11 @@ class ConsumerRunner:
         interval can leave it so). `_ensure_consumer` re-creates it from the checkpoint then;
         otherwise it changes nothing."""
         await self.refresh_lag()
-        if self.stats[source].last_seq > self.stats[source].checkpoint:
+        stats = self.stats[source]
+        if stats.lag == 0 and stats.failing_since is not None:
+            stats.failing = stats.failing_since = None  # the bus answers, nothing waits
+            log.warning("consumer %s/%s: the bus answers again, nothing waits", self.name, source)
+        if stats.last_seq > stats.checkpoint:
             await self._ensure_consumer(source)
 
     def _signed_part(
@@ -658,6 +671,10 @@ class ConsumerRunner:
                 .values(**values)
             )
         stats.checkpoint, stats.chain_head, stats.genuine = position, head, genuine
+        if stats.failing_since is not None:
+            took = asyncio.get_running_loop().time() - stats.failing_since
+            log.warning("consumer %s/%s: applying again after %.1f s", self.name, source, took)
+            stats.failing = stats.failing_since = None
         stats.applied += len(events) if applied is None else applied
         stats.dead_letters += dead
 

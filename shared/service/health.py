@@ -190,6 +190,11 @@ class Health:
                         "not counted (a stranger's unsigned events, or their producer stopped "
                         "half-way through publishing)"
                     )
+                if s.failing_since is not None:
+                    failing = asyncio.get_running_loop().time() - s.failing_since
+                    verdict.degraded.append(
+                        f"{where}: failing for {failing:.0f}s, nothing applied ({s.failing})"
+                    )
                 if s.forged:
                     forged = _count(s.forged, "forged message")
                     verdict.degraded.append(
@@ -213,6 +218,7 @@ class Health:
                     "last_dead_letter": s.last_dead_letter,
                     "chain_breaks": s.chain_breaks,
                     "forged": s.forged,
+                    "failing": s.failing,
                     "unsigned_held": s.unsigned_held,
                 }
             out[runner.name] = sources

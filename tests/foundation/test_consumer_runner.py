@@ -197,12 +197,17 @@ async def test_a_database_outage_is_waited_out_never_dead_lettered(
 
     runner = await runner_on(reporting_db, nc, naming, handler=flaky)
     task = asyncio.create_task(runner.run())
-    await until("400 applied", lambda: runner.stats["hotline"].checkpoint >= 400, 30)
+    stats = runner.stats["hotline"]
+    # While it lasts, the runner says what it meets (health shows it), and says it once.
+    await until("the outage seen", lambda: stats.failing is not None, 30)
+    assert "database is down" in str(stats.failing)
+    await until("400 applied", lambda: stats.checkpoint >= 400, 30)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
     assert await applied_positions(reporting_db) == list(range(1, 401))
     assert await dead_letters_counted(reporting_db, "reporting") == 0
+    assert stats.failing is None and stats.failing_since is None
     await reporting_db.dispose()
 
 

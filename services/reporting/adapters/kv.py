@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from nats.aio.client import Client as NATS
 from nats.js.errors import BucketNotFoundError
@@ -48,6 +49,7 @@ async def publish_totals(
     `Database.wait_for_change` (asyncio.wait_for) is completing is swallowed, and a loop
     relying on it alone would never end."""
     last: dict[str, str] = {}
+    failing_since: float | None = None  # said once when it starts failing, once when it ends
     while not stop.is_set():
         try:
             for name, value in figures(await store.totals(None)).items():
@@ -55,8 +57,14 @@ async def publish_totals(
                 if last.get(name) != text:
                     await kv.put(name, text.encode())
                     last[name] = text
+            if failing_since is not None:
+                took = time.monotonic() - failing_since
+                log.warning("reporting KV: publishing again after %.1f s", took)
+                failing_since = None
         except Exception as error:  # NATS or the database away: try again on the next turn
-            log.warning("reporting KV: %r", error)
+            if failing_since is None:
+                failing_since = time.monotonic()
+                log.warning("reporting KV: %r; trying again every second", error)
             last.clear()
         await asyncio.sleep(every)  # a commit meanwhile still wakes the wait below at once
         await db.wait_for_change(1.0)
