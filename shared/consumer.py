@@ -473,8 +473,8 @@ class ConsumerRunner:
 
         A signature by the source's key over the hash at position P vouches for every event
         up to P of the chain `_apply` checks link by link. A bad signature, or none at a
-        position the source always signs (`signatures.EVERY`), marks that message and the
-        unsigned ones before it since the last good signature as forged: dead-lettered by
+        position the source always signs (`signatures.EVERY`), marks that message forged and
+        the unsigned ones before it since the last good signature unsigned: dead-lettered by
         `_apply`, never folded. A redelivered copy of a held message is dropped."""
         ring, every, checkpoint = self.ring, signatures.EVERY, self.stats[source].checkpoint
         assert ring is not None
@@ -496,8 +496,14 @@ class ConsumerRunner:
             else:
                 reason = ring.check(source, delivery.seq, *found)
             if reason is not None:
-                for forged in kept[covered:]:
-                    forged.event = f"{_FORGED}: {reason}"
+                # Committing past it passes those before it too: set aside, not folded, and
+                # examined again should the stream be repaired (they are not `genuine`).
+                for unsigned in kept[covered:-1]:
+                    unsigned.event = (
+                        f"unsigned: no signature of {source}'s key covers it before the "
+                        f"forged message at {delivery.seq}"
+                    )
+                delivery.event = f"{_FORGED}: {reason}"
             covered = len(kept)
         return kept[:covered], kept[covered:]
 

@@ -121,6 +121,9 @@ def reporting_unwritable(up: Up) -> None:
         assert checkpoints(up) == first, "reporting wrote to an immutable database"
         waiting = [s for s in during["consumers"]["reporting"].values() if s["lag"] > 0]
         assert waiting, f"no events shown waiting while reporting could not write: {during}"
+        # and says what it meets, degraded (it serves the figures it has), not ok.
+        assert during["status"] in ("degraded", "down"), during
+        assert any(s["failing"] for s in during["consumers"]["reporting"].values()), during
     assert "reporting | " in said(up) and "disk I/O error" in said(up)
     until_all_ok(up, "reporting's database is writable again")
     _, after = health(up, "reporting")

@@ -26,16 +26,19 @@ from fault_parts import (
     status,
     streams_hold_stores,
 )
+from nacl.signing import SigningKey
 from up_parts import Up, wait_until
 
 from shared.bus.auth import ADMIN
 from shared.bus.naming import Naming
 from shared.contracts.envelope import seal
+from shared.contracts.signatures import Signer
 from shared.settings import PRODUCERS
 
 pytestmark = pytest.mark.timeout(420)
 SEED = 19
 NAMING = Naming()
+STRANGER = Signer("any", ((1, SigningKey.generate()),))  # signs for whichever source it names
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,7 @@ def test_strangers_on_every_stream_stop_its_relay_visibly_and_a_repair_loses_not
                 asyncio.run(streams_hold_stores(up, sqlite_stores(up)))
             # When each stream is repaired,
             for source, stranger in first.items():
-                # KAPOK_DATA_DIR rather than --data-dir: the latter reaches kapok.up.running()
-                # as a str, is not found, and the repair goes to nats://127.0.0.1:4222.
-                repaired = kapok("bus", "repair", source, env={"KAPOK_DATA_DIR": str(up.data_dir)})
+                repaired = kapok("bus", "repair", source, "--data-dir", str(up.data_dir))
                 assert repaired.returncode == 0, repaired.stdout + repaired.stderr
                 assert f"sequence {stranger.seq} ({stranger.subject})" in repaired.stdout
                 evidence = re.search(r"kept, sealed, in (\S+);", repaired.stdout)
@@ -113,9 +114,12 @@ async def publish_strangers(up: Up) -> dict[str, Stranger]:
             first[source] = Stranger(ack.seq, stray)
             ack = await js.publish(real.subject, real.data[: len(real.data) // 2])
             body = orjson.loads(real.data)
+            body.pop("sig", None)
             body.update(event_id=str(uuid.uuid4()), position=ack.seq + 1)
             headers = {"Nats-Expected-Last-Sequence": str(ack.seq)}
-            await js.publish(real.subject, seal(body), headers=headers)
+            # Signed too, with the stranger's own key (it holds none of the source's).
+            forged = STRANGER.sign(seal(body), body["position"], body["hash"])
+            await js.publish(real.subject, forged, headers=headers)
     return first
 
 
