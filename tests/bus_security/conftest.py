@@ -50,6 +50,9 @@ class Identity:
     async def allowed(self, action: Callable[[], Awaitable[object]]) -> object:
         before = len(self.refusals)
         result = await action()
+        # Twice: nats-py's first PING can overtake what waits in its buffer (a SUB), as
+        # shared/service/nats.py's start() says; by the second PONG the server has it all.
+        await self.nc.flush()
         await self.nc.flush()
         assert self.refusals[before:] == []
         return result
