@@ -260,3 +260,24 @@ def test_her_follow_up_is_not_planned_from_her_call_before_it_came_in() -> None:
         call,
     )
     assert rule(error) == "follow_up_after_its_call"
+
+
+def test_her_request_is_not_cancelled_before_tang_li_was_assigned_it() -> None:
+    assigned = given(
+        AidRequest, REQUEST, REQUESTED, (AidAssigned(request=REQUEST, assignee=TANG_LI), 700)
+    )
+    error = refused(lambda: assigned.cancel("need_met_elsewhere", at(680)), assigned)
+    assert rule(error) == "request_cancels_after_its_records"
+    assert TANG_LI in error.message
+
+
+def test_an_assignment_logged_late_but_dated_before_the_cancellation_is_taken() -> None:
+    cancelled = given(
+        AidRequest,
+        REQUEST,
+        REQUESTED,
+        (AidCancelled(request=REQUEST, group="disabled", place=NANZHOU, reason="other"), 700),
+    )
+    cancelled.assign(TANG_LI, at(680))
+    assert [e.data.type_name() for e in cancelled.pending] == ["AidAssigned"]
+    assert cancelled.status == "cancelled"

@@ -54,6 +54,7 @@ class AidRequest(Aggregate):
         self.referral: str | None = None
         self.requested_at: datetime | None = None
         self.assignee: str | None = None
+        self.assigned_at: datetime | None = None  # the last assignment's business time
         self.deliveries: list[dict[str, Any]] = []
         self.persons_served = 0
         self.cancelled_at: datetime | None = None
@@ -115,7 +116,15 @@ class AidRequest(Aggregate):
         return "requested"
 
     def assign(self, assignee: str, at: datetime) -> None:
-        self._must_be_open("assigned_at", at, "cancelled_request_is_not_assigned")
+        """An assignment dated before the request's cancellation is history, taken whenever it
+        arrives; one dated after it is refused."""
+        self.must_exist()
+        if self.cancelled_at is not None and at > self.cancelled_at:
+            raise RuleBroken(
+                "cancelled_request_is_not_assigned",
+                f"{self.id} was cancelled at {iso(self.cancelled_at)} ({self.cancellation})",
+            )
+        self._must_follow_request("assigned_at", at)
         if assignee == self.assignee:
             raise RuleBroken("assignment_changes_assignee", f"{self.id} is already {assignee}'s")
         self.record(AidAssigned(request=self.id, assignee=assignee), at)
@@ -147,6 +156,12 @@ class AidRequest(Aggregate):
                 "delivered_request_cannot_be_cancelled",
                 f"{self.id} has had a delivery: it cannot be cancelled",
             )
+        if self.assigned_at is not None and self.assigned_at > at:
+            raise RuleBroken(
+                "request_cancels_after_its_records",
+                f"{self.id} was assigned to {self.assignee} at {iso(self.assigned_at)}, after "
+                f"the cancellation at {iso(at)}",
+            )
         assert self.group and self.place
         self.record(
             AidCancelled(request=self.id, group=self.group, place=self.place, reason=reason), at
@@ -156,6 +171,9 @@ class AidRequest(Aggregate):
         self.must_exist()
         if self.cancelled_at is not None:
             raise RuleBroken(rule, f"{self.id} is cancelled ({self.cancellation})")
+        self._must_follow_request(field, at)
+
+    def _must_follow_request(self, field: str, at: datetime) -> None:
         assert self.requested_at is not None
         if at < self.requested_at:
             raise RuleBroken(
@@ -170,7 +188,9 @@ class AidRequest(Aggregate):
                 self.needs, self.urgency = data.needs, data.urgency
                 self.origin, self.referral, self.requested_at = data.origin, data.referral, at
             case AidAssigned():
-                self.assignee = data.assignee
+                # A late log of an earlier assignment does not hand the request back.
+                if self.assigned_at is None or at >= self.assigned_at:
+                    self.assignee, self.assigned_at = data.assignee, at
             case AidDelivered():
                 self.persons_served += data.persons_served
                 self.deliveries.append(
