@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from conftest import Identity, SecuredBus
+from bus_parts import Identity, SecuredBus
 from nats.js import api
 
 from services.reporting.audit import replay_consumer
