@@ -66,6 +66,7 @@ from bench.procs import family_cpu_seconds, family_kib
 from bench.reporting_data import OwnStore, fill
 from bench.run import Postgres
 from services.reporting.entrypoints.http import today
+from shared import signing
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
 from shared.runtime import provision
@@ -387,7 +388,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 (work / "data").mkdir()
                 began = time.perf_counter()
                 own = OwnStore(work / "data" / "hotline.db", "hotline")
-                counts = await fill(nc, naming, args.events, own)
+                # Signed as the services sign, with the keys the services started here find
+                # (<data dir>/signing): the live fold and the replay check every signature.
+                keys = work / "data" / "signing"
+                signers = {s: signing.signer(keys, s) for s in ("hotline", "aid", "donation")}
+                env["KAPOK_SIGNING_DIR"] = str(keys)  # the replay's helpers read it there
+                counts = await fill(nc, naming, args.events, own, signers=signers)
                 seconds = time.perf_counter() - began
                 say(f"{args.events:,} events published in {seconds:.0f} s: {counts}")
                 total = sum(counts.values())

@@ -37,6 +37,7 @@ from shared.contracts import aid as a
 from shared.contracts import donation as d
 from shared.contracts import hotline as h
 from shared.contracts.envelope import Event, seal
+from shared.contracts.signatures import Signer
 from shared.contracts.types import AidItem, Item, Place
 from shared.eventstore import schema
 
@@ -360,8 +361,11 @@ class History:
     """Makes the events in order, ``count`` in all, a chunk at a time: each source's chain,
     positions and open aid requests carried from one chunk to the next."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, signers: dict[str, Signer] | None = None) -> None:
         self.count = count
+        # Each source's signatures, where its store would put them: every `EVERY`th event
+        # and (a chunk being an append) each chunk's last.
+        self.signers = signers or {}
         self.v = variants()
         self.made = 0
         self.heads = {"hotline": GENESIS, "aid": GENESIS, "donation": GENESIS}
@@ -468,10 +472,19 @@ class History:
                 "prev_hash": self.heads[source],
                 "data": data,
             }
-            out[source].append((kind, seal(body), event_id))
+            raw = seal(body)
+            signer = self.signers.get(source)
+            if signer is not None and position % signer.every == 0:
+                raw = signer.sign(raw, position, body["hash"])
+            out[source].append((kind, raw, event_id))
             self.stream_ids[source].append(body["stream_id"])
             self.heads[source] = body["hash"]
             self.by_type[kind] = self.by_type.get(kind, 0) + 1
+        for source, signer in self.signers.items():
+            msgs, position = out[source], self.positions[source]
+            if msgs and position % signer.every:
+                kind, raw, event_id = msgs[-1]
+                msgs[-1] = (kind, signer.sign(raw, position, self.heads[source]), event_id)
         self.made = end
         return out
 
@@ -510,12 +523,17 @@ class OwnStore:
 
 
 async def fill(
-    nc: NATS, naming: Naming, count: int, own: OwnStore | None = None, chunk: int = 20_000
+    nc: NATS,
+    naming: Naming,
+    count: int,
+    own: OwnStore | None = None,
+    chunk: int = 20_000,
+    signers: dict[str, Signer] | None = None,
 ) -> dict[str, int]:
     """Publish ``count`` events onto the (empty) HOTLINE, AID and DONATION streams, a chunk
     made while the previous one is acknowledged; returns the events per source. ``own``
-    also gets its source's events."""
-    history = History(count)
+    also gets its source's events; ``signers`` sign them as the sources' stores do."""
+    history = History(count, signers)
     pending: asyncio.Task[None] | None = None
 
     async def publish(batch: dict[str, list[Message]]) -> None:
