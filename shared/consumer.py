@@ -99,6 +99,12 @@ class SourceStats:
     failing: str | None = None  # the database or NATS away: what the last attempt met
     failing_since: float | None = None  # since when (loop time), until a batch commits
 
+    @property
+    def diverged(self) -> int:
+        """1 while what the stream holds after the last of the source's own events is all
+        set aside as not the source's (a stranger's: its relay has stopped on it)."""
+        return int(self.genuine < self.checkpoint)
+
 
 @dataclass(slots=True)
 class _Delivery:

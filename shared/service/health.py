@@ -190,6 +190,12 @@ class Health:
                         "not counted (a stranger's unsigned events, or their producer stopped "
                         "half-way through publishing)"
                     )
+                if s.diverged:
+                    verdict.degraded.append(
+                        f"{where}: the stream diverges from {source} after position "
+                        f"{s.genuine} ({_count(s.checkpoint - s.genuine, 'message')} set aside "
+                        f"as not {source}'s; README, 'When a relay stops')"
+                    )
                 if s.failing_since is not None:
                     failing = asyncio.get_running_loop().time() - s.failing_since
                     verdict.degraded.append(
@@ -219,6 +225,7 @@ class Health:
                     "chain_breaks": s.chain_breaks,
                     "forged": s.forged,
                     "failing": s.failing,
+                    "diverged": bool(s.diverged),
                     "unsigned_held": s.unsigned_held,
                 }
             out[runner.name] = sources

@@ -439,6 +439,7 @@ async def test_a_stream_repaired_after_a_stray_carries_every_event_once_to_its_c
     try:
         await runner.drain("hotline")
         assert runner.stats["hotline"].checkpoint == 11  # the stray, dead-lettered
+        assert runner.stats["hotline"].diverged  # health and /metrics say so
         await until("the relay paused", lambda: relay.stats.stopped is not None, 20)
 
         done = await repair(nc, spec, "hotline")
@@ -458,6 +459,7 @@ async def test_a_stream_repaired_after_a_stray_carries_every_event_once_to_its_c
             runner.stop()
             await consuming
         assert await applied_positions(reporting_db) == list(range(1, 16))
+        assert not runner.stats["hotline"].diverged
         evidence = await nc.jetstream().stream_info(done.evidence)
         assert evidence.config.sealed and evidence.state.messages == 11
     finally:

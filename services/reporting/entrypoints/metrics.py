@@ -147,6 +147,12 @@ def render(
                 "Events delivered and held back, waiting for the signature that covers them",
                 "unsigned_held",
             ),
+            (
+                "source_diverged",
+                "gauge",
+                "1 while the stream ends in messages its source did not publish",
+                "diverged",
+            ),
             ("stream_last_sequence", "gauge", "The stream's last sequence when seen", "last_seq"),
         ]
         for name, kind, text, attr in own:
