@@ -74,6 +74,14 @@ def test_strangers_on_every_stream_stop_its_relay_visibly_and_a_repair_loses_not
             # (The proof every fault story ends with sees the strangers: it fails here.)
             with pytest.raises(AssertionError, match="HOTLINE"):
                 asyncio.run(streams_hold_stores(up, sqlite_stores(up)))
+            # The auditor lists every stranger (the stray, the garbage, the forged envelope)
+            # by stream and sequence, and says so in its exit status.
+            audit = kapok("audit", "replay", "--no-compare", "--data-dir", str(up.data_dir))
+            assert audit.returncode == 1, audit.stdout + audit.stderr[-3000:]
+            for source, stranger in first.items():
+                for seq in range(stranger.seq, stranger.seq + 3):
+                    named = f"FINDING {NAMING.stream(source)} sequence {seq} "
+                    assert named in audit.stderr, audit.stderr[-3000:]
             # When each stream is repaired,
             for source, stranger in first.items():
                 repaired = kapok("bus", "repair", source, "--data-dir", str(up.data_dir))
