@@ -33,6 +33,7 @@ counted.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,17 +280,13 @@ def cover(audit: SourceAudit, fold: Fold) -> None:
         fold.revisions.extend(tail.revisions)
 
 
-_RING: list[Ring | None] = []
-
-
+@functools.cache
 def signing_ring() -> Ring | None:
     """The verification keys this process checks signatures with (read once): those of
     ``KAPOK_SIGNING_DIR``, which `kapok audit replay` sets from its data directory and its
     helper processes inherit; unset, none (signatures are not checked)."""
-    if not _RING:
-        directory = os.environ.get("KAPOK_SIGNING_DIR")
-        _RING.append(signing.ring(Path(directory)) if directory else None)
-    return _RING[0]
+    directory = os.environ.get("KAPOK_SIGNING_DIR")
+    return signing.ring(Path(directory)) if directory else None
 
 
 def _take_back(fold: Fold, envelope: Envelope[Any]) -> None:

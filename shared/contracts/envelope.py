@@ -99,8 +99,8 @@ class NewEvent:
 # the audit check them (`hashes_to` fast, `verify_link` exactly): all through these.
 
 _SORTED = orjson.OPT_SORT_KEYS
-_HASH_MEMBER = b',"hash":"'
-_SIG_MEMBER = b',"sig":"'
+HASH_MEMBER = b',"hash":"'
+SIG_MEMBER = b',"sig":"'
 _UNHASHED = frozenset({"hash", "sig"})
 
 
@@ -172,10 +172,10 @@ def sealed(
 def without_signature(raw: bytes) -> bytes:
     """``raw`` less its ``sig`` member, if it has one (it follows ``hash``, among the scalars,
     and its value holds no quote)."""
-    at = raw.rfind(_SIG_MEMBER)
+    at = raw.rfind(SIG_MEMBER)
     if at < 0:
         return raw
-    end = raw.index(b'"', at + len(_SIG_MEMBER))
+    end = raw.index(b'"', at + len(SIG_MEMBER))
     return raw[:at] + raw[end + 1 :]
 
 
@@ -186,11 +186,11 @@ def hashes_to(data: bytes, expected: str) -> bool:
     a string is escaped). False is not a verdict: bytes that are not canonical (re-serialised,
     indented) fail it too, and only `verify_link` on the decoded body decides."""
     data = without_signature(data)
-    at = data.rfind(_HASH_MEMBER)
-    end = at + len(_HASH_MEMBER) + 64
+    at = data.rfind(HASH_MEMBER)
+    end = at + len(HASH_MEMBER) + 64
     if (
         at < 0
-        or data[at + len(_HASH_MEMBER) : end] != expected.encode()
+        or data[at + len(HASH_MEMBER) : end] != expected.encode()
         or data[end : end + 1] != b'"'
     ):
         return False

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from shared.contracts.envelope import HASH_MEMBER, SIG_MEMBER
+
 EVERY = 500
 """At most this many events of a source in a row without a signature: a consumer holds at most
 as many back while it waits for the one that covers them (its batches are larger)."""
 
-_SIG_MEMBER = b',"sig":"'  # as `envelope.without_signature` finds it
 _SOURCE_MEMBER = b',"source":"'
 
 
@@ -39,18 +40,15 @@ def signed_message(source: str, position: int, event_hash: str) -> bytes:
     return f"kapok-sig\n{source}\n{position}\n{event_hash}".encode()
 
 
-_HASH_MEMBER = b',"hash":"'
-
-
 def signature_in(raw: bytes) -> tuple[str, str] | None:
     """(hash, sig) of an event's bytes as published, if it is signed; found without
     decoding (both are among the scalars after ``data``)."""
-    at = raw.rfind(_SIG_MEMBER)
+    at = raw.rfind(SIG_MEMBER)
     if at < 0:
         return None
-    start = at + len(_SIG_MEMBER)
+    start = at + len(SIG_MEMBER)
     sig = raw[start : raw.index(b'"', start)].decode("ascii", "replace")
-    hashed = raw.rfind(_HASH_MEMBER, 0, at) + len(_HASH_MEMBER)
+    hashed = raw.rfind(HASH_MEMBER, 0, at) + len(HASH_MEMBER)
     return raw[hashed : hashed + 64].decode("ascii", "replace"), sig
 
 
@@ -82,7 +80,7 @@ class Signer:
         key = self.key_at(position)
         signature = key.sign(signed_message(self.source, position, event_hash)).signature
         kid = key_id(bytes(key.verify_key))
-        member = b'%s%s:%s"' % (_SIG_MEMBER, kid.encode(), base64.b64encode(signature))
+        member = b'%s%s:%s"' % (SIG_MEMBER, kid.encode(), base64.b64encode(signature))
         at = raw.rfind(_SOURCE_MEMBER)
         return raw[:at] + member + raw[at:]
 
@@ -104,7 +102,7 @@ class Ring:
         keys: Mapping[str, Sequence[RingKey]],
         reload: Callable[[], Mapping[str, Sequence[RingKey]]] | None = None,
     ) -> None:
-        self._keys = {source: sorted(ks, key=lambda k: k.valid_from) for source, ks in keys.items()}
+        self._keys = _by_position(keys)
         self._reload = reload
 
     def sources(self) -> list[str]:
@@ -116,9 +114,7 @@ class Ring:
         kid, _, encoded = sig.partition(":")
         keys = self._keys.get(source, [])
         if self._reload is not None and all(key.key_id != kid for key in keys):
-            self._keys = {
-                s: sorted(ks, key=lambda k: k.valid_from) for s, ks in self._reload().items()
-            }
+            self._keys = _by_position(self._reload())
             keys = self._keys.get(source, [])
         for index, key in enumerate(keys):
             if key.key_id != kid:
@@ -134,3 +130,7 @@ class Ring:
                 return f"the signature does not verify with {source}'s key {kid}"
             return None
         return f"signed with a key {kid or '(none)'} that is not {source}'s"
+
+
+def _by_position(keys: Mapping[str, Sequence[RingKey]]) -> dict[str, list[RingKey]]:
+    return {source: sorted(ks, key=lambda k: k.valid_from) for source, ks in keys.items()}

@@ -5,12 +5,15 @@ and the replay keeps per-day totals only, not one counter per dimension."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import InvalidOperation
 from typing import Any
 
 import orjson
+import pytest
 from reporting_stories import at, call, chain, funds_received
 
+from services.reporting import audit_chain
 from services.reporting.audit import DayKey, Replay, _unshowable
 from services.reporting.audit_chain import SourceAudit, check_and_fold, settle
 from services.reporting.domain.fold import Fold, totals
@@ -148,6 +151,13 @@ def test_the_replay_keeps_one_total_per_metric_and_day() -> None:
     assert sum(v for k, v in result.days.items() if k.metric == "calls_received") == 12
 
 
+@pytest.fixture(autouse=True)
+def _no_ring_left_behind() -> Iterator[None]:
+    """The audit reads its keys once a process: a story that gives it some takes them back."""
+    yield
+    audit_chain.signing_ring.cache_clear()
+
+
 def signed_chain(keys, count: int) -> list[bytes]:  # type: ignore[no-untyped-def]
     """The hotline's bytes for ``count`` calls in one append, signed as its store signs."""
     from shared import signing
@@ -173,7 +183,7 @@ def test_with_the_producers_keys_only_what_a_signature_covers_counts(tmp_path, m
 
     keys = tmp_path / "signing"
     monkeypatch.setenv("KAPOK_SIGNING_DIR", str(keys))
-    monkeypatch.setattr(audit_chain, "_RING", [])
+    audit_chain.signing_ring.cache_clear()
     honest = signed_chain(keys, 1203)
     body = orjson.loads(honest[-1])
     more = chain("hotline", [call(2000, at(1)), call(2001, at(1))], first=1204,
@@ -205,7 +215,7 @@ def test_a_stretch_whose_last_events_a_later_stretchs_signature_covers_counts_th
 
     keys = tmp_path / "signing"
     monkeypatch.setenv("KAPOK_SIGNING_DIR", str(keys))
-    monkeypatch.setattr(audit_chain, "_RING", [])
+    audit_chain.signing_ring.cache_clear()
     honest = signed_chain(keys, 1203)
     first, first_result = audit_of("hotline", honest[:700])  # signed at 500: 200 wait
     assert first.tail_events == 200
