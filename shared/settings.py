@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -66,6 +68,11 @@ class Settings(BaseSettings):
     # The producers' signing keys and everyone's verification ring (shared/signing.py);
     # default <data_dir>/signing.
     signing_dir: Path | None = None
+    # This process's name among the instances of its service (README, "Two instances of a
+    # service"): in health, and in the leases it holds. Default: <hostname>-<pid>.
+    instance: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1
+    )
 
     @property
     def nats_identity(self) -> Path | None:
