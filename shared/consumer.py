@@ -78,6 +78,13 @@ def _is_infrastructure(error: BaseException) -> bool:
     return isinstance(error, (*INFRASTRUCTURE, NatsError, JetStreamError))
 
 
+class CheckpointMoved(RuntimeError):
+    """The checkpoint row is not where this runner last left it: another writer (a second
+    instance folding the same consumer) moved it. The batch is rolled back, nothing is
+    overwritten, and the runner stops with this error (README, "Two instances of a
+    service")."""
+
+
 @dataclass(slots=True)
 class SourceStats:
     applied: int = 0
@@ -98,6 +105,7 @@ class SourceStats:
     unsigned_since: float | None = None  # since when (loop time) some have been waiting
     failing: str | None = None  # the database or NATS away: what the last attempt met
     failing_since: float | None = None  # since when (loop time), until a batch commits
+    moved: str | None = None  # a checkpoint write found another writer's position (loud)
 
     @property
     def diverged(self) -> int:
@@ -181,6 +189,7 @@ class ConsumerRunner:
         self._set_up = False
         self._stopping = False
         self._wakers: set[asyncio.Event] = set()  # one per running drain: stop() wakes them
+        self.active = False  # `run` runs (a stand-by instance's runner does not)
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -267,11 +276,7 @@ class ConsumerRunner:
             source,
         )
         async with self._db_lock, self.db.write() as conn:
-            await conn.execute(
-                update(checkpoints)
-                .where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
-                .values(position=stats.genuine)
-            )
+            await self._move_checkpoint(conn, source, {"position": stats.genuine})
         stats.checkpoint = stats.genuine
 
     # -- running ----------------------------------------------------------------------------
@@ -280,12 +285,23 @@ class ConsumerRunner:
         """Apply every source until `stop()`: set up first unless that was done already."""
         if not self._set_up:
             await self.setup()
+        self.active = True
         try:
             async with asyncio.TaskGroup() as group:
                 for source in self.sources:
                     group.create_task(self._run_source(source))
+        except* CheckpointMoved as moved:
+            raise moved.exceptions[0] from None  # as itself, for health and the logs
         finally:
+            self.active = False
             self.close()
+
+    async def take_over(self) -> None:
+        """`run`, from the checkpoints as the database holds them now: for an instance that
+        takes the fold over from another (`shared.lease.hold`), or takes it again."""
+        self._stopping = False
+        await self.setup()
+        await self.run()
 
     async def start_worker(self) -> None:
         """Start the offload's worker process now and return once it takes batches (without
@@ -590,7 +606,7 @@ class ConsumerRunner:
                 genuine=fresh[-1].seq,
             )
         except Exception as error:
-            if _is_infrastructure(error):
+            if _is_infrastructure(error) or isinstance(error, CheckpointMoved):
                 raise
             return False  # rolled back whole: applied event by event, the culprit is found
         self.stats[source].prepared_elsewhere += len(fresh)
@@ -619,7 +635,7 @@ class ConsumerRunner:
             )
             return
         except Exception as error:
-            if _is_infrastructure(error):
+            if _is_infrastructure(error) or isinstance(error, CheckpointMoved):
                 raise
             failure = error
         if len(run) > 1:
@@ -636,7 +652,7 @@ class ConsumerRunner:
                 )
                 return
             except Exception as error:
-                if _is_infrastructure(error):
+                if _is_infrastructure(error) or isinstance(error, CheckpointMoved):
                     raise
                 failure = error
         reason = "handler failed: " + "".join(traceback.format_exception_only(failure)).strip()
@@ -677,11 +693,7 @@ class ConsumerRunner:
                 await write(conn)
             elif events:
                 await self.handler(conn, events)
-            await conn.execute(
-                update(checkpoints)
-                .where(checkpoints.c.consumer == self.name, checkpoints.c.source == source)
-                .values(**values)
-            )
+            await self._move_checkpoint(conn, source, values)
         stats.checkpoint, stats.chain_head, stats.genuine = position, head, genuine
         if stats.failing_since is not None:
             took = asyncio.get_running_loop().time() - stats.failing_since
@@ -727,6 +739,53 @@ class ConsumerRunner:
 
     # -- checkpoints ------------------------------------------------------------------------
 
+    async def _move_checkpoint(
+        self, conn: AsyncConnection, source: str, values: dict[str, Any]
+    ) -> None:
+        """Write the checkpoint row, on condition that it is still where this runner read or
+        last wrote it: two writers of one consumer (two reporting instances folding at once)
+        would otherwise each overwrite the other's position, and events would be counted
+        twice or never. A row elsewhere raises `CheckpointMoved`, rolling back the
+        transaction (the batch's writes with it)."""
+        expected = self.stats[source].checkpoint
+        updated = await conn.execute(
+            update(checkpoints)
+            .where(
+                checkpoints.c.consumer == self.name,
+                checkpoints.c.source == source,
+                checkpoints.c.position == expected,
+            )
+            .values(**values)
+        )
+        if updated.rowcount != 1:
+            found = await conn.scalar(
+                select(checkpoints.c.position).where(
+                    checkpoints.c.consumer == self.name, checkpoints.c.source == source
+                )
+            )
+            why = (
+                f"consumer {self.name} on {source}: the checkpoint is at {found}, not at "
+                f"{expected} where this runner left it: another writer (a second instance "
+                "folding the same consumer?) moved it; nothing was overwritten, this runner "
+                "stops"
+            )
+            self.stats[source].moved = why
+            log.critical("%s", why)
+            raise CheckpointMoved(why)
+
+    async def observe(self) -> None:
+        """Read every source's checkpoint as the database holds it (a stand-by instance's
+        runner, which does not fold, shows the folding instance's progress so)."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(
+                    checkpoints.c.source, checkpoints.c.position, checkpoints.c.dead_letters
+                ).where(checkpoints.c.consumer == self.name)
+            )
+            for source, position, dead in rows:
+                if (stats := self.stats.get(source)) is not None:
+                    stats.checkpoint, stats.dead_letters = int(position), int(dead)
+
     async def _load_checkpoint(self, source: str) -> None:
         async with self._db_lock, self.db.write() as conn:
             row = (
@@ -756,6 +815,8 @@ class ConsumerRunner:
     async def refresh_lag(self) -> dict[str, int]:
         """Per source, the events for this consumer that are on the stream but not yet
         committed here: undelivered plus delivered-but-unacknowledged (acks follow commits)."""
+        if not self.active:
+            await self.observe()  # the instance that folds moves the checkpoints
         js = self.nc.jetstream()
         for source in self.sources:
             stream = self.naming.stream(source)

@@ -236,31 +236,38 @@ async def hold(
     poll: float = POLL_S,
     every: float = CHECK_S,
 ) -> None:
-    """Forever: wait for ``lease``, run ``job`` while it is held, and stop the job (``stop``,
-    else cancel it) as soon as a check finds the lease lost. A job that raises lets the lease
-    go and raises it here. Cancelled: stops the job and lets the lease go."""
-    while True:
-        waited = time.monotonic()
-        while not await lease.try_acquire():  # noqa: ASYNC110 (polling another process)
-            await asyncio.sleep(poll)
-        log.info(
-            "lease %s: taken by %s after %.1f s standing by",
-            lease.name,
-            lease.instance,
-            time.monotonic() - waited,
-        )
-        task: asyncio.Task[None] = asyncio.ensure_future(job())  # type: ignore[assignment]
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=every)
-                if not task.done() and not await lease.check():
-                    break
-        finally:
-            if not task.done():
-                await (stop or _cancel)(task)
-            await lease.release()
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+    """Wait for ``lease``, run ``job`` while it is held, and stop the job (``stop``, else
+    cancel it) as soon as a check finds the lease lost; then wait for the lease again. Ends
+    (letting the lease go) when the job returns by itself, or raises what it raised.
+    Cancelled: stops the job and lets the lease go."""
+    try:
+        while True:
+            waited = time.monotonic()
+            while not await lease.try_acquire():  # noqa: ASYNC110 (polling another process)
+                await asyncio.sleep(poll)
+            log.info(
+                "lease %s: taken by %s after %.1f s standing by",
+                lease.name,
+                lease.instance,
+                time.monotonic() - waited,
+            )
+            task: asyncio.Task[None] = asyncio.ensure_future(job())  # type: ignore[arg-type]
+            lost = False
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=every)
+                    if not task.done() and not await lease.check():
+                        lost = True
+                        break
+            finally:
+                if not task.done():
+                    await (stop or _cancel)(task)
+                await lease.release()
+            if not lost:
+                task.result()  # the job's own end: its error raised here, or hold ends
+                return
+    finally:
+        await lease.release()  # a stand-by's connection too
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -32,6 +32,15 @@ case of acks lost before progress was written, which `reconcile` handles at star
   make the stream unprovable), says so once, shows it in `stats.stopped` (the service's
   health), keeps every event safe in the store, and looks again every `reconcile_every`
   seconds, so a repaired stream is caught up without a restart.
+
+Two instances of a service on one database (README, "Two instances of a service"): with a
+`lease` (`shared.lease`), only its holder publishes; the other's relay stands by, trying to
+take the lease every half second. Taking it starts as any start does, with `reconcile`: what
+the previous holder published but had not yet written down as progress (killed mid-chunk,
+say) is verified on the stream and stepped over, so nothing is published twice or skipped.
+A holder cut off from the database while the other takes over is fenced by the stream itself
+(the expected sequence and id above): its publishes are refused or acknowledged as
+duplicates, never stored twice.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ from shared.bus.naming import Naming
 from shared.compat import natspy
 from shared.eventstore.schema import outbox_progress
 from shared.eventstore.store import EventStore, StoredBytes
+from shared.lease import Lease, hold
 
 log = logging.getLogger("kapok.relay")
 
@@ -106,8 +116,11 @@ class OutboxRelay:
         reconcile_every: float = 30.0,
         save_every: float = 1.0,
         linger: float = 0.005,
+        lease: Lease | None = None,
     ) -> None:
         self.store = store
+        # Held while this instance publishes; None: the only instance, it always publishes.
+        self.lease = lease
         self.nc = nc
         self.source = store.source
         self.stream = naming.stream(self.source)
@@ -134,8 +147,23 @@ class OutboxRelay:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Publish forever: catch up, then follow new commits. A diverged stream pauses it
-        (`stats.stopped`) until a later check finds the stream repaired; nothing ends it."""
+        """Publish forever (while this instance holds the `lease`, if it has one): catch up,
+        then follow new commits. A diverged stream pauses it (`stats.stopped`) until a later
+        check finds the stream repaired; nothing ends it."""
+        if self.lease is None:
+            await self._run()
+        else:
+            await hold(self.lease, self._run)
+
+    @property
+    def standing_by(self) -> bool:
+        """Another instance holds the lease: this relay waits to take it over."""
+        return self.lease is not None and not self.lease.held
+
+    async def _run(self) -> None:
+        # Whatever the progress in memory (another holder's may have moved on since this one
+        # last held the lease), the database's is the one to start from (`reconcile`).
+        self._saved = -1
         backoff, failing_since = 0.2, None
         while True:
             try:

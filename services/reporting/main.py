@@ -4,6 +4,12 @@ and the HTTP API reading them.
 `kapok serve reporting` runs `serve`. The runner commits each batch's counters with its
 checkpoint, so stopping this process at any moment and starting it again never counts an
 event twice or misses one.
+
+Two instances on one database (README, "Two instances of a service"): the one holding the
+"reporting fold" lease (`shared.lease`: a PostgreSQL advisory lock, or a flock beside a
+SQLite file) folds and publishes the KV totals; the other serves the same counters from the
+database and takes the fold over within about a second of the holder's end. Should two ever
+fold at once, the second checkpoint write fails (`CheckpointMoved`) instead of overwriting.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
+from nats.js.kv import KeyValue
 
 from services.reporting.adapters.counters import CounterStore, apply_batch, write_folded
 from services.reporting.adapters.kv import open_bucket, publish_totals
@@ -26,8 +33,9 @@ from services.reporting.slices import processes_wanted
 from shared import signing
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
-from shared.consumer import ConsumerRunner
+from shared.consumer import CheckpointMoved, ConsumerRunner
 from shared.eventstore.database import Database
+from shared.lease import Lease, hold, lease_for
 from shared.offload import Offload
 from shared.runtime import Link, connect, disconnect, provision
 from shared.service.health import Health
@@ -82,6 +90,7 @@ async def running(
     task: asyncio.Task[None] | None = None
     kv_task: asyncio.Task[None] | None = None
     stopping = asyncio.Event()
+    lease: Lease | None = None
     try:
         # The streams must exist before a durable can be made on them; provisioning is
         # idempotent, so whichever process starts first creates them.
@@ -98,11 +107,23 @@ async def running(
             # Only what each source signed is counted (none made here yet: not checked).
             ring=signing.ring(settings.signing_path),
         )
-        await runner.setup()
-        task = asyncio.create_task(runner.run(), name="reporting-consumer")
-        task.add_done_callback(_consumer_ended)
+        lease = lease_for(db.url, "reporting fold", settings.instance)
         kv = await open_bucket(nc, Naming.of(settings))
-        kv_task = asyncio.create_task(publish_totals(kv, store, db, stopping), name="reporting-kv")
+        if lease is None or await lease.try_acquire():
+            await runner.setup()  # at once, as a single instance always did
+        else:
+            await runner.observe()
+        if lease is None:
+            task = asyncio.create_task(runner.run(), name="reporting-consumer")
+            kv_task = asyncio.create_task(
+                publish_totals(kv, store, db, stopping), name="reporting-kv"
+            )
+            tasks = [task, kv_task]
+        else:
+            fold = _fold(lease, runner, kv, store, db)
+            task = asyncio.create_task(fold, name="reporting-consumer")
+            tasks = [task]
+        task.add_done_callback(_consumer_ended)
         reporting = Reporting(store, runner)
         # Not ready without NATS: the figures would go stale with nothing to show it.
         reporting.health = Health(
@@ -110,9 +131,11 @@ async def running(
             db,
             link,
             runners=[runner],
-            tasks=[task, kv_task],
+            tasks=tasks,
             ready_lag=reporting.ready_lag,
             needs_nats=True,
+            instance=settings.instance,
+            leases={"fold": lease} if lease is not None else {},
         )
         yield Running(db, nc, runner, reporting, task)
     finally:
@@ -121,10 +144,43 @@ async def running(
         if task is not None:
             # Stopped, not cancelled: a cancel inside a commit can leave SQLite locked.
             runner.stop()
-            await asyncio.wait({task}, timeout=10)
+            if runner.active:  # else standing by: nothing to finish
+                await asyncio.wait({task}, timeout=10)
             await _stop(task)
+        if lease is not None:
+            await lease.release()  # a stand-by's connection, or a lease taken before a failure
         await disconnect(nc)
         await db.dispose()
+
+
+async def _fold(
+    lease: Lease, runner: ConsumerRunner, kv: KeyValue, store: CounterStore, db: Database
+) -> None:
+    """Fold (and publish the KV totals) while this instance holds ``lease``; stand by while
+    another does. A checkpoint found moved by another writer (`CheckpointMoved`, shown in
+    health) lets the lease go; the fold starts again from the database's checkpoints."""
+
+    async def folding() -> None:
+        stopping = asyncio.Event()
+        kv_task = asyncio.create_task(publish_totals(kv, store, db, stopping), name="reporting-kv")
+        try:
+            await runner.take_over()
+        finally:
+            stopping.set()
+            await _stop(kv_task)
+
+    async def stop_folding(task: asyncio.Task[None]) -> None:
+        # Stopped after the batch in hand, not cancelled inside a commit (SQLite).
+        runner.stop()
+        await asyncio.wait({task}, timeout=10)
+        await _stop(task)
+
+    while True:
+        try:
+            await hold(lease, folding, stop_folding)
+            return  # stopped (`runner.stop`): the process is stopping
+        except CheckpointMoved:
+            await asyncio.sleep(1.0)  # said in the log and in health (`SourceStats.moved`)
 
 
 def _offload(min_batch: int | None) -> Offload | None:

@@ -15,6 +15,11 @@ that fails. Readiness looks at every part and answers with ``status``:
   checkpoint still for `STALL_S`, as successive checks saw it). It serves; someone must look.
 - ``"ok"`` (200): nothing to say.
 
+Two instances of a service (README, "Two instances of a service"): ``instance`` names this
+one, ``leases`` says whether it holds each lease (the relay's, reporting's fold) and who does
+if it does not. Standing by is no problem: the relay part says ``standing_by``. A checkpoint
+found moved by another writer (two folding at once) is degraded until the process restarts.
+
 Degraded is 200 on purpose: a load balancer that took a degraded service out would turn a
 stuck dead letter into an outage of every command; the body and ``kapok status`` say it.
 """
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +40,7 @@ from sqlalchemy import text
 
 from shared.consumer import ConsumerRunner
 from shared.eventstore import Database
+from shared.lease import Lease
 from shared.relay import OutboxRelay
 from shared.runtime import Link
 from shared.service.replies import (
@@ -87,6 +93,8 @@ class Health:
     needs_nats: bool = False  # NATS away makes it not ready (else degraded)
     timeout: float = TIMEOUT
     stall_after: float = STALL_S
+    instance: str | None = None  # this process among its service's instances
+    leases: Mapping[str, Lease] = field(default_factory=dict)  # besides the relay's
     # (consumer, source) -> its checkpoint, and since when (monotonic) it is there with lag
     _still: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict, repr=False)
 
@@ -94,6 +102,10 @@ class Health:
         """The status code and the body of ``GET /api/health``."""
         verdict = Verdict()
         body: dict[str, Any] = {"service": self.name}
+        if self.instance is not None:
+            body["instance"] = self.instance
+        if leases := self._leases():
+            body["leases"] = leases
         body["database"] = await self._database(verdict)
         if self.link is not None:
             body["nats"] = self._nats(verdict)
@@ -108,6 +120,22 @@ class Health:
             "problems": verdict.down + verdict.degraded,
         }
         return (503 if verdict.down else 200), {**head, **body}
+
+    def _leases(self) -> dict[str, Any]:
+        """Each lease: whether this instance holds it, who does, since when."""
+        leases = dict(self.leases)
+        if self.relay is not None and self.relay.lease is not None:
+            leases = {"relay": self.relay.lease, **leases}
+        return {
+            name: {
+                "name": lease.name,
+                "held": lease.held,
+                "holder": lease.holder,
+                "since": _iso(lease.since),
+                "taken": lease.taken,
+            }
+            for name, lease in leases.items()
+        }
 
     def running(self) -> dict[str, bool]:
         """Whether each background task runs, and NATS is connected (for metrics)."""
@@ -160,6 +188,8 @@ class Health:
             "verified": stats.verified,
             "failures": stats.failures,
             "stopped": stats.stopped,
+            # Another instance's relay publishes; this one's figures are as it last held it.
+            "standing_by": self.relay.standing_by,
         }
 
     async def _consumers(self, verdict: Verdict) -> dict[str, Any]:
@@ -201,6 +231,8 @@ class Health:
                     verdict.degraded.append(
                         f"{where}: failing for {failing:.0f}s, nothing applied ({s.failing})"
                     )
+                if s.moved:
+                    verdict.degraded.append(s.moved)
                 if s.forged:
                     forged = _count(s.forged, "forged message")
                     verdict.degraded.append(
@@ -227,6 +259,7 @@ class Health:
                     "failing": s.failing,
                     "diverged": bool(s.diverged),
                     "unsigned_held": s.unsigned_held,
+                    "checkpoint_moved": s.moved,
                 }
             out[runner.name] = sources
         return out

@@ -27,6 +27,7 @@ from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
 from shared.eventstore import Database, EventStore
+from shared.lease import lease_for
 from shared.relay import OutboxRelay
 from shared.runtime import Link, connect, connect_options, disconnect, provision
 from shared.service import health
@@ -121,7 +122,9 @@ async def serve(
     try:
         # Every producer's stream: a consumer of another service's events needs its stream.
         await provision(nc, settings)
-        relay = OutboxRelay(service.store, nc, naming)
+        # One relay per source publishes among the instances on one database (shared/lease.py).
+        lease = lease_for(service.db.url, f"relay {service.store.source}", settings.instance)
+        relay = OutboxRelay(service.store, nc, naming, lease=lease)
         tasks.append(asyncio.create_task(relay.run(), name=f"{name}-relay"))
         for make in consumers:
             runners.append(runner := make(nc))
@@ -132,7 +135,12 @@ async def serve(
             tasks.append(asyncio.create_task(run(nc), name=f"{name}-background-{index}"))
         for task in tasks:
             task.add_done_callback(_ended)
-        health.register(app, health.Health(name, service.db, link, relay, runners, tasks))
+        health.register(
+            app,
+            health.Health(
+                name, service.db, link, relay, runners, tasks, instance=settings.instance
+            ),
+        )
         await start(broker)
         tune_gc()
         config = http_config(app, host, port)
