@@ -48,7 +48,7 @@ def audit_target(args: argparse.Namespace) -> str:
         "KAPOK_SIGNING_DIR", str(Settings(data_dir=data_dir).signing_path.resolve())
     )
     # The administrator repairs; the auditor reads and changes nothing.
-    sign_in_from(data_dir, "admin" if args.command == "bus" else "auditor")
+    sign_in_from(data_dir, "admin" if args.command in ("bus", "token") else "auditor")
     if args.nats:
         os.environ["KAPOK_NATS_URL"] = args.nats
     elif "KAPOK_NATS_URL" not in os.environ and up.get("nats_url"):
@@ -137,6 +137,11 @@ def run_command(argv: Sequence[str]) -> int:
     )
     keys_command.add_arguments(keys)
 
+    from kapok import tokens as token_command
+
+    token = commands.add_parser("token", help="sign-in tokens (README, 'Signing in')")
+    token_command.add_arguments(token)
+
     audit = commands.add_parser("audit", help="prove the reported figures from the bus")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     replay = audit_commands.add_parser(
@@ -194,6 +199,8 @@ def run_command(argv: Sequence[str]) -> int:
         return up_command.run(args, SERVABLE, ready=simulate_command.demo(args))
     if args.command == "keys":
         return keys_command.run(args)
+    if args.command == "token":
+        return token_command.run(args)
     if args.command == "bus":
         import os
 

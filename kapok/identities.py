@@ -16,6 +16,8 @@ from services.aid.entrypoints.referrals import CONSUMER as AID_READS_HOTLINE
 from services.donation.entrypoints.deliveries import CONSUMER as DONATION_READS_AID
 from services.reporting.adapters.kv import bucket_name, open_bucket
 from services.reporting.adapters.tables import CONSUMER as REPORTING_READS_ALL
+from shared.auth.registry import bucket_name as tokens_bucket_name
+from shared.auth.registry import open_bucket as tokens_bucket
 from shared.bus.auth import ADMIN, Bus, Keyring, Reader, authorization_block
 from shared.bus.embedded import EmbeddedNats, ServerAuth
 from shared.bus.naming import Naming
@@ -33,6 +35,8 @@ def kapok_bus(naming: Naming) -> Bus:
             "reporting": tuple(Reader(source, REPORTING_READS_ALL) for source in PRODUCERS),
         },
         kv={"reporting": bucket_name(naming)},
+        # Every service signs people in from the token bucket (shared/auth/registry.py).
+        watched_kv=(tokens_bucket_name(naming),),
     )
 
 
@@ -73,6 +77,7 @@ async def provision_as_admin(settings: Settings) -> None:
     try:
         await provision(nc, settings, admin=True)
         await open_bucket(nc, Naming.of(settings))
+        await tokens_bucket(nc, Naming.of(settings))
     finally:
         await nc.close()
 

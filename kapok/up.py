@@ -365,6 +365,7 @@ async def up(
     postgres_url: str | None,
     ready: Callable[[dict[str, int]], object] | None = None,
     quiet_access: bool = False,
+    no_auth: bool = False,
 ) -> int:
     """Run until SIGINT/SIGTERM. ``ready`` is called (with the ports) once every service
     answers; `kapok demo` plays the scenario from there."""
@@ -379,7 +380,11 @@ async def up(
             say(problem)
         return 2
     data_dir = data_dir.resolve()  # noqa: ASYNC240 - before anything runs
+    # Everything this tree writes (databases, WAL files, the bus's store, keys, tokens) is
+    # its owner's alone: 0600 files in 0700 directories, the services and nats-server too.
+    os.umask(0o077)
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
 
     env_of: dict[str, dict[str, str]] = {}
     if postgres_url:
@@ -430,10 +435,27 @@ async def up(
         for name in services:
             seed = {"KAPOK_NATS_NKEY_SEED": str(keyring.seed_path(name))}
             env_of[name] = {**env_of.get(name, {}), **seed}
+    if no_auth:
+        say("SIGN-IN IS OFF (--no-auth): anyone who can reach these ports may record, correct")
+        say("and read everything. For local experiments only; never on a shared machine.")
+    else:
+        from kapok.tokens import first_tokens
+
+        on = settings.model_copy(update={"nats_url": nats_url, "data_dir": data_dir})
+        if keyring.exists():
+            on = signed_in_as(on, keyring, ADMIN)
+        try:
+            await first_tokens(on, say)
+        except Exception as error:  # its message names what is wrong: say it and stop
+            say(f"making the first tokens at {nats_url} failed: {error!r}")
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+            return 2
     # Every producer's signing key before anything starts: reporting checks each event's
     # signature from its first (README, "Signed history").
     signing.ensure_keys(settings.model_copy(update={"data_dir": data_dir}).signing_path, PRODUCERS)
     env = {**os.environ, "KAPOK_NATS_URL": nats_url, "KAPOK_DATA_DIR": str(data_dir)}
+    env["KAPOK_AUTH"] = "0" if no_auth else "1"
     if keyring.exists():
         env.pop("KAPOK_NATS_CREDS", None)  # each service signs in with its own seed (env_of)
     # Unbuffered, so each service's log lines reach the terminal as they are written.
@@ -520,6 +542,11 @@ def add_arguments(parser: object, services: Sequence[str]) -> None:
     parser.add_argument(
         "--postgres", default=None, metavar="URL", help="SQLAlchemy URL instead of SQLite files"
     )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="sign-in off: anyone who reaches the ports may do anything (local experiments only)",
+    )
     # Defaults resolved in `run`: importing every service here would slow down every
     # `kapok` command, `kapok serve` included.
     for name in services:
@@ -559,5 +586,6 @@ def run(args: object, services: Sequence[str], ready: Callable[..., object] | No
             postgres_url=getattr(args, "postgres", None) or os.environ.get("KAPOK_DATABASE_URL"),
             ready=ready,
             quiet_access=ready is not None,
+            no_auth=bool(getattr(args, "no_auth", False)),
         )
     )

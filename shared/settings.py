@@ -6,10 +6,10 @@ import os
 import socket
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SERVICES = ("hotline", "aid", "donation", "reporting")
 PRODUCERS = ("hotline", "aid", "donation")
@@ -68,6 +68,32 @@ class Settings(BaseSettings):
     # The producers' signing keys and everyone's verification ring (shared/signing.py);
     # default <data_dir>/signing.
     signing_dir: Path | None = None
+    # Sign-in (README, "Signing in"). Off (0) only for local experiments: every request is
+    # then unrestricted and recorded as `system`, and the services say so loudly at start.
+    auth: bool = True
+    # The Host names the services answer to (a request naming another is refused: DNS
+    # rebinding); "*" any. Comma-separated in the environment.
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ("localhost", "127.0.0.1", "::1")
+    # Browser origins allowed to call the APIs (CORS); none by default.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    # An association's own OpenID Connect provider (optional): its issuer, the audience its
+    # tokens name, its key set (an https URL or a file), and the claims that carry the role
+    # and scope; `oidc_roles` maps the provider's names to Kapok's ("sw=station-worker,…").
+    oidc_issuer: str | None = None
+    oidc_audience: str = "kapok"
+    oidc_jwks: str | None = None
+    oidc_role_claim: str = "kapok_role"
+    oidc_station_claim: str = "kapok_station"
+    oidc_district_claim: str = "kapok_district"
+    oidc_roles: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("allowed_hosts", "cors_origins", "oidc_roles", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
     # This process's name among the instances of its service (README, "Two instances of a
     # service"): in health, and in the leases it holds. Default: <hostname>-<pid>.
     instance: str = Field(
@@ -78,6 +104,11 @@ class Settings(BaseSettings):
     def nats_identity(self) -> Path | None:
         """The file this process signs in to NATS with, if any."""
         return self.nats_creds or self.nats_nkey_seed
+
+    @property
+    def auth_path(self) -> Path:
+        """Where `kapok up` keeps the tokens it made (0700; each token file 0600)."""
+        return self.data_dir / "auth"
 
     @property
     def signing_path(self) -> Path:

@@ -17,6 +17,14 @@ import orjson
 from kapok.simulate.wire import Pool, TransportError
 from shared.settings import Settings
 
+
+def signed_in_headers() -> dict[str, str]:
+    from kapok.tokens import admin_token
+
+    token = admin_token(Settings())
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 MAX_BATCH = 5000  # items in one batch request, the services' limit
 # Requests in flight to one service (per lane, below): enough for its group commit to merge
 # them into one transaction while the next ones are read and decided, few enough that none
@@ -41,6 +49,8 @@ class Client:
     retries: int = 0
     pools: dict[str, Pool] = field(default_factory=dict)
     waiting: dict[str, float] = field(default_factory=dict)  # service -> since (loop time)
+    # Signed in as the `kapok up`'s administrator (or KAPOK_TOKEN); none: sign-in is off.
+    signed_in: dict[str, str] = field(default_factory=lambda: signed_in_headers())
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -70,6 +80,7 @@ class Client:
         headers = {
             "Idempotency-Key": f"{self.key_prefix}-{digest.hexdigest()[:40]}",
             "Content-Type": "application/json",
+            **self.signed_in,
         }
         # Day logs and single commands queue apart: a referral waits on the service, not
         # behind every day's log sent ahead of it.

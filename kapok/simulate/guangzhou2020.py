@@ -35,7 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from kapok.simulate import figures as f
-from kapok.simulate.client import Client
+from kapok.simulate.client import Client, signed_in_headers
 from kapok.simulate.shape import (
     AID_FROM,
     AID_ITEMS,
@@ -772,7 +772,7 @@ async def wait_for_report(
     """Poll reporting until its figures as of 2020-03-07 equal ``target`` (or time out)."""
     deadline = time.monotonic() + within_s
     figures: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=signed_in_headers()) as http:
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                 got = await http.get(f"{reporting}/api/report", params={"as_of": LAST.isoformat()})

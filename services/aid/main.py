@@ -19,7 +19,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
     await process.serve(
         settings,
         service,
-        build_aid_app(service),
+        lambda gate: build_aid_app(service, gate),
         COMMANDS,
         host,
         port,

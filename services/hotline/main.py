@@ -14,4 +14,6 @@ DEFAULT_PORT = 8001
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     service = hotline_service(process.event_store(settings, SERVICE))
-    await process.serve(settings, service, build_hotline_app(service), COMMANDS, host, port)
+    await process.serve(
+        settings, service, lambda gate: build_hotline_app(service, gate), COMMANDS, host, port
+    )

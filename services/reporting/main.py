@@ -31,6 +31,7 @@ from services.reporting.domain.fold import ORDERED_SOURCES, fold_stateless
 from services.reporting.entrypoints.http import Reporting, build_app
 from services.reporting.slices import processes_wanted
 from shared import signing
+from shared.auth.start import caught_up, start_gate
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.consumer import CheckpointMoved, ConsumerRunner
@@ -215,10 +216,20 @@ def _consumer_ended(task: asyncio.Task[None]) -> None:
 
 async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     async with running(settings) as parts:
-        tune_gc()  # as every Kapok service does once started (shared/collector.py)
-        server = HttpServer(http_config(build_app(parts.reporting), host, port))
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
-        log.info("reporting: HTTP on %s:%d, NATS at %s", host, port, settings.nats_url)
-        await server.serve()
+        gate, following = await start_gate(settings, parts.nc, SERVICE)
+        # Kept current beside the server; their end is the server's (cancelled on exit).
+        signin = [
+            asyncio.create_task(f, name=f"reporting-signin-{i}") for i, f in enumerate(following)
+        ]
+        try:
+            await caught_up(gate)
+            tune_gc()  # as every Kapok service does once started (shared/collector.py)
+            server = HttpServer(http_config(build_app(parts.reporting, gate), host, port))
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
+            log.info("reporting: HTTP on %s:%d, NATS at %s", host, port, settings.nats_url)
+            await server.serve()
+        finally:
+            for task in signin:
+                await _stop(task)

@@ -136,6 +136,7 @@ class Bus:
     # identity -> the durables it runs; an identity here that is no producer only reads.
     readers: Mapping[str, tuple[Reader, ...]] = field(default_factory=dict)
     kv: Mapping[str, str] = field(default_factory=dict)  # identity -> its KV bucket
+    watched_kv: tuple[str, ...] = ()  # buckets every service reads and watches (tokens)
 
     @property
     def streams(self) -> list[str]:
@@ -169,6 +170,8 @@ class Bus:
         if bucket := self.kv.get(identity):
             stream = f"KV_{bucket}"
             publish += [f"$KV.{bucket}.>", f"{API}.STREAM.INFO.{stream}", *_reads(stream)]
+        for watched in self.watched_kv:
+            publish += _watches(f"KV_{watched}")
         return Grant(
             identity,
             tuple(dict.fromkeys(publish)),
@@ -198,6 +201,21 @@ def _reads(stream: str) -> list[str]:
         f"{API}.STREAM.MSG.GET.{stream}",
         f"{API}.DIRECT.GET.{stream}",
         f"{API}.DIRECT.GET.{stream}.>",
+    ]
+
+
+def _watches(stream: str) -> list[str]:
+    """Reading a KV bucket and watching it: nats-py's watch is an ordered push consumer,
+    ephemeral, re-made after a gap or a reconnect (its flow control answered on $JS.FC)."""
+    consumer = f"{API}.CONSUMER"
+    return [
+        f"{API}.STREAM.INFO.{stream}",
+        *_reads(stream),
+        f"{consumer}.CREATE.{stream}",
+        f"{consumer}.CREATE.{stream}.>",
+        f"{consumer}.INFO.{stream}.*",
+        f"{consumer}.DELETE.{stream}.*",
+        f"$JS.FC.{stream}.>",
     ]
 
 

@@ -155,11 +155,12 @@ Actor = Annotated[
     str,
     Field(
         max_length=64,
-        pattern=r"^(system|(worker|volunteer|service):[A-Za-z0-9._-]+)$",
+        pattern=r"^(system|(worker|volunteer|service|user):[A-Za-z0-9._-]+)$",
         strict=True,
     ),
 ]
-"""Who did it: ``worker:<ref>``, ``volunteer:<ref>``, ``service:<name>`` or ``system``."""
+"""Who did it: ``worker:<ref>``, ``volunteer:<ref>``, ``service:<name>``, ``user:<id>`` (a
+signed-in principal: `shared.auth`) or ``system``."""
 
 Label = Annotated[str, Field(min_length=1, max_length=120, strict=True)]
 """A short label for a thing, never a person (a campaign's or organisation's name)."""

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from shared.contracts.envelope import Envelope, Event, NewEvent
 from shared.domain.errors import NotFound, RuleBroken
+from shared.domain.where import Where
 
 
 class Aggregate:
@@ -87,6 +88,21 @@ class Aggregate:
     def view(self) -> dict[str, Any]:
         """Current state as JSON-ready data: what GET returns and what a command answers."""
         raise NotImplementedError
+
+    def where(self) -> Where | None:
+        """Where it is, for a principal's scope: by its place (a station's records), else by
+        its own district and station (a volunteer link) or districts (a campaign); None when
+        it has none (association-wide: only unscoped roles reach it)."""
+        place = getattr(self, "place", None)
+        if place is not None:
+            return Where((place.district,), place.station)
+        districts = getattr(self, "districts", None)
+        if districts:
+            return Where(tuple(districts))
+        district = getattr(self, "district", None)
+        if district is not None:
+            return Where((district,), getattr(self, "station", None))
+        return None
 
 
 def iso(at: datetime | None) -> str | None:

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import MetaData, Table
 from sqlalchemy.exc import IntegrityError
 
+from shared.auth.principal import Forbidden, Permission, Principal
 from shared.contracts.envelope import Context, uuid7_str
 from shared.domain.aggregate import Aggregate
 from shared.domain.errors import DomainError, InvalidInput, NotFound, RuleBroken
@@ -124,9 +125,10 @@ class Service(Protocol):
         ctx: Context,
         key: str | None = None,
         fingerprint: str | None = None,
+        principal: Principal | None = None,
     ) -> Reply: ...
 
-    async def view(self, kind: type[A], id: str) -> Reply: ...
+    async def view(self, kind: type[A], id: str, principal: Principal | None = None) -> Reply: ...
 
 
 class CommandService:
@@ -159,19 +161,31 @@ class CommandService:
         ctx: Context,
         key: str | None = None,
         fingerprint: str | None = None,
+        principal: Principal | None = None,
     ) -> Reply:
         """Run a validated command. Errors come back as a reply, never raised. ``fingerprint``:
         the request's, from its raw bytes (`idempotency.raw_fingerprint`); without it, the
-        validated command's."""
+        validated command's. ``principal``: who asks (None: sign-in is off, or a service's
+        own trusted work); their role must allow the command, and every record it changes
+        must be within their scope (403 otherwise, before anything is stored)."""
         try:
-            return await self._execute(command, ctx, key, fingerprint)
+            if principal is not None:
+                principal.require(permission_of(command))
+            return await self._execute(command, ctx, key, fingerprint, principal)
         except Refused as refused:
             return refused.reply
         except DomainError as error:
             return refusal_from(error).reply
+        except Forbidden as forbidden:
+            return Refused(403, forbidden.message, rule=forbidden.rule).reply
 
     async def _execute(
-        self, command: Command, ctx: Context, key: str | None, fingerprint: str | None
+        self,
+        command: Command,
+        ctx: Context,
+        key: str | None,
+        fingerprint: str | None,
+        principal: Principal | None,
     ) -> Reply:
         # Only worth computing (a 5,000-item batch is a megabyte of JSON) with a key.
         if key is None:
@@ -191,6 +205,10 @@ class CommandService:
                 if key is not None and (stored := await self._stored(key)) is not None:
                     return idempotency.replay(key, print_, stored)
                 raise
+            if principal is not None:
+                # Decided, nothing stored: every record it would change must be theirs.
+                for aggregate in decision.changed:
+                    principal.require_reach(aggregate.id, aggregate.where())
             try:
                 return await self._commit(decision, ctx, key, print_)
             except ConcurrencyError as error:
@@ -224,11 +242,29 @@ class CommandService:
         async with self.db.read() as conn:
             return await idempotency.stored_reply(conn, self.keys, key)
 
-    async def view(self, kind: type[A], id: str) -> Reply:
-        """Current state of one aggregate, from its events."""
+    async def view(self, kind: type[A], id: str, principal: Principal | None = None) -> Reply:
+        """Current state of one aggregate, from its events: for a principal whose role reads
+        records, within their scope."""
+        if principal is not None and not principal.may(Permission.READ_RECORDS):
+            return _forbidden(lambda: principal.require(Permission.READ_RECORDS))
         aggregate = await self.load.one(kind, id)
         if not aggregate.exists:
             return refusal_from(NotFound(id)).reply
+        if principal is not None and not principal.reaches(aggregate.where()):
+            return _forbidden(lambda: principal.require_reach(id, aggregate.where()))
         if aggregate.id in aggregate.voided:
             return Reply(200, orjson.dumps(voided_view(aggregate)))
         return Reply(200, orjson.dumps(aggregate.view()))
+
+
+def permission_of(command: Command) -> Permission:
+    """A void or a correction takes the correcting role; any other command records work."""
+    return Permission.CORRECT if command.corrects else Permission.RECORD
+
+
+def _forbidden(check: Callable[[], None]) -> Reply:
+    try:
+        check()
+    except Forbidden as forbidden:
+        return Refused(403, forbidden.message, rule=forbidden.rule).reply
+    raise AssertionError("the check passed")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from typing import Annotated
+from typing import Annotated, ClassVar
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -86,6 +86,8 @@ PlannedDay = Annotated[
 
 class Command(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # A void or a correction (`corrections.Void`): only the roles that correct may ask it.
+    corrects: ClassVar[bool] = False
 
     @classmethod
     def name(cls) -> str:

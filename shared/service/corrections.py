@@ -16,6 +16,7 @@ from shared.service.commands import Command, Happened
 class Void(Command):
     """Take a recorded fact out of the figures, saying why. Its own events stay in history."""
 
+    corrects = True
     reason: Reason
     voided_at: Happened | None = Field(default=None, description="default: now")
 

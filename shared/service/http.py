@@ -19,12 +19,16 @@ from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from shared.contracts.types import Actor, Ref
+from shared.auth.gate import AUTHORIZATION, Gate
+from shared.auth.principal import Forbidden, Permission, Principal
+from shared.auth.registry import Unauthorized
+from shared.contracts.types import Ref
 from shared.domain.aggregate import Aggregate
+from shared.service import browser
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import INTERNAL_ERROR, Refused, Reply
-from shared.service.transport import ACTOR, IDEMPOTENCY_KEY, MAX_KEY, handle
+from shared.service.transport import IDEMPOTENCY_KEY, MAX_KEY, handle, unauthorized
 from shared.settings import Settings
 
 JSON = "application/json"
@@ -53,14 +57,54 @@ ERROR = {
         "status": {"type": "integer"},
         "error": {"type": "string"},
         "field": {"type": "string", "description": "422: the offending field"},
-        "rule": {"type": "string", "description": "409: the rule that refused"},
         "resource": {"type": "string", "description": "404: what was not found"},
+        "rule": {"type": "string", "description": "403: the role or scope rule; 409: the rule"},
     },
 }
 
 
 def respond(reply: Reply) -> Response:
+    if reply.status == 401:
+        # RFC 6750: say how to sign in.
+        return Response(reply.body, 401, {"WWW-Authenticate": "Bearer"}, media_type=JSON)
     return Response(reply.body, status_code=reply.status, media_type=JSON)
+
+
+def authorization(request: Request) -> str | None:
+    for name, value in request.scope["headers"]:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
+def reader(
+    gate: Gate, request: Request, permission: Permission = Permission.READ_RECORDS
+) -> Principal | None:
+    """Who reads, if their role may (`Refused` 401 or 403 otherwise, answered by the app's
+    handler); None when sign-in is off. A route that reads records checks their scope too:
+    `within`."""
+    try:
+        principal = gate.principal(authorization(request))
+    except Unauthorized as error:
+        raise Refused(401, str(error), field=AUTHORIZATION) from None
+    if principal is not None and not principal.may(permission):
+        within(principal, lambda: principal.require(permission))
+    return principal
+
+
+def within(principal: Principal | None, check: Callable[[], None]) -> None:
+    """Run a principal's check, its refusal as a 403 `Refused`."""
+    if principal is None:
+        return
+    try:
+        check()
+    except Forbidden as forbidden:
+        raise Refused(403, forbidden.message, rule=forbidden.rule) from None
+
+
+async def refused(request: Request, error: Exception) -> Response:
+    assert isinstance(error, Refused)
+    return respond(error.reply)
 
 
 def build_app(
@@ -70,13 +114,15 @@ def build_app(
     *,
     title: str,
     description: str,
+    gate: Gate,
 ) -> FastAPI:
     app = FastAPI(title=title, version="1", description=description)
-    limit = Settings().max_body_bytes
+    settings = Settings()
+    limit = settings.max_body_bytes
     for route in commands:
         app.add_api_route(
             route.path,
-            _command_endpoint(service, route, limit),
+            _command_endpoint(service, gate, route, limit),
             methods=["POST"],
             summary=route.summary,
             operation_id=route.command.name(),
@@ -86,19 +132,21 @@ def build_app(
     for view in views:
         app.add_api_route(
             view.path,
-            _view_endpoint(service, view.kind),
+            _view_endpoint(service, gate, view.kind),
             methods=["GET"],
             summary=f"Current state of a {view.kind.kind}, from its events",
             operation_id=f"get_{view.kind.kind.replace('-', '_')}",
             openapi_extra={
                 "parameters": [path_parameter("id", f"e.g. {view.kind.kind}:0192…")],
-                "responses": responses("200", "current state", "404"),
+                "responses": responses("200", "current state", "401", "403", "404"),
             },
             response_class=Response,
         )
     app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(Refused, refused)
     app.add_exception_handler(HTTPException, http_error)
-    app.openapi = lambda: _openapi(app, commands)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, commands, gate)  # type: ignore[method-assign]
+    browser.guard(app, settings)
     return app
 
 
@@ -153,7 +201,8 @@ async def _internal_error(request: Request, error: Exception) -> Response:
 
 
 # The request headers `handle` reads, as the ASGI scope names them (lower case).
-_OURS = {name.lower().encode(): name.lower() for name in (IDEMPOTENCY_KEY, ACTOR)}
+_OURS = {name.lower().encode(): name.lower() for name in (IDEMPOTENCY_KEY, AUTHORIZATION)}
+_CONTENT_TYPE = b"content-type"
 
 
 def _our_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -168,36 +217,59 @@ def _our_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-def _command_endpoint(service: Service, route: CommandRoute, limit: int) -> Endpoint:
+def is_json(raw: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request says its body is JSON (``application/json``, any parameters). A
+    browser sends a cross-site ``text/plain`` or form POST without asking first; a JSON one
+    needs the server's consent (CORS), so a command accepts JSON only."""
+    for name, value in raw:
+        if name == _CONTENT_TYPE:
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+def not_json() -> Response:
+    reply = Refused(415, "commands take Content-Type: application/json", field="Content-Type")
+    return respond(reply.reply)
+
+
+def _command_endpoint(service: Service, gate: Gate, route: CommandRoute, limit: int) -> Endpoint:
     model, path_field = route.command, route.path_field
 
     async def endpoint(request: Request) -> Response:
+        raw = request.scope["headers"]
+        if not is_json(raw):
+            return not_json()
         if (body := await read_body(request, limit)) is None:
             return too_large(limit)
         path = {path_field: request.path_params[path_field]} if path_field else {}
-        headers = _our_headers(request.scope["headers"])
-        return respond(await handle(service, model, body, headers, **path))
+        return respond(await handle(service, gate, model, body, _our_headers(raw), **path))
 
     endpoint.__name__ = model.name()
     return endpoint
 
 
-def _view_endpoint(service: Service, kind: type[Aggregate]) -> Endpoint:
+def _view_endpoint(service: Service, gate: Gate, kind: type[Aggregate]) -> Endpoint:
     async def endpoint(request: Request) -> Response:
-        return respond(await service.view(kind, request.path_params["id"]))
+        try:
+            principal = gate.principal(authorization(request))
+        except Unauthorized as error:
+            return respond(unauthorized(error))
+        return respond(await service.view(kind, request.path_params["id"], principal))
 
     endpoint.__name__ = f"get_{kind.kind}"
     return endpoint
 
 
 REF_SCHEMA = TypeAdapter(Ref).json_schema()
-ACTOR_SCHEMA = TypeAdapter(Actor).json_schema()
 
 # Every answer a service can give, each in the one error shape but the success.
 _ANSWERS = {
+    "401": "no valid token: sign in with Authorization: Bearer <token>",
+    "403": "signed in, but the role or its scope does not allow it; `rule` names which",
     "404": "unknown resource; `resource` names it",
     "409": "a rule refused, or a concurrency conflict; `rule` names it",
     "413": "the body is over the service's limit (KAPOK_MAX_BODY_BYTES, default 4 MiB)",
+    "415": "a command's body must be sent as Content-Type: application/json",
     "422": "invalid input; `field` names it, and the bound it broke",
     "503": "the database cannot be reached: nothing was stored, retry with the same key",
 }
@@ -237,13 +309,6 @@ def _command_openapi(route: CommandRoute) -> dict[str, Any]:
             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
             "description": "a retried request with the same key gets the first response",
         },
-        {
-            "name": ACTOR,
-            "in": "header",
-            "required": False,
-            "schema": ACTOR_SCHEMA,
-            "description": "who asks: worker:<ref>, service:<name>… (default: system)",
-        },
     ]
     if route.path_field:
         parameters.append(path_parameter(route.path_field, f"the {route.path_field} reference"))
@@ -255,7 +320,7 @@ def _command_openapi(route: CommandRoute) -> dict[str, Any]:
     }
 
 
-def _openapi(app: FastAPI, commands: Sequence[CommandRoute]) -> dict[str, Any]:
+def _openapi(app: FastAPI, commands: Sequence[CommandRoute], gate: Gate) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     document = get_openapi(
@@ -281,5 +346,27 @@ def _openapi(app: FastAPI, commands: Sequence[CommandRoute]) -> dict[str, Any]:
             schemas[f"{name}Body"] = body
     schemas["Error"] = ERROR
     document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+    secured(document, gate)
     app.openapi_schema = document
     return document
+
+
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "a Kapok token (`kapok token create`), or the association's OpenID Connect "
+    "provider's JWT where one is configured (README, 'Signing in')",
+}
+
+
+def secured(document: dict[str, Any], gate: Gate) -> None:
+    """Every operation of the document signs in with a bearer token (unless sign-in is off),
+    but those the document's ``x-kapok-open`` marks (liveness)."""
+    if gate.open:
+        return
+    document.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = BEARER
+    document["security"] = [{"bearer": []}]
+    for item in document["paths"].values():
+        for operation in item.values():
+            if operation.pop("x-kapok-open", False):
+                operation["security"] = []

@@ -2,8 +2,9 @@
 
 Each command listens on ``<root>.<service>.cmd.<Command>`` in the queue group ``<service>``,
 so several replicas share the load. A request's body is the command's JSON (identifiers that
-HTTP takes from the path are fields here); the headers are HTTP's (Idempotency-Key,
-Kapok-Actor). The reply is ``{"status": 201, "result": {...}}`` or the HTTP error body.
+HTTP takes from the path are fields here); the headers are HTTP's (Authorization: Bearer
+<token>, Idempotency-Key): the bus's own identities say which process may ask at all, the
+token says who asks. The reply is ``{"status": 201, "result": {...}}`` or the HTTP error body.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 
+from shared.auth.gate import Gate
 from shared.bus.naming import Naming
 from shared.service.application import Service
 from shared.service.commands import Command
@@ -35,6 +37,7 @@ def reply_bytes(reply: Reply) -> bytes:
 def build_broker(
     nats_url: str,
     service: Service,
+    gate: Gate,
     naming: Naming,
     commands: Mapping[str, type[Command]],
     options: Mapping[str, Any] | None = None,
@@ -56,14 +59,16 @@ def build_broker(
             max_workers=WORKERS,
             title=f"{service.name}.cmd.{name}",
             description=(model.__doc__ or name).strip().splitlines()[0],
-        )(_handler(service, model))
+        )(_handler(service, gate, model))
     return broker
 
 
-def _handler(service: Service, model: type[Command]) -> Callable[[NatsMessage], Awaitable[bytes]]:
+def _handler(
+    service: Service, gate: Gate, model: type[Command]
+) -> Callable[[NatsMessage], Awaitable[bytes]]:
     async def handler(msg: NatsMessage) -> bytes:
         try:
-            reply = await handle(service, model, msg.body, msg.headers or {})
+            reply = await handle(service, gate, model, msg.body, msg.headers or {})
         except Exception:
             # The requester gets an answer instead of a timeout; nothing was committed.
             log.exception("%s.%s failed", service.name, model.name())

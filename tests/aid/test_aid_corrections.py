@@ -27,7 +27,7 @@ async def test_a_delivery_to_the_wrong_door_is_voided_and_the_request_is_open_ag
     voided = await aid.post(
         f"/deliveries/{delivery}/void",
         {"request": request, "reason": "wrong door"},
-        **{"Kapok-Actor": "worker:lead"},
+        **aid.as_actor("worker:lead"),
     )
 
     assert voided.status_code == 200, voided.text

@@ -28,11 +28,11 @@ async def test_a_request_is_assigned_and_delivered_and_its_events_reach_the_stre
     assigned = await aid.post(
         f"/requests/{request}/assign",
         {"assignee": WORKER, "assigned_at": at(10).isoformat()},
-        **{"Kapok-Actor": "worker:lead"},
+        **aid.as_actor("worker:lead"),
     )
     assert assigned.status_code == 200, assigned.text
     delivered = await aid.post(
-        f"/requests/{request}/deliveries", delivery_body(), **{"Kapok-Actor": WORKER}
+        f"/requests/{request}/deliveries", delivery_body(), **aid.as_actor(WORKER)
     )
     assert delivered.status_code == 201, delivered.text
     assert delivered.json()["delivery"].startswith("delivery:")
@@ -45,7 +45,8 @@ async def test_a_request_is_assigned_and_delivered_and_its_events_reach_the_stre
     events = await aid.published()
     assert [e["type"] for e in events] == ["AidRequested", "AidAssigned", "AidDelivered"]
     assert {e["stream_id"] for e in events} == {request}
-    assert [e["actor"] for e in events] == ["system", "worker:lead", WORKER]
+    opener, *changers = [e["actor"] for e in events]
+    assert opener.startswith("user:") and changers == ["worker:lead", WORKER]
     assert len({e["correlation_id"] for e in events}) == 1  # one flow, request to door
     data = events[-1]["data"]
     assert (data["person"], data["group"], data["place"]) == (WEI_YI, "disabled", place())

@@ -25,7 +25,7 @@ async def test_a_request_is_assigned_and_delivered_over_nats(aid: Aid) -> None:
     assigned = await aid.request(
         "AssignAid",
         {"request": request, "assignee": WORKER, "assigned_at": at(10).isoformat()},
-        **{"Kapok-Actor": "service:dispatch"},
+        **aid.as_actor("service:dispatch"),
     )
     assert assigned["status"] == 200, assigned
     delivered = await aid.request("RecordDelivery", {"request": request, **delivery_body()})

@@ -201,7 +201,7 @@ async def test_wei_yi_from_her_call_to_her_door(hotline: EventStore, aid: Aid) -
     )
     assert assigned.status_code == 200, assigned.text
     delivered = await aid.post(
-        f"/requests/{request}/deliveries", delivery_body(90), **{"Kapok-Actor": WORKER}
+        f"/requests/{request}/deliveries", delivery_body(90), **aid.as_actor(WORKER)
     )
     assert delivered.status_code == 201, delivered.text
     assert (await aid.http.get(f"/requests/{request}")).json()["status"] == "delivered"

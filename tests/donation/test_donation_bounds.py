@@ -32,7 +32,10 @@ async def post(donation: Donation, path: str, body: dict[str, Any]) -> httpx.Res
 
 async def request(donation: Donation, command: str, body: dict[str, Any]) -> dict[str, Any]:
     subject = donation.naming.command_subject(donation.name, command)
-    reply = await donation.nc.request(subject, json.dumps(body).encode(), timeout=30)
+    signed_in = {"Authorization": f"Bearer {donation.token}"}
+    reply = await donation.nc.request(
+        subject, json.dumps(body).encode(), timeout=30, headers=signed_in
+    )
     return orjson.loads(reply.data)  # type: ignore[no-any-return]
 
 

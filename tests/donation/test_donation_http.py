@@ -50,7 +50,7 @@ async def test_the_warm_lunches_from_pledge_to_plate_and_their_events_on_the_str
     received = await donation.post(
         f"/campaigns/{campaign}/receipts",
         {"items": [LUNCHES], "pledge": pledge, "received_at": at(10).isoformat()},
-        **{"Kapok-Actor": LIAISON},
+        **donation.as_actor(LIAISON),
     )
     assert received.status_code == 201, received.text
     assert received.json()["items"] == [LUNCHES]
@@ -504,7 +504,9 @@ async def test_a_replica_sees_what_another_replica_recorded_in_a_campaign(
     await donation.post(f"/campaigns/{campaign}/receipts", receipt_body())  # 500, cached here
     replica = donation_service(donation.service.store)
     other = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_donation_app(replica)), base_url="http://replica"
+        transport=httpx.ASGITransport(app=build_donation_app(replica, donation.gate)),
+        base_url="http://localhost",
+        headers=donation.http.headers,
     )
     async with other:
         handed = await other.post(

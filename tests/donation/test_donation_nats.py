@@ -36,7 +36,7 @@ async def test_qingyuan_produce_received_and_handed_to_households_over_nats(
     received = await donation.request(
         "ReceiveGoods",
         {"campaign": campaign, **receipt_body(items=[VEGETABLES, CHICKENS], district="baiyun")},
-        **{"Kapok-Actor": "worker:liaison-3"},
+        **donation.as_actor("worker:liaison-3"),
     )
     assert received["status"] == 201, received
     handed = await donation.request(

@@ -17,7 +17,9 @@ import orjson
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
-from harness import databases
+from harness import databases, signin
+from shared.auth.gate import Gate
+from shared.auth.principal import Role
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
 from shared.eventstore import Database, EventStore
@@ -38,6 +40,17 @@ class Running:
     nc: NATS
     naming: Naming
     relay: OutboxRelay
+    gate: Gate  # the service's: `grant` issues it a token of any role
+    token: str  # an administrator's: every request a test makes signs in with it by default
+
+    def grant(self, role: Role | str, **scope: str | None) -> str:
+        return signin.grant(self.gate, role, **scope)
+
+    def as_actor(
+        self, actor: str, role: Role | str = Role.ADMINISTRATOR, **scope: str | None
+    ) -> dict[str, str]:
+        """The headers of a token issued to ``actor``: what its events will name."""
+        return signin.bearer(self.grant(role, actor=actor, **scope))
 
     async def post(
         self, path: str, body: Any, key: str | None = None, **headers: str
@@ -52,6 +65,7 @@ class Running:
         """A NATS request-reply to the command's subject; the decoded reply."""
         if key is not None:
             headers["Idempotency-Key"] = key
+        headers.setdefault("Authorization", f"Bearer {self.token}")
         reply = await self.nc.request(
             self.naming.command_subject(self.name, command),
             orjson.dumps(body),
@@ -64,7 +78,7 @@ class Running:
     async def replica(self) -> AsyncIterator[None]:
         """A second replica's NATS handlers, on the same service and database, until exit."""
         broker = build_broker(
-            self.nc.connected_url.geturl(), self.service, self.naming, self.commands
+            self.nc.connected_url.geturl(), self.service, self.gate, self.naming, self.commands
         )
         await start(broker)
         try:
@@ -93,7 +107,7 @@ async def run(
     database_url: str,
     *,
     service: Callable[[EventStore], CommandService],
-    app: Callable[[CommandService], FastAPI],
+    app: Callable[[CommandService, Gate], FastAPI],
     streams: Sequence[str],
 ) -> AsyncIterator[R]:
     """``kind``'s service on a fresh store in ``database_url``, event ``streams`` ensured
@@ -104,12 +118,19 @@ async def run(
     await running.setup()
     nc = await nats.connect(settings.nats_url)
     await ensure_streams(nc, event_stream_specs(naming, list(streams), 1, 120.0))
-    broker = build_broker(settings.nats_url, running, naming, kind.commands)
+    gate = signin.gate()
+    token = signin.grant(gate, Role.ADMINISTRATOR)
+    broker = build_broker(settings.nats_url, running, gate, naming, kind.commands)
     await start(broker)
-    transport = httpx.ASGITransport(app=app(running))
+    transport = httpx.ASGITransport(app=app(running, gate))
+    # Signed in as an administrator and sending JSON unless a test says otherwise.
+    headers = {**signin.bearer(token), "Content-Type": "application/json"}
     try:
-        async with httpx.AsyncClient(transport=transport, base_url=f"http://{kind.name}") as http:
-            yield kind(running, http, nc, naming, OutboxRelay(running.store, nc, naming))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=headers
+        ) as http:
+            relay = OutboxRelay(running.store, nc, naming)
+            yield kind(running, http, nc, naming, relay, gate, token)
     finally:
         await broker.stop()
         await nc.close()

@@ -12,7 +12,7 @@ from hotline_parts import Hotline
 from hotline_stories import WEI_YI, WORKER, at, call_body, place
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-COORDINATOR = {"Kapok-Actor": "worker:coordinator-1"}
+COORDINATOR = "worker:coordinator-1"
 
 
 async def given_a_call(hotline: Hotline) -> tuple[str, str]:
@@ -37,7 +37,7 @@ async def test_a_call_logged_twice_is_voided_and_history_keeps_both(hotline: Hot
     voided = await hotline.post(
         f"/calls/{call}/void",
         {"reason": "logged twice", "voided_at": at(60).isoformat()},
-        **COORDINATOR,
+        **hotline.as_actor(COORDINATOR),
     )
 
     assert voided.status_code == 200, voided.text
@@ -94,7 +94,7 @@ async def test_a_call_corrected_is_voided_and_recorded_again_in_one_append(
             "duration_seconds": 600,
             "reason": "wrong category and time",
         },
-        **COORDINATOR,
+        **hotline.as_actor(COORDINATOR),
     )
 
     assert corrected.status_code == 200, corrected.text

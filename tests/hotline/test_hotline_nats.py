@@ -34,7 +34,7 @@ async def test_wei_yi_is_referred_to_aid_over_nats(hotline: Hotline) -> None:
             "urgency": "today",
             "referred_at": at(10).isoformat(),
         },
-        **{"Kapok-Actor": "service:script"},
+        **hotline.as_actor("service:script"),
     )
     assert referral["status"] == 201, referral
     events = await hotline.published()

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import nats
+from harness import signin
 from harness.waits import until
 from nats.aio.client import Client as NATS
 
@@ -71,8 +72,14 @@ async def reporting(
     settings: Settings, database_url: str, **kw: Any
 ) -> AsyncIterator[tuple[Running, httpx.AsyncClient]]:
     async with running(settings, database_url, **kw) as parts:
-        transport = httpx.ASGITransport(app=build_app(parts.reporting))
-        async with httpx.AsyncClient(transport=transport, base_url="http://reporting") as http:
+        gate = signin.gate()
+        transport = httpx.ASGITransport(app=build_app(parts.reporting, gate))
+        # Signed in as an administrator unless a test says otherwise (`signed_in_http`).
+        headers = signin.bearer(signin.grant(gate, "administrator"))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://localhost", headers=headers
+        ) as http:
+            http.gate = gate  # type: ignore[attr-defined]  # a test grants other roles on it
             yield parts, http
 
 

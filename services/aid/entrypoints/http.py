@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from services.aid.application import commands as c
 from services.aid.domain import AidRequest, EmergencyCase, request_id_for_referral
+from shared.auth.gate import Gate
 from shared.service.application import CommandService
 from shared.service.http import (
     REF_SCHEMA,
@@ -17,8 +18,10 @@ from shared.service.http import (
     ViewRoute,
     build_app,
     path_parameter,
+    reader,
     respond,
     responses,
+    within,
 )
 from shared.service.replies import Refused
 
@@ -79,18 +82,20 @@ VIEW_ROUTES = [
 ]
 
 
-def build_aid_app(service: CommandService) -> FastAPI:
+def build_aid_app(service: CommandService, gate: Gate) -> FastAPI:
     app = build_app(
         service,
         COMMAND_ROUTES,
         VIEW_ROUTES,
         title="Kapok aid",
         description="抗疫救援服务网: aid requests, assignments, deliveries and emergency cases.",
+        gate=gate,
     )
 
     async def request_of_referral(request: Request) -> Response:
+        principal = reader(gate, request)
         referral = request.path_params["referral"]
-        reply = await service.view(AidRequest, request_id_for_referral(referral))
+        reply = await service.view(AidRequest, request_id_for_referral(referral), principal)
         if reply.status == 404:
             reply = Refused(
                 404,
@@ -101,6 +106,7 @@ def build_aid_app(service: CommandService) -> FastAPI:
         return respond(reply)
 
     async def requests_of_referrals(request: Request) -> Response:
+        principal = reader(gate, request)
         referrals = request.query_params.getlist("referral")
         if not 1 <= len(referrals) <= MAX_LOOKUP:
             reply = Refused(
@@ -112,6 +118,9 @@ def build_aid_app(service: CommandService) -> FastAPI:
             return respond(reply.reply)
         ids = {r: request_id_for_referral(r) for r in referrals}
         found = await service.load.many(AidRequest, ids.values())
+        for aid_request in found.values():
+            if aid_request.exists:
+                within(principal, lambda r=aid_request: principal.require_reach(r.id, r.where()))  # type: ignore[union-attr]
         opened = [found[ids[r]].view() for r in referrals if found[ids[r]].exists]
         missing = [r for r in referrals if not found[ids[r]].exists]
         return Response(
@@ -141,7 +150,9 @@ def build_aid_app(service: CommandService) -> FastAPI:
                     "explode": True,
                 }
             ],
-            "responses": responses("200", "the requests opened, and the referrals missing", "422"),
+            "responses": responses(
+                "200", "the requests opened, and the referrals missing", "401", "403", "422"
+            ),
         },
         response_class=Response,
     )
@@ -153,7 +164,7 @@ def build_aid_app(service: CommandService) -> FastAPI:
         operation_id="get_request_of_referral",
         openapi_extra={
             "parameters": [path_parameter("referral", "the hotline referral, e.g. referral:0192…")],
-            "responses": responses("200", "the aid request", "404"),
+            "responses": responses("200", "the aid request", "401", "403", "404"),
         },
         response_class=Response,
     )

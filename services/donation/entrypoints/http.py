@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request, Response
 
 from services.donation.application import commands as c
 from services.donation.domain import Campaign, VolunteerLink
+from shared.auth.gate import Gate
 from shared.domain.errors import NotFound
 from shared.service.application import CommandService
 from shared.service.http import (
@@ -14,8 +15,10 @@ from shared.service.http import (
     ViewRoute,
     build_app,
     path_parameter,
+    reader,
     respond,
     responses,
+    within,
 )
 from shared.service.replies import Reply, refusal_from
 
@@ -103,7 +106,7 @@ VIEW_ROUTES = [
 ]
 
 
-def build_donation_app(service: CommandService) -> FastAPI:
+def build_donation_app(service: CommandService, gate: Gate) -> FastAPI:
     app = build_app(
         service,
         COMMAND_ROUTES,
@@ -113,14 +116,17 @@ def build_donation_app(service: CommandService) -> FastAPI:
             "慈善力量群防网 and 社区抗疫自助网: campaigns, pledges, goods and funds received, "
             "volunteers linked, distributions, self-help outputs."
         ),
+        gate=gate,
     )
 
     # The toolkit's views return an aggregate's `view()`; the stock is a second view of the
     # campaign, so it gets its own route here.
     async def get_stock(request: Request) -> Response:
+        principal = reader(gate, request)
         campaign = await service.load.one(Campaign, request.path_params["id"])
         if not campaign.exists:
             return respond(refusal_from(NotFound(campaign.id)).reply)
+        within(principal, lambda: principal.require_reach(campaign.id, campaign.where()))  # type: ignore[union-attr]
         return respond(Reply(200, orjson.dumps(campaign.stock_view())))
 
     app.add_api_route(
@@ -131,7 +137,7 @@ def build_donation_app(service: CommandService) -> FastAPI:
         operation_id="get_campaign_stock",
         openapi_extra={
             "parameters": [path_parameter("id", "the campaign, e.g. campaign:0192…")],
-            "responses": responses("200", "the stock per kind and unit", "404"),
+            "responses": responses("200", "the stock per kind and unit", "401", "403", "404"),
         },
         response_class=Response,
     )

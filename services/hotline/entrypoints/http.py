@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.hotline.application import commands as c
 from services.hotline.domain import Call, FollowUp, HotlinePoint, Referral, Shift
+from shared.auth.gate import Gate
 from shared.service.application import Service
 from shared.service.http import CommandRoute, ViewRoute, build_app
 
@@ -66,11 +67,12 @@ VIEW_ROUTES = [
 ]
 
 
-def build_hotline_app(service: Service) -> FastAPI:
+def build_hotline_app(service: Service, gate: Gate) -> FastAPI:
     return build_app(
         service,
         COMMAND_ROUTES,
         VIEW_ROUTES,
         title="Kapok hotline",
         description="红棉守护热线: hotline points, shifts, calls, follow-ups and referrals.",
+        gate=gate,
     )

@@ -20,7 +20,10 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.reporting.domain.report import figures
-from services.reporting.entrypoints.http import REFUSED, DayOrInstant, Reporting, parse_day
+from services.reporting.entrypoints.http import REFUSED, DayOrInstant, Reporting, needs, parse_day
+from shared.auth.gate import Gate
+from shared.auth.principal import Permission
+from shared.service.http import error_responses
 
 STATIC = Path(__file__).parent / "static"
 SERVICES = ("calls_received", "follow_ups_completed")  # services given = the two together
@@ -28,14 +31,21 @@ POLL = 0.25  # seconds between looks at the totals in a stream
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream
 
 
-def register(app: FastAPI, reporting: Reporting) -> None:
+def register(app: FastAPI, reporting: Reporting, gate: Gate) -> None:
+    """The dashboard's page and scripts are open (they hold no figures: the page asks for a
+    token, README "Signing in"); its data and live stream need a role that reads figures."""
+    figures_ = [needs(gate, Permission.READ_FIGURES)]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
         return FileResponse(STATIC / "dashboard.html", media_type="text/html; charset=utf-8")
 
-    @app.get("/api/dashboard", responses=REFUSED)
+    @app.get(
+        "/api/dashboard",
+        responses={**REFUSED, **error_responses("401", "403")},
+        dependencies=figures_,
+    )
     async def data(as_of: DayOrInstant = None) -> JSONResponse:
         day = parse_day(as_of) if as_of is not None else None
 
@@ -56,7 +66,11 @@ def register(app: FastAPI, reporting: Reporting) -> None:
     @app.get(
         "/api/stream",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "figures events"}},
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "figures events"},
+            **error_responses("401", "403"),
+        },
+        dependencies=figures_,
     )
     async def stream(request: Request) -> StreamingResponse:
         return StreamingResponse(

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from html import escape
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
@@ -23,9 +23,20 @@ from services.reporting.adapters.counters import GROUPABLE, CounterStore
 from services.reporting.domain.fold import DIMENSIONS, SHANGHAI, business_day
 from services.reporting.domain.report import report, revision_view
 from services.reporting.entrypoints.metrics import render
+from shared.auth.gate import Gate
+from shared.auth.principal import Permission
 from shared.consumer import ConsumerRunner
-from shared.service.health import Health, answer_outages, register_live
-from shared.service.http import ERROR, JSON, http_error
+from shared.service.health import OPEN_TO_ALL, Health, answer_outages, register_live, watches
+from shared.service.http import (
+    ERROR,
+    JSON,
+    error_responses,
+    http_error,
+    reader,
+    refused,
+    secured,
+)
+from shared.service.replies import Refused
 
 
 class BadRequest(ValueError):
@@ -98,16 +109,28 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"status": status, "error": message}, status_code=status)
 
 
-def build_app(reporting: Reporting) -> FastAPI:
+def needs(gate: Gate, permission: Permission) -> Any:
+    """A route's dependency: signed in, with a role that may ``permission`` (401/403)."""
+
+    async def signed_in(request: Request) -> None:
+        reader(gate, request, permission)
+
+    return Depends(signed_in)
+
+
+def build_app(reporting: Reporting, gate: Gate) -> FastAPI:
     app = FastAPI(title="Kapok reporting", version="1")
     # No such route (404) or method (405): the services' error shape, not FastAPI's.
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Refused, refused)
+    figures_ = [needs(gate, Permission.READ_FIGURES)]
+    signed_in = {**REFUSED, **error_responses("401", "403")}
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, error: BadRequest) -> JSONResponse:
         return _error(422, str(error))
 
-    @app.get("/api/counters")
+    @app.get("/api/counters", dependencies=figures_, responses=error_responses("401", "403"))
     async def counters(request: Request) -> Response:
         """Counter sums. Filters: ``metric`` and any dimension (repeat or comma-separate for
         several values); ``by``: what to group by (default ``metric``; ``day`` gives a daily
@@ -136,7 +159,11 @@ def build_app(reporting: Reporting) -> FastAPI:
             }
         )
 
-    @app.get("/api/report", responses={200: {"content": REPORT_FORMATS}, **REFUSED})
+    @app.get(
+        "/api/report",
+        responses={200: {"content": REPORT_FORMATS}, **signed_in},
+        dependencies=figures_,
+    )
     async def get_report(
         as_of: DayOrInstant = None,
         format: Annotated[str, Query(json_schema_extra={"enum": ["json", "csv", "html"]})] = "json",
@@ -156,7 +183,11 @@ def build_app(reporting: Reporting) -> FastAPI:
             return HTMLResponse(_html(body))
         raise BadRequest("format: one of json, csv, html")
 
-    @app.get("/api/revisions", responses=REFUSED)
+    @app.get(
+        "/api/revisions",
+        responses=signed_in,
+        dependencies=[needs(gate, Permission.READ_REVISIONS)],
+    )
     async def get_revisions(as_of: DayOrInstant = None, since: Instant = None) -> JSONResponse:
         """The voids and corrections that changed a figure on a day up to ``as_of`` (a date
         or an instant), recorded after the instant ``since`` (e.g. when the report was
@@ -172,8 +203,8 @@ def build_app(reporting: Reporting) -> FastAPI:
             }
         )
 
-    @app.get("/api/health")
-    async def health() -> JSONResponse:
+    @app.get("/api/health", openapi_extra=OPEN_TO_ALL)
+    async def health(request: Request) -> JSONResponse:
         """Readiness (`shared.service.health`): not ready (503) while the database or NATS
         is away, the consumer or the KV publisher died, or a stream is more than
         ``ready_lag`` events behind; degraded (200) with dead letters or chain breaks.
@@ -181,6 +212,9 @@ def build_app(reporting: Reporting) -> FastAPI:
         if reporting.health is None or reporting.runner is None:
             return JSONResponse({"status": "down", "ready": False, "reason": "no consumer"}, 503)
         status, body = await reporting.health.check()
+        if not watches(gate, request.headers.get("authorization")):
+            # A probe has no token: the status, never the figures behind it.
+            return JSONResponse({"status": body["status"], "ready": status < 500}, status)
         body["ready_lag"] = reporting.health.ready_lag
         body["streams"] = body.get("consumers", {}).get(reporting.runner.name, {})
         return JSONResponse(body, status_code=status)
@@ -188,7 +222,12 @@ def build_app(reporting: Reporting) -> FastAPI:
     register_live(app)
     answer_outages(app)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        dependencies=[needs(gate, Permission.WATCH)],
+        responses=error_responses("401", "403"),
+    )
     async def metrics() -> PlainTextResponse:
         runner = reporting.runner
         if runner is not None:
@@ -208,7 +247,8 @@ def build_app(reporting: Reporting) -> FastAPI:
     # Here, not at the top: the dashboard module reads this one's Reporting and parse_day.
     from services.reporting.entrypoints.dashboard import register
 
-    register(app, reporting)
+    register(app, reporting, gate)
+    secured(app.openapi(), gate)
     return app
 
 
