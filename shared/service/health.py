@@ -38,6 +38,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from shared.auth.gate import OPEN, Gate
+from shared.auth.principal import Permission
+from shared.auth.registry import Unauthorized
 from shared.consumer import ConsumerRunner
 from shared.eventstore import Database
 from shared.lease import Lease
@@ -292,13 +295,16 @@ class Health:
         return out
 
 
-def register(app: FastAPI, health: Health) -> None:
+def register(app: FastAPI, health: Health, gate: Gate = OPEN) -> None:
     """``/api/health`` and ``/api/health/live`` on ``app``, and 503 for the requests that
-    meet the database away (`answer_outages`)."""
+    meet the database away (`answer_outages`). Readiness answers anyone its status and
+    code (a probe has no token); its parts and problems only to a role that watches."""
     answer_outages(app)
 
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
         status, body = await health.check()
+        if not gate.open and not watches(gate, request.headers.get("authorization")):
+            body = {"status": body["status"], "ready": body.get("ready", status < 500)}
         return JSONResponse(body, status_code=status)
 
     app.add_api_route(
@@ -307,12 +313,25 @@ def register(app: FastAPI, health: Health) -> None:
         methods=["GET"],
         summary="Readiness: the database, NATS, the relay, the consumers, background tasks",
         operation_id="health",
+        openapi_extra=OPEN_TO_ALL,
         responses={
             200: _documented('ready: status "ok" or "degraded" (problems name why)'),
             503: _documented('not ready: status "down" (problems name why)'),
         },
     )
     register_live(app)
+
+
+# Marks an operation that needs no token in the OpenAPI document (`http.secured`).
+OPEN_TO_ALL = {"x-kapok-open": True}
+
+
+def watches(gate: Gate, authorization: str | None) -> bool:
+    try:
+        principal = gate.principal(authorization)
+    except Unauthorized:
+        return False
+    return principal is None or principal.may(Permission.WATCH)
 
 
 def register_live(app: FastAPI) -> None:
@@ -327,6 +346,7 @@ def register_live(app: FastAPI) -> None:
         methods=["GET"],
         summary="Liveness: the process answers",
         operation_id="live",
+        openapi_extra=OPEN_TO_ALL,
         responses={200: _documented("the process answers")},
     )
 

@@ -23,6 +23,8 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
 from shared import signing
+from shared.auth.gate import Gate
+from shared.auth.start import caught_up, start_gate
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
 from shared.consumer import ConsumerRunner
@@ -102,7 +104,7 @@ async def _stop(task: asyncio.Task[None]) -> None:
 async def serve(
     settings: Settings,
     service: Service,
-    app: FastAPI,
+    make_app: Callable[[Gate], FastAPI],
     commands: Mapping[str, type[Command]],
     host: str,
     port: int,
@@ -118,8 +120,12 @@ async def serve(
     runners: list[ConsumerRunner] = []
     consuming: list[asyncio.Task[None]] = []  # the runners' tasks
     options = connect_options(settings, name)
-    broker = build_broker(settings.nats_url, service, naming, commands, options)
+    gate, following = await start_gate(settings, nc, name)
+    app = make_app(gate)
+    broker = build_broker(settings.nats_url, service, gate, naming, commands, options)
     try:
+        for index, follow in enumerate(following):
+            tasks.append(asyncio.create_task(follow, name=f"{name}-signin-{index}"))
         # Every producer's stream: a consumer of another service's events needs its stream.
         await provision(nc, settings)
         # One relay per source publishes among the instances on one database (shared/lease.py).
@@ -137,10 +143,12 @@ async def serve(
             task.add_done_callback(_ended)
         health.register(
             app,
-            health.Health(
+            gate=gate,
+            health=health.Health(
                 name, service.db, link, relay, runners, tasks, instance=settings.instance
             ),
         )
+        await caught_up(gate)
         await start(broker)
         tune_gc()
         config = http_config(app, host, port)
