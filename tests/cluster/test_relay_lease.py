@@ -5,12 +5,16 @@ duplicate, no stranger."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import contextlib
 from pathlib import Path
 
+import httpx
 import nats
+import orjson
 import pytest
 from cluster_parts import (
+    Cluster,
     Load,
     cluster,
     cluster_env,
@@ -20,12 +24,38 @@ from cluster_parts import (
     summary,
     until_published,
 )
+from hotline_stories import call_body
+from nats.aio.client import Client as NATS
 
 from shared.bus.naming import Naming
+from shared.service.commands import MAX_BATCH
 from shared.settings import Settings
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.postgres]
-log = logging.getLogger(__name__)
+
+
+async def kill_mid_chunk(
+    hotline: Cluster, nc: NATS, naming: Naming, point: str
+) -> tuple[str, float]:
+    """A day's 5,000 calls recorded at the relay's holder, which is killed as soon as the
+    stream has part of them: mid-chunk (the relay sends a chunk's messages in one write).
+    Returns where the stream was when it was killed, and the seconds until another took the
+    relay over."""
+    holder = await hotline.holder("relay")
+    js = nc.jetstream()
+    stream = naming.stream("hotline")
+    before = (await js.stream_info(stream)).state.last_seq
+    batch = orjson.dumps({"items": [call_body(point)] * MAX_BATCH})
+    async with httpx.AsyncClient(base_url=holder.url, timeout=60) as client:
+        posted = asyncio.create_task(client.post("/calls:batch", content=batch))
+        seen = before
+        async with asyncio.timeout(30):
+            while seen <= before + 200:  # past the calls in flight: into the batch's chunk
+                seen = (await js.stream_info(stream)).state.last_seq
+        seconds = await hotline.kill_holder("relay")
+        with contextlib.suppress(httpx.HTTPError):
+            await posted
+    return f"killed at {seen - before} messages after {before}", seconds
 
 
 async def test_killing_the_relays_holder_hands_over_with_no_gap_and_no_duplicate(
@@ -43,13 +73,14 @@ async def test_killing_the_relays_holder_hands_over_with_no_gap_and_no_duplicate
             relay = (await standing.health())["relay"]
             assert relay["standing_by"] is True
             assert (await standing.health())["leases"]["relay"]["holder"] == holder.name
-            load = Load(nc, naming, await open_point(first))
+            load = Load(nc, naming, point := await open_point(first))
             times: list[float] = []
             for _ in range(kills()):
                 await load.until_recorded(300)  # the relay busy publishing
                 times.append(await hotline.kill_holder("relay"))
                 await load.until_recorded(100)  # the survivor takes commands and publishes
                 await hotline.start()  # the next stand-by
+            caught = await kill_mid_chunk(hotline, nc, naming, point)
             await load.stop()
             await until_published(nc, naming, "hotline", postgres_url)
             length = await stream_holds_store(nc, naming, "hotline", postgres_url)
@@ -57,8 +88,9 @@ async def test_killing_the_relays_holder_hands_over_with_no_gap_and_no_duplicate
             for instance in hotline.alive:
                 body = await instance.health()
                 assert body["relay"]["stopped"] is None, body  # never StreamDiverged
-            print(f"relay handover: {summary(times)}; {length} events")
+            print(f"relay handover: {summary(times)}; {length} events; mid-chunk: {caught}")
             assert max(times) < 5, summary(times)
+            assert caught[1] < 5, caught
         except BaseException:
             print(hotline.logs())
             raise
