@@ -47,6 +47,11 @@ def audit_target(args: argparse.Namespace) -> str:
     os.environ.setdefault(
         "KAPOK_SIGNING_DIR", str(Settings(data_dir=data_dir).signing_path.resolve())
     )
+    from kapok.tokens import admin_token
+
+    # The live figures are read signed in (KAPOK_TOKEN, else the `kapok up`'s own token).
+    if "KAPOK_TOKEN" not in os.environ and (token := admin_token(Settings(data_dir=data_dir))):
+        os.environ["KAPOK_TOKEN"] = token
     # The administrator repairs; the auditor reads and changes nothing.
     sign_in_from(data_dir, "admin" if args.command in ("bus", "token") else "auditor")
     if args.nats:

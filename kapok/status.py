@@ -54,14 +54,16 @@ async def nats_row(url: str, pid: object, data_dir: Path) -> Row:
     return Row("nats-server", "ok", pid, url, f"{status.version}, JetStream, {streams} streams")
 
 
-async def service_row(name: str, port: int, pid: object) -> Row:
+async def service_row(
+    name: str, port: int, pid: object, headers: dict[str, str] | None = None
+) -> Row:
     import httpx
 
     base = f"http://127.0.0.1:{port}"
     if not pid:
         return Row(name, "down", pid, base, problems=["not running (restarting?)"])
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S, headers=headers) as client:
             answer = await client.get(f"{base}/api/health")
         body: dict[str, Any] = answer.json()
     except (httpx.HTTPError, ValueError) as error:
@@ -82,8 +84,15 @@ def _detail(body: dict[str, Any]) -> str:
 
 
 async def rows(up: dict[str, Any], data_dir: Path) -> list[Row]:
+    from kapok.tokens import admin_token
+    from shared.settings import Settings
+
     pids = up.get("services") or {}
-    asked = [service_row(n, int(p), pids.get(n)) for n, p in (up.get("ports") or {}).items()]
+    # Health's parts are for roles that watch: signed in as the `kapok up`'s administrator.
+    token = admin_token(Settings(data_dir=data_dir))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ports = (up.get("ports") or {}).items()
+    asked = [service_row(n, int(p), pids.get(n), headers) for n, p in ports]
     if up.get("nats_url"):
         asked.insert(0, nats_row(str(up["nats_url"]), up.get("nats"), data_dir))
     return list(await asyncio.gather(*asked))

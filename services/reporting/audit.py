@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import sys
 import time
 import uuid
@@ -497,7 +498,10 @@ async def fetch_live(
     params = {"as_of": as_of.isoformat()} if as_of else {}
     if known_at is not None:  # the live report as it stood then, corrections after it undone
         params["known_at"] = known_at.isoformat()
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as http:
+    # Signed in as ``KAPOK_TOKEN`` (`kapok audit` sets it from the `kapok up`'s data directory).
+    token = os.environ.get("KAPOK_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, headers=headers) as http:
         response = await http.get("/api/report", params=params)
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]

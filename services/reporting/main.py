@@ -218,9 +218,7 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = DEFAULT
     async with running(settings) as parts:
         gate, following = await start_gate(settings, parts.nc, SERVICE)
         # Kept current beside the server; their end is the server's (cancelled on exit).
-        signin = [
-            asyncio.create_task(f, name=f"reporting-signin-{i}") for i, f in enumerate(following)
-        ]
+        signin = [asyncio.create_task(f, name=f"reporting-{what}") for what, f in following]
         try:
             await caught_up(gate)
             tune_gc()  # as every Kapok service does once started (shared/collector.py)

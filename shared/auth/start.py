@@ -21,7 +21,8 @@ log = logging.getLogger("kapok.auth")
 # request is then refused 401 until the watch has caught up; health says it is not ready).
 CATCH_UP_S = 10.0
 
-Following = Coroutine[Any, Any, None]
+Following = tuple[str, Coroutine[Any, Any, None]]
+"""A task to run beside the process, and its name's ending (health names it)."""
 
 
 def oidc_settings(settings: Settings) -> OidcSettings | None:
@@ -50,12 +51,12 @@ async def start_gate(settings: Settings, nc: NATS, name: str) -> tuple[Gate, lis
         return OPEN, []
     registry = TokenRegistry()
     kv = await open_bucket(nc, Naming.of(settings))
-    following: list[Following] = [registry.follow(kv)]
+    following: list[Following] = [("tokens", registry.follow(kv))]
     oidc = None
     if (configured := oidc_settings(settings)) is not None:
         oidc = OidcVerifier(configured)
         await asyncio.to_thread(oidc.load)
-        following.append(oidc.follow())
+        following.append(("provider-keys", oidc.follow()))
     return Gate(registry, oidc), following
 
 

@@ -124,8 +124,8 @@ async def serve(
     app = make_app(gate)
     broker = build_broker(settings.nats_url, service, gate, naming, commands, options)
     try:
-        for index, follow in enumerate(following):
-            tasks.append(asyncio.create_task(follow, name=f"{name}-signin-{index}"))
+        for what, follow in following:
+            tasks.append(asyncio.create_task(follow, name=f"{name}-{what}"))
         # Every producer's stream: a consumer of another service's events needs its stream.
         await provision(nc, settings)
         # One relay per source publishes among the instances on one database (shared/lease.py).

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aid_stories import NANZHOU, WEI_YI, at, request_body
 from harness import parts, processes
+from harness.processes import ADMIN
 from sqlalchemy import func, select
 
 from services.aid.domain import request_id_for_referral
@@ -39,7 +40,7 @@ async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
     nc = await nats.connect(settings.nats_url)
     hotline = await parts.sqlite_store(tmp_path, "hotline")
     try:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=ADMIN) as client:
             await processes.until_answering(client, process)
             opened = await client.post("/requests", json=request_body())
             assert opened.status_code == 201, opened.text
@@ -48,6 +49,7 @@ async def test_serve_aid_runs_http_nats_the_relay_and_the_referral_consumer(
                 naming.command_subject("aid", "RequestAid"),
                 orjson.dumps(request_body(1)),
                 timeout=10,
+                headers=ADMIN,
             )
             assert orjson.loads(reply.data)["status"] == 201
 

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from donation_stories import at, campaign_body, receipt_body
 from harness import parts, processes
+from harness.processes import ADMIN
 
 from shared.bus.naming import Naming
 from shared.contracts.aid import AidDelivered
@@ -35,7 +36,7 @@ async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer
     nc = await nats.connect(settings.nats_url)
     aid = await parts.sqlite_store(tmp_path, "aid")
     try:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=ADMIN) as client:
             await processes.until_answering(client, process)
             launched = await client.post("/campaigns", json=campaign_body())
             assert launched.status_code == 201, launched.text
@@ -44,6 +45,7 @@ async def test_serve_donation_runs_http_nats_the_relay_and_the_delivery_consumer
                 naming.command_subject("donation", "ReceiveGoods"),
                 orjson.dumps({"campaign": campaign, **receipt_body()}),
                 timeout=10,
+                headers=ADMIN,
             )
             assert orjson.loads(reply.data)["status"] == 201
 

@@ -33,11 +33,38 @@ def serve_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     return env
 
 
+# An administrator's token every served process of a test knows (registered in the token
+# bucket of the test's bus by `serve`): what `ADMIN`, the headers, sign in with.
+ADMIN_TOKEN = "kapok_harnessadmin_" + "t" * 43
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def register_admin(env: dict[str, str]) -> None:
+    """`ADMIN_TOKEN` in the token bucket of the bus ``env`` names, as `kapok token` would."""
+    import nats
+
+    from shared.auth import registry
+    from shared.auth.principal import Role
+    from shared.auth.tokens import issue
+    from shared.bus.naming import Naming
+
+    _, record = issue(Role.ADMINISTRATOR, token=ADMIN_TOKEN, note="tests/harness")
+    nc = await nats.connect(env["KAPOK_NATS_URL"])
+    try:
+        naming = Naming(env["KAPOK_SUBJECT_ROOT"], env["KAPOK_STREAM_PREFIX"])
+        await registry.put(await registry.open_bucket(nc, naming), record)
+    finally:
+        await nc.close()
+
+
 async def serve(
     service: str, env: dict[str, str], log: Path, port: int | None = None
 ) -> asyncio.subprocess.Process:
-    """`kapok serve <service> --port <port>` (a free port if none), stdout and stderr to ``log``."""
+    """`kapok serve <service> --port <port>` (a free port if none), stdout and stderr to ``log``;
+    `ADMIN` signs in to it."""
     port = free_port() if port is None else port
+    if env.get("KAPOK_AUTH", "1") != "0":
+        await register_admin(env)
     with log.open("wb") as out:  # the child has its own descriptor
         return await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "kapok.cli", "serve", service, "--port", str(port)),

@@ -10,6 +10,7 @@ import nats
 import orjson
 import pytest
 from harness import processes
+from harness.processes import ADMIN
 from harness.waits import free_port, until
 from hotline_stories import at, call_body, place
 
@@ -29,7 +30,7 @@ async def test_serve_hotline_runs_http_nats_and_the_relay_then_stops_on_ctrl_c(
     naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
     try:
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with httpx.AsyncClient(base_url=base, headers=ADMIN) as client:
             await processes.until_answering(client, process)
             opened = await client.post(
                 "/points", json={"place": place(), "opened_at": at(0).isoformat()}
@@ -40,6 +41,7 @@ async def test_serve_hotline_runs_http_nats_and_the_relay_then_stops_on_ctrl_c(
             naming.command_subject("hotline", "ReceiveCall"),
             orjson.dumps(call_body(point)),
             timeout=10,
+            headers=ADMIN,
         )
         assert orjson.loads(reply.data)["status"] == 201
 

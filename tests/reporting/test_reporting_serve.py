@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-from harness.processes import descendants, serve, serve_env, stop, until_gone
+from harness.processes import ADMIN, ADMIN_TOKEN, descendants, serve, serve_env, stop, until_gone
 from harness.waits import free_port, until
 from reporting_parts import producers
 from reporting_stories import aid_delivered, aid_requested, at, call, funds_received
@@ -21,7 +21,7 @@ from shared.settings import Settings
 
 async def until_ready(base: str, process: asyncio.subprocess.Process, expect: int) -> None:
     """Until /api/health says ready and the hotline checkpoint reached ``expect``."""
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=ADMIN) as client:
 
         async def ready() -> bool:
             assert process.returncode is None, "kapok serve reporting exited"
@@ -55,7 +55,8 @@ async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_e
         try:
             await until_ready(base, process, 40)
 
-            status, out, err = await audit(env, "--as-of", "2020-03-07", "--url", base)
+            signed_in = {**env, "KAPOK_TOKEN": ADMIN_TOKEN}
+            status, out, err = await audit(signed_in, "--as-of", "2020-03-07", "--url", base)
             assert status == 0, err
             assert "agrees on every figure" in err
             assert orjson.loads(out)["figures"]["aid_persons_served"] == 3
@@ -67,7 +68,8 @@ async def test_the_audit_agrees_with_the_served_figures_until_the_counters_are_e
                     "(SELECT id FROM reporting_metrics WHERE name = 'calls_received') AND day = ?",
                     ((date(2020, 3, 1) - date(1970, 1, 1)).days,),  # days since 1970
                 )
-            status, out, err = await audit(env, "--as-of", "2020-03-07", "--url", base)
+            signed_in = {**env, "KAPOK_TOKEN": ADMIN_TOKEN}
+            status, out, err = await audit(signed_in, "--as-of", "2020-03-07", "--url", base)
             assert status == 1
             assert "DIFFERENT services_given: replay 35 != live 135" in err
             assert "DIFFERENT calls_received: replay 35 != live 135" in err
@@ -93,7 +95,7 @@ async def test_the_served_fold_hands_catching_up_to_its_worker_which_ends_with_t
             # when more arrives at once than a quiet stream brings,
             await bus.record("hotline", [call(i, at(2)) for i in range(300, 900)])
             await until_ready(base, process, 900)
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(headers=ADMIN) as client:
                 health = (await client.get(f"{base}/api/health")).json()
                 figures = (await client.get(f"{base}/api/report")).json()["figures"]
             # then the worker folded some of it, every call counted once,

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from asyncpg.exceptions import AdminShutdownError, CannotConnectNowError
 from harness.private_postgres import private_postgres
-from harness.processes import free_port, serve, serve_env, stop, until_answering, wait_for
+from harness.processes import ADMIN, free_port, serve, serve_env, stop, until_answering, wait_for
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from shared.bus.naming import Naming
@@ -43,7 +43,9 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
         process = await serve("hotline", env, log, port)
         nc = await nats.connect(settings.nats_url)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=15, headers=ADMIN
+            ) as http:
                 await until_answering(http, process)
                 first = await http.post("/points", json=OPEN, headers={"Idempotency-Key": "p1"})
                 assert first.status_code == 201, first.text
@@ -52,7 +54,10 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
                 assert healthy.json()["status"] == "ok"
                 assert healthy.json()["database"]["reachable"] is True
                 assert healthy.json()["nats"]["connected"] is True
-                assert healthy.json()["tasks"] == {"hotline-relay": "running"}
+                assert healthy.json()["tasks"] == {
+                    "hotline-relay": "running",
+                    "hotline-tokens": "running",
+                }
                 assert healthy.json()["relay"]["stopped"] is None
 
                 # Given the database goes away,
@@ -69,7 +74,7 @@ async def test_a_database_outage_answers_503_shows_in_health_and_ends_cleanly(
                     Naming.of(settings).command_subject("hotline", "OpenHotlinePoint"),
                     orjson.dumps(OPEN),
                     timeout=10,
-                    headers={"Idempotency-Key": "p3"},
+                    headers={**ADMIN, "Idempotency-Key": "p3"},
                 )
                 assert orjson.loads(reply.data)["status"] == 503, reply.data
                 # a read too (no traceback logged for it either),

@@ -16,7 +16,16 @@ import httpx
 import nats
 import pytest
 from harness.calls import NANZHOU
-from harness.processes import free_port, serve, serve_env, stop, until_answering, wait_for
+from harness.processes import (
+    ADMIN,
+    ADMIN_TOKEN,
+    free_port,
+    serve,
+    serve_env,
+    stop,
+    until_answering,
+    wait_for,
+)
 
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
@@ -46,7 +55,9 @@ async def test_health_names_each_part_and_a_stopped_relay_makes_the_service_not_
     process = await serve("aid", serve_env(settings, tmp_path), log, port)
     nc = await nats.connect(settings.nats_url)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=15, headers=ADMIN
+        ) as http:
             await until_answering(http, process)
             assert (await http.post("/requests", json=request(0))).status_code == 201
 
@@ -64,7 +75,8 @@ async def test_health_names_each_part_and_a_stopped_relay_makes_the_service_not_
             assert body["relay"]["stopped"] is None and body["relay"]["lag"] == 0
             referrals = body["consumers"]["aid-referrals"]["hotline"]
             assert referrals["dead_letters"] == 0 and referrals["chain_breaks"] == 0
-            assert body["tasks"] == {"aid-relay": "running", "aid-referrals": "running"}
+            running = {"aid-relay", "aid-referrals", "aid-tokens"}
+            assert body["tasks"] == dict.fromkeys(running, "running")
             assert (await http.get("/api/health/live")).json() == {"status": "ok", "live": True}
 
             # When a stranger publishes on the aid stream's subjects while its relay is idle,
@@ -92,6 +104,7 @@ async def test_health_names_each_part_and_a_stopped_relay_makes_the_service_not_
                 capture_output=True,
                 text=True,
                 timeout=30,
+                env={**os.environ, "KAPOK_TOKEN": ADMIN_TOKEN},
             )
             assert status.returncode == 1, status.stdout + status.stderr
             lines = status.stdout.splitlines()
@@ -133,7 +146,9 @@ async def test_a_nats_outage_is_degraded_not_down_said_once_each_way_and_stops_c
     port, log = free_port(), tmp_path / "aid.log"
     process = await serve("aid", env, log, port)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=15, headers=ADMIN
+        ) as http:
             await until_answering(http, process)
             # Given nats-server killed outright,
             os.kill(server.pid or 0, signal.SIGKILL)
