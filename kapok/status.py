@@ -77,6 +77,9 @@ def _detail(body: dict[str, Any]) -> str:
     said: list[str] = []
     if relay := body.get("relay"):
         said.append(f"relay at {relay.get('position')} of {relay.get('head')}")
+    for name, lease in (body.get("leases") or {}).items():  # two instances of a service
+        if not lease.get("held"):
+            said.append(f"{name} standing by ({lease.get('holder') or 'no one'} holds it)")
     for sources in (body.get("consumers") or {}).values():
         for source, s in sources.items():
             said.append(f"{source} lag {s.get('lag')}")
