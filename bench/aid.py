@@ -137,7 +137,7 @@ async def batch_deliveries(
     ]
     js = nc.jetstream()
     already = (await js.stream_info(stream)).state.messages
-    async with httpx.AsyncClient(base_url=base, timeout=300) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=300, headers=load.AUTH) as client:
         began = time.perf_counter()
         await load.post_batches(client, "/deliveries:batch", bodies, "d")
         stored = time.perf_counter() - began

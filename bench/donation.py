@@ -132,7 +132,7 @@ async def bench(args: argparse.Namespace) -> None:
         try:
             await load.wait_for(base)
             when = datetime.now(UTC) - timedelta(hours=1)
-            async with httpx.AsyncClient(base_url=base, timeout=300) as client:
+            async with httpx.AsyncClient(base_url=base, timeout=300, headers=load.AUTH) as client:
                 batch_campaigns = [await launch(client, n, when) for n in range(args.campaigns)]
                 own = [await launch(client, 1000 + n, when) for n in range(args.clients)]
                 shared = [await launch(client, 9999, when)]

@@ -92,7 +92,7 @@ async def batch_import(
         for b in range(batches)
     ]
     js = nc.jetstream()
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=120, headers=load.AUTH) as client:
         began = time.perf_counter()
         await load.post_batches(client, "/calls:batch", bodies, "b")
         stored = time.perf_counter() - began
@@ -133,7 +133,7 @@ async def bench(args: argparse.Namespace) -> None:
         try:
             await load.wait_for(base)
             await load.wait_for(bare_base, "/docs")
-            async with httpx.AsyncClient(base_url=base) as client:
+            async with httpx.AsyncClient(base_url=base, headers=load.AUTH) as client:
                 opened = datetime.now(UTC) - timedelta(days=1)
                 response = await client.post(
                     "/points", json={"place": PLACE, "opened_at": opened.isoformat()}

@@ -57,10 +57,36 @@ async def start(*argv: str, env: dict[str, str], log: Path) -> asyncio.subproces
     )
 
 
+# The administrator's token every served process of a bench knows (registered by `serve` in
+# the bench's token bucket, as `kapok token create` would): sign-in is measured, not skipped.
+TOKEN = "kapok_benchadmin_" + "b" * 43
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def register_token(env: dict[str, str]) -> None:
+    import nats
+
+    from shared.auth import registry
+    from shared.auth.principal import Role
+    from shared.auth.tokens import issue
+    from shared.bus.naming import Naming
+
+    _, record = issue(Role.ADMINISTRATOR, token=TOKEN, note="bench")
+    nc = await nats.connect(env["KAPOK_NATS_URL"])
+    try:
+        naming = Naming(env["KAPOK_SUBJECT_ROOT"], env["KAPOK_STREAM_PREFIX"])
+        await registry.put(await registry.open_bucket(nc, naming), record)
+    finally:
+        await nc.close()
+
+
 async def serve(
     service: str, port: int, env: dict[str, str], log: Path
 ) -> asyncio.subprocess.Process:
-    """`kapok serve <service> --port <port>` as a process of its own, its output in ``log``."""
+    """`kapok serve <service> --port <port>` as a process of its own, its output in ``log``;
+    `TOKEN` signs in to it."""
+    if env.get("KAPOK_AUTH", "1") != "0":
+        await register_token(env)
     return await start(
         "-m", "kapok.cli", "serve", service, "--port", str(port), env=env, log=log
     )  # fmt: skip
@@ -105,7 +131,7 @@ async def until_published(js: Any, stream: str, expected: int) -> None:
 def post(host: str, path: str, body: bytes) -> bytes:
     """A JSON POST as HTTP/1.1 bytes, for ``keep_alive``."""
     return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
 

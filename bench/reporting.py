@@ -191,7 +191,7 @@ async def live_fold(
 
 async def check_live(base: str, figures: dict[str, Any]) -> tuple[bool, int]:
     """The live report equals the replay's; and no event was dead-lettered."""
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=load.AUTH) as client:
         live = (await client.get("/api/report")).json()["figures"]
         health = (await client.get("/api/health")).json()
     dead = sum(s["dead_letters"] for s in health["streams"].values())
@@ -255,7 +255,7 @@ async def _exchange(
 async def latency(
     nc: NATS, naming: Naming, hotline: str, reporting: str, args: argparse.Namespace
 ) -> Latency:
-    async with httpx.AsyncClient(base_url=hotline) as client:
+    async with httpx.AsyncClient(base_url=hotline, headers=load.AUTH) as client:
         opened = datetime.now(UTC) - timedelta(hours=1)
         place = {"district": "haizhu", "street": "南洲街", "station": "station:nanzhou",
                  "organisation": "org:haizhu-sw"}  # fmt: skip
@@ -276,7 +276,7 @@ async def latency(
     r_host, r_port = reporting.removeprefix("http://").split(":")
     poll = (
         f"GET /api/counters?metric=calls_received&point={point}&since={today()} HTTP/1.1\r\n"
-        f"Host: {r_host}\r\n\r\n"
+        f"Host: {r_host}\r\nAuthorization: Bearer {load.TOKEN}\r\n\r\n"
     ).encode()
     # First in, first out: every connection is used every few milliseconds, so none sits
     # idle past the server's keep-alive timeout (uvicorn's 5 s) and is closed under us.

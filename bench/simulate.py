@@ -109,6 +109,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     try:
         await until_up(data_dir, ports)
         start_up = time.perf_counter() - spawned
+        os.environ["KAPOK_DATA_DIR"] = str(data_dir)  # the client signs in with its token
         pids = processes(data_dir)
         before = {name: _cpu(name, pid) for name, pid in pids.items()}
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}

@@ -195,6 +195,10 @@ def run_command(argv: Sequence[str]) -> int:
 
         return run_status(args.data_dir or Settings().data_dir)
     if args.command == "simulate":
+        import os
+
+        if args.data_dir is not None:  # where the token is (kapok/simulate/client.py)
+            os.environ["KAPOK_DATA_DIR"] = str(args.data_dir)
         ports = up_command.ports_from(args, SERVABLE)
         urls = simulate_command.urls(args.base_url, ports)
         return simulate_command.run(

@@ -446,6 +446,8 @@ async def up(
             on = signed_in_as(on, keyring, ADMIN)
         try:
             await first_tokens(on, say)
+            if ready is not None:  # `kapok demo` plays the scenario from here, signed in
+                os.environ.setdefault("KAPOK_DATA_DIR", str(data_dir))
         except Exception as error:  # its message names what is wrong: say it and stop
             say(f"making the first tokens at {nats_url} failed: {error!r}")
             if server is not None:

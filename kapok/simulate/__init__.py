@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 SCENARIOS = ("guangzhou-2020",)
 
 
@@ -33,6 +35,13 @@ def add_url_arguments(parser: object, services: tuple[str, ...] | list[str]) -> 
 
     assert isinstance(parser, argparse.ArgumentParser)
     parser.add_argument("--base-url", default="http://127.0.0.1", help="where the services listen")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the `kapok up`'s, whose administrator token signs in (default: $KAPOK_DATA_DIR; "
+        "$KAPOK_TOKEN overrides)",
+    )
     for name in services:
         parser.add_argument(f"--{name}-port", type=int, default=None, metavar="N")
 

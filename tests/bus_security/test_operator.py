@@ -87,11 +87,16 @@ def a_point_is_counted(up: Up) -> None:
     """A point opened through the hotline's API shows in reporting's figures: the relay, the
     bus and the consumer all work under their identities."""
     hotline = f"http://127.0.0.1:{up.ports['hotline']}"
-    opened = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
+    opened = httpx.post(f"{hotline}/points", json=point_opened(), headers=up.headers, timeout=10)
     assert opened.status_code == 201, opened.text
     report = f"http://127.0.0.1:{up.ports['reporting']}/api/report?as_of=2020-03-07"
 
     def counted() -> bool:
-        return httpx.get(report, timeout=5).json()["figures"]["hotline_points_opened"] == 1
+        return (
+            httpx.get(report, headers=up.headers, timeout=5).json()["figures"][
+                "hotline_points_opened"
+            ]
+            == 1
+        )
 
     wait_until("reporting counts the point", counted, 30, up)

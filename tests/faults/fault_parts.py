@@ -69,6 +69,7 @@ class Play:
         self.up = up
         flags = [f"--{name}-port={port}" for name, port in up.ports.items()]
         flags += ["--scale", SCALE, "--seed", str(seed), "--speed", str(speed)]
+        flags += ["--data-dir", str(up.data_dir)]
         self.proc = subprocess.Popen(
             # Its own retries, as a user gets them (120 s): longer than any fault here.
             [*KAPOK, "simulate", "guangzhou-2020", *flags],
@@ -138,7 +139,9 @@ def target() -> dict[str, Any]:
 
 def report(up: Up) -> dict[str, Any]:
     base = f"http://127.0.0.1:{up.ports['reporting']}"
-    answer = httpx.get(f"{base}/api/report", params={"as_of": AS_OF}, timeout=10)
+    answer = httpx.get(
+        f"{base}/api/report", params={"as_of": AS_OF}, headers=up.headers, timeout=10
+    )
     figures: dict[str, Any] = answer.json()["figures"]
     return {k: figures[k] for k in ARTICLE}
 
@@ -146,7 +149,9 @@ def report(up: Up) -> dict[str, Any]:
 def health(up: Up, name: str) -> tuple[int, dict[str, Any]]:
     """``/api/health`` of ``name``: (status code, body); (0, {}) while it does not answer."""
     try:
-        answer = httpx.get(f"http://127.0.0.1:{up.ports[name]}/api/health", timeout=5)
+        answer = httpx.get(
+            f"http://127.0.0.1:{up.ports[name]}/api/health", headers=up.headers, timeout=5
+        )
         return answer.status_code, answer.json()
     except (httpx.HTTPError, ValueError):
         return 0, {}

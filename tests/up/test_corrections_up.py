@@ -48,8 +48,12 @@ def test_a_call_voided_after_the_report_was_published(tmp_path: Path) -> None:
     up = Up(tmp_path / "state", ports, "up.log")
     try:
         up.wait_ready()
-        hotline = httpx.Client(base_url=f"http://127.0.0.1:{ports['hotline']}", timeout=10)
-        reporting = httpx.Client(base_url=f"http://127.0.0.1:{ports['reporting']}", timeout=10)
+        hotline = httpx.Client(
+            base_url=f"http://127.0.0.1:{ports['hotline']}", headers=up.headers, timeout=10
+        )
+        reporting = httpx.Client(
+            base_url=f"http://127.0.0.1:{ports['reporting']}", headers=up.headers, timeout=10
+        )
         point = hotline.post(
             "/points", json={"place": NANZHOU, "opened_at": "2020-02-10T08:00:00+08:00"}
         ).json()["point"]

@@ -85,6 +85,7 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
             assert "PostgreSQL: one database per service" in up.log()
         flags = [f"--{name}-port={port}" for name, port in ports.items()]
         command = [sys.executable, "-m", "kapok.cli", "simulate", "guangzhou-2020"]
+        flags += ["--data-dir", str(up.data_dir)]
         simulator = subprocess.Popen(
             [*command, "--scale", SCALE, "--seed", "7", "--retry-for", "60", *flags],
             stdout=subprocess.PIPE,
@@ -94,7 +95,7 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
         # The hotline killed mid-run: `kapok up` restarts it within seconds, and the
         # simulator sends again what was not answered, with the same Idempotency-Keys.
         hotline = up.pids()["services"]["hotline"]
-        wait_until("the first calls recorded", lambda: services_given(ports) > 0, 120, up)
+        wait_until("the first calls recorded", lambda: services_given(up) > 0, 120, up)
         assert simulator.poll() is None, "the scenario ended before the hotline was killed"
         os.kill(hotline, signal.SIGKILL)
         out, err = simulator.communicate(timeout=300)
@@ -106,13 +107,19 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
         assert "reporting shows the scaled figures exactly" in played.stdout
 
         base = f"http://127.0.0.1:{ports['reporting']}"
-        report = httpx.get(f"{base}/api/report", params={"as_of": "2020-03-07"}, timeout=10)
+        report = httpx.get(
+            f"{base}/api/report", params={"as_of": "2020-03-07"}, headers=up.headers, timeout=10
+        )
         figures = report.json()["figures"]
         assert {k: figures[k] for k in ARTICLE} == targets(Decimal(SCALE))
         # Before the outbreak, nothing; the story is spread over the weeks, not one day.
-        early = httpx.get(f"{base}/api/report", params={"as_of": "2020-01-22"}, timeout=10)
+        early = httpx.get(
+            f"{base}/api/report", params={"as_of": "2020-01-22"}, headers=up.headers, timeout=10
+        )
         assert early.json()["figures"]["services_given"] == 0
-        mid = httpx.get(f"{base}/api/report", params={"as_of": "2020-02-10"}, timeout=10)
+        mid = httpx.get(
+            f"{base}/api/report", params={"as_of": "2020-02-10"}, headers=up.headers, timeout=10
+        )
         assert 0 < mid.json()["figures"]["services_given"] < figures["services_given"]
 
         # 卫姨: one referral from a disabled caller at 南洲街 became a request delivered
@@ -125,6 +132,7 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
                 "station": "station:nanzhou",
                 "grp": "disabled",
             },
+            headers=up.headers,
             timeout=10,
         ).json()["counters"]
         assert counters and counters[0]["value"] >= 1
@@ -153,7 +161,9 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
             timeout=300,
         )
         assert again.returncode == 0, again.stdout + again.stderr[-3000:]
-        figures = httpx.get(f"{base}/api/report", params={"as_of": "2020-03-07"}, timeout=10)
+        figures = httpx.get(
+            f"{base}/api/report", params={"as_of": "2020-03-07"}, headers=up.headers, timeout=10
+        )
         assert {k: figures.json()["figures"][k] for k in ARTICLE} == targets(Decimal(SCALE))
         assert up.ctrl_c() == 0, up.log()
     finally:
@@ -161,10 +171,12 @@ def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
             os.killpg(up.proc.pid, signal.SIGKILL)
 
 
-def services_given(ports: dict[str, int]) -> int:
-    base = f"http://127.0.0.1:{ports['reporting']}"
+def services_given(up: Up) -> int:
+    base = f"http://127.0.0.1:{up.ports['reporting']}"
     try:
-        report = httpx.get(f"{base}/api/report", params={"as_of": "2020-03-07"}, timeout=5)
+        report = httpx.get(
+            f"{base}/api/report", params={"as_of": "2020-03-07"}, headers=up.headers, timeout=5
+        )
         return int(report.json()["figures"]["services_given"])
     except (httpx.HTTPError, ValueError, KeyError):
         return 0

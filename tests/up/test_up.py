@@ -39,14 +39,16 @@ def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: P
 
         # Something recorded through the hotline's public API.
         hotline = f"http://127.0.0.1:{ports['hotline']}"
-        opened = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
+        opened = httpx.post(
+            f"{hotline}/points", json=point_opened(), headers=first.headers, timeout=10
+        )
         assert opened.status_code == 201, opened.text
         point = opened.json()["point"]
         # Reporting counts it (the bus and the consumer work too).
         report_url = f"http://127.0.0.1:{ports['reporting']}/api/report?as_of=2020-03-07"
 
         def counted() -> bool:
-            figures = httpx.get(report_url, timeout=5).json()["figures"]
+            figures = httpx.get(report_url, headers=first.headers, timeout=5).json()["figures"]
             return figures["hotline_points_opened"] == 1
 
         wait_until("reporting counts the point", counted, 30, first)
@@ -62,7 +64,10 @@ def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: P
         )
         wait_until("the restarted hotline answers", lambda: first.answers("hotline"), 60, first)
         assert "hotline exited with code -9; restarting" in first.log()
-        assert httpx.get(f"{hotline}/points/{point}", timeout=5).status_code == 200
+        assert (
+            httpx.get(f"{hotline}/points/{point}", headers=first.headers, timeout=5).status_code
+            == 200
+        )
 
         pids = first.pids()
         assert pids["services"]["hotline"] == new
@@ -83,10 +88,10 @@ def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: P
     second = Up(data_dir, ports, "second.log")
     try:
         second.wait_ready()
-        got = httpx.get(f"{hotline}/points/{point}", timeout=5)
+        got = httpx.get(f"{hotline}/points/{point}", headers=second.headers, timeout=5)
         assert got.status_code == 200, got.text
         assert got.json()["place"]["station"] == "station:nanzhou"
-        figures = httpx.get(report_url, timeout=5).json()["figures"]
+        figures = httpx.get(report_url, headers=second.headers, timeout=5).json()["figures"]
         assert figures["hotline_points_opened"] == 1  # not lost, not counted twice
         assert second.ctrl_c() == 0, second.log()
     finally:
@@ -140,7 +145,9 @@ def test_a_killed_nats_server_is_reaped_restarted_and_said_while_commands_keep_w
         old = pids["nats"]
         os.kill(old, signal.SIGKILL)
         # when a point is opened while it is away (or as it comes back),
-        opened = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
+        opened = httpx.post(
+            f"{hotline}/points", json=point_opened(), headers=up.headers, timeout=10
+        )
         # then the command succeeds, its event waiting in the hotline's store,
         assert opened.status_code == 201, opened.text
         # nats-server is reaped (no zombie), started again and said, and up.json has its pid,
@@ -154,7 +161,12 @@ def test_a_killed_nats_server_is_reaped_restarted_and_said_while_commands_keep_w
 
         # the event reaches reporting once the relay is reconnected,
         def counted() -> bool:
-            return httpx.get(report_url, timeout=5).json()["figures"]["hotline_points_opened"] == 1
+            return (
+                httpx.get(report_url, headers=up.headers, timeout=5).json()["figures"][
+                    "hotline_points_opened"
+                ]
+                == 1
+            )
 
         wait_until("reporting counts the point", counted, 60, up)
         # each service said the outage twice (lost, back after its duration), no traceback,

@@ -64,6 +64,15 @@ class Up:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
+    @property
+    def token(self) -> str:
+        """The administrator's token the first `kapok up` wrote under its data directory."""
+        return (self.data_dir / "auth" / "admin.token").read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
     def pids(self) -> dict[str, Any]:
         try:
             return json.loads((self.data_dir / "up.json").read_text())
@@ -73,7 +82,9 @@ class Up:
     def answers(self, name: str) -> bool:
         path = "/api/health" if name == "reporting" else "/openapi.json"
         try:
-            return httpx.get(f"http://127.0.0.1:{self.ports[name]}{path}", timeout=2).is_success
+            url = f"http://127.0.0.1:{self.ports[name]}{path}"
+            # Readiness answers a probe without a token; reporting's figures need one.
+            return httpx.get(url, timeout=2).is_success
         except httpx.HTTPError:
             return False
 
