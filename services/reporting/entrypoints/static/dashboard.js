@@ -1,5 +1,10 @@
 // The four nets dashboard: draws /api/dashboard, redraws on each event of /api/stream.
 // Hand-written SVG, no libraries: the machine that serves this has no internet.
+//
+// Signed in with a bearer token (README, "Signing in"): pasted into the sign-in form, kept in
+// sessionStorage (this tab only, gone when it closes), sent as Authorization on every fetch.
+// Never in a URL (a link, the history, a proxy's log), a cookie (sent by the browser on
+// requests other sites make) or localStorage (kept after the tab is closed), and never logged.
 "use strict";
 
 const DISTRICTS = {
@@ -126,9 +131,56 @@ function splitChart(target, rows, names) {
   box.append(svg);
 }
 
+const TOKEN = "kapok.token";
+let session = 0; // bumped on sign-in and sign-out: what an older one started stops
+let stream = null; // the live stream's AbortController
+let healthTimer = null;
+
+class Refused extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+function token() { return sessionStorage.getItem(TOKEN); }
+
+// A fetch of ours, signed in. A 401 (no token, revoked, expired) returns to the sign-in form
+// with the server's reason; a 403 throws `Refused` for the caller to say.
+async function api(path, options = {}) {
+  const used = token();
+  if (!used) throw new Refused(401, "");
+  const headers = { ...(options.headers || {}), Authorization: "Bearer " + used };
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 || response.status === 403) {
+    const reason = await why(response);
+    // A request made with an older token says nothing of the one in use now.
+    if (response.status === 401 && token() === used) signOut("未登录 Not signed in: " + reason);
+    throw new Refused(response.status, reason);
+  }
+  return response;
+}
+
+async function why(response) {
+  try {
+    return (await response.json()).error || response.statusText;
+  } catch (error) {
+    return response.statusText || String(response.status);
+  }
+}
+
+function forbidden(error) {
+  // Signed in, but this role may not read what the dashboard shows.
+  signOut("此角色无权查看 Your role may not see this: " + error.message);
+}
+
 async function load() {
   const query = asOf ? "?as_of=" + encodeURIComponent(asOf) : "";
-  const response = await fetch("/api/dashboard" + query);
+  let response;
+  try {
+    response = await api("/api/dashboard" + query);
+  } catch (error) {
+    if (error instanceof Refused) { if (error.status === 403) forbidden(error); return; }
+    $("status").textContent = "出错 error: " + error.message;
+    return;
+  }
   if (!response.ok) { $("status").textContent = "出错 error " + response.status; return; }
   const data = await response.json();
   $("shown-as-of").textContent = data.report.as_of + (asOf ? "" : " (实时 live)");
@@ -141,26 +193,81 @@ async function load() {
   splitChart("by-group", data.by_group, GROUPS);
 }
 
-function listen() {
-  const source = new EventSource("/api/stream");
-  source.onopen = () => { $("status").textContent = "实时 Live"; $("status").classList.add("live"); };
-  source.onerror = () => { $("status").textContent = "重新连接 reconnecting…"; $("status").classList.remove("live"); };
-  source.addEventListener("figures", (event) => {
-    if (!asOf) setFigures(JSON.parse(event.data));  // at once; the charts follow
-    load();
-  });
+function onFigures(data) {
+  if (!asOf) setFigures(JSON.parse(data));  // at once; the charts follow
+  load();
+}
+
+// EventSource cannot send a header, so the stream is read with fetch: its server-sent events
+// parsed here, and reconnected after a pause that doubles up to 30 s while it fails.
+async function listen(mine) {
+  const status = $("status");
+  let pause = 1000;
+  while (mine === session) {
+    const controller = new AbortController();
+    stream = controller;
+    try {
+      const response = await api("/api/stream", { signal: controller.signal, cache: "no-store" });
+      if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+      status.textContent = "实时 Live";
+      status.classList.add("live");
+      pause = 1000;
+      await events(response.body, (name, data) => { if (name === "figures") onFigures(data); });
+    } catch (error) {
+      if (error instanceof Refused) { if (error.status === 403) forbidden(error); return; }
+      // else: the network, the server gone, or our own abort (then the session moved on)
+    }
+    if (mine !== session) return;
+    status.textContent = "重新连接 reconnecting…";
+    status.classList.remove("live");
+    await new Promise((resolve) => setTimeout(resolve, pause * (0.75 + Math.random() / 2)));
+    pause = Math.min(pause * 2, 30000);
+  }
+}
+
+// The text/event-stream format (the parts Kapok sends): lines ending in LF or CRLF, an event
+// ended by an empty line, its fields "event:" and "data:" (several data lines joined by LF),
+// lines starting with ":" comments (the server's keep-alive). Resolves when the body ends.
+async function events(body, dispatch) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "", name = "", data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const lines = buffer.split("\n");
+    buffer = lines.pop(); // an unfinished line waits for the rest of it
+    for (let line of lines) {
+      if (line.endsWith("\r")) line = line.slice(0, -1);
+      if (line === "") {
+        if (data.length) dispatch(name || "message", data.join("\n"));
+        name = ""; data = [];
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let text = colon < 0 ? "" : line.slice(colon + 1);
+      if (text.startsWith(" ")) text = text.slice(1);
+      if (field === "event") name = text;
+      else if (field === "data") data.push(text);
+    }
+  }
 }
 
 async function checkHealth() {
   // Whatever /api/health says is not "ok" (dead letters, chain breaks, a stalled source, a
-  // part down) is said above the figures: they may be incomplete.
+  // part down) is said above the figures: they may be incomplete. It names the problems only
+  // to the roles that watch (ops, administrator); to others it gives the status alone.
   const banner = $("health");
   let body;
   try {
-    body = await (await fetch("/api/health")).json();
+    body = await (await api("/api/health")).json();
   } catch (error) {
+    if (error instanceof Refused) return;
     body = { status: "down", problems: ["报告服务无响应 reporting does not answer"] };
   }
+  if (!token()) return;
   if (body.status === "ok") { banner.hidden = true; return; }
   const title = body.status === "down"
     ? "数据可能已过时 The figures may be stale: reporting is not ready"
@@ -173,13 +280,92 @@ async function checkHealth() {
     item.textContent = problem;  // text, never HTML: a reason can quote a stranger's bytes
     list.append(item);
   }
+  if (!body.problems) {
+    const item = document.createElement("li");
+    item.textContent = "详情仅供运维与管理员 The details are shown to the ops and administrator roles";
+    list.append(item);
+  }
   banner.append(list);
   banner.hidden = false;
 }
 
+// The report links fetch with the token, then show what came back from a Blob URL (no
+// token in it): the printable page in a new tab, the CSV and the JSON as downloads.
+async function openReport(event) {
+  event.preventDefault();
+  const format = event.currentTarget.dataset.format;
+  const said = $("report-status");
+  const query = new URLSearchParams({ format });
+  if (asOf) query.set("as_of", asOf);
+  said.textContent = "";
+  let blob;
+  try {
+    const response = await api("/api/report?" + query);
+    if (!response.ok) throw new Error((await why(response)) || "HTTP " + response.status);
+    blob = await response.blob();
+  } catch (error) {
+    if (!(error instanceof Refused && error.status === 401)) {
+      said.textContent = (error.status === 403 ? "此角色无权 Your role may not: " : "出错 error: ") + error.message;
+    }
+    return;
+  }
+  const url = URL.createObjectURL(blob);
+  setTimeout(() => URL.revokeObjectURL(url), 60000); // time for the tab or the download to read it
+  if (format === "html" && window.open(url, "_blank")) return;
+  const save = document.createElement("a");
+  save.href = url;
+  save.download = `kapok-report-${asOf || "today"}.${format === "html" ? "html" : format}`;
+  document.body.append(save);
+  save.click();
+  save.remove();
+}
+
+function clearBoard() {
+  for (const id of ["nets", "per-day", "cumulative", "by-district", "by-group"]) $(id).replaceChildren();
+  $("shown-as-of").textContent = "—";
+  $("health").hidden = true;
+  $("report-status").textContent = "";
+}
+
+function show(signedIn) {
+  $("signin").hidden = signedIn;
+  for (const id of ["as-of-form", "board", "reports"]) $(id).hidden = !signedIn;
+}
+
+function start() {
+  session += 1;
+  show(true);
+  $("status").textContent = "连接中 connecting…";
+  load();
+  listen(session);
+  checkHealth();
+  healthTimer = setInterval(checkHealth, 5000);
+}
+
+function signOut(message) {
+  session += 1;
+  sessionStorage.removeItem(TOKEN);
+  if (stream) stream.abort();
+  stream = null;
+  clearInterval(healthTimer);
+  $("status").classList.remove("live");
+  clearBoard();
+  show(false);
+  $("signin-message").textContent = message || "";
+  $("token").focus();
+}
+
+$("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const given = $("token").value.trim();
+  $("token").value = "";
+  if (!given) return;
+  sessionStorage.setItem(TOKEN, given);
+  $("signin-message").textContent = "";
+  start();
+});
+$("sign-out").addEventListener("click", () => signOut(""));
 $("as-of").addEventListener("change", (event) => { asOf = event.target.value; load(); });
 $("live").addEventListener("click", () => { asOf = ""; $("as-of").value = ""; load(); });
-load();
-listen();
-checkHealth();
-setInterval(checkHealth, 5000);
+for (const link of document.querySelectorAll("#reports a")) link.addEventListener("click", openReport);
+if (token()) start(); else signOut("");
