@@ -1,6 +1,8 @@
-"""A real Prometheus (Debian package prometheus) scrapes the reporting service's /metrics:
-the target is up, and a call recorded on the bus shows in its query API on a later scrape.
-The example alert rules (docs/alerts.yml) pass promtool's check and fire when they should."""
+"""A real Prometheus (Debian package prometheus) scrapes the reporting service's /metrics
+with its own ``ops`` token (its ``authorization`` config, the token in a file): the target
+is up, and a call recorded on the bus shows in its query API on a later scrape; the same
+target scraped without the token is down, refused with 401. The example alert rules
+(docs/alerts.yml) pass promtool's check and fire when they should."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import signin
 from harness.waits import free_port, until
 from reporting_parts import caught_up, producers
 from reporting_stories import at, call
@@ -22,6 +25,7 @@ from services.reporting.main import running
 from shared.settings import Settings
 
 JOB = "kapok_reporting"
+ANONYMOUS = "kapok_reporting_without_token"  # the same target, scraped with no token
 ALERTS = Path(__file__).resolve().parents[2] / "docs" / "alerts.yml"
 CONFIG = """\
 global:
@@ -31,14 +35,23 @@ scrape_configs:
   - job_name: {job}
     scrape_interval: 1s
     scrape_timeout: 1s
+    authorization:
+      type: Bearer
+      credentials_file: {credentials}
+    static_configs:
+      - targets: ["{target}"]
+  - job_name: {anonymous}
+    scrape_interval: 1s
+    scrape_timeout: 1s
     static_configs:
       - targets: ["{target}"]
 """
 
 
 @contextlib.asynccontextmanager
-async def prometheus(target: str, directory: Path) -> AsyncIterator[str]:
-    """A Prometheus scraping ``target`` (host:port) every second; yields its base URL."""
+async def prometheus(target: str, directory: Path, credentials: Path) -> AsyncIterator[str]:
+    """A Prometheus scraping ``target`` (host:port) every second, as `JOB` with the token in
+    the file ``credentials`` and as `ANONYMOUS` without; yields its base URL."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail(
@@ -46,7 +59,9 @@ async def prometheus(target: str, directory: Path) -> AsyncIterator[str]:
             "(apt-get install -y prometheus; ./test.sh does this as root)"
         )
     config = directory / "prometheus.yml"
-    config.write_text(CONFIG.format(job=JOB, target=target))
+    config.write_text(
+        CONFIG.format(job=JOB, anonymous=ANONYMOUS, target=target, credentials=credentials)
+    )
     listen = f"127.0.0.1:{free_port()}"
     log = (directory / "prometheus.log").open("wb")
     process = await asyncio.create_subprocess_exec(
@@ -94,14 +109,29 @@ async def query_until(base: str, query: str, want: float, directory: Path) -> No
             ) from None
 
 
-async def test_a_real_prometheus_scrapes_the_reporting_metrics(
+async def scrape_error(base: str, job: str) -> str:
+    """What Prometheus last said of ``job``'s scrape (its targets API)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        targets = (await client.get(f"{base}/api/v1/targets")).json()["data"]["activeTargets"]
+    return next(t["lastError"] for t in targets if t["labels"]["job"] == job)
+
+
+async def test_a_real_prometheus_scrapes_the_reporting_metrics_with_its_own_token(
     settings: Settings, tmp_path: Path
 ) -> None:
+    gate = signin.gate()
+    # As an operator would give it: an ops token in a file only Prometheus's user reads.
+    credentials = tmp_path / "prometheus.token"
+    credentials.touch(mode=0o600)
+    credentials.write_text(signin.grant(gate, "ops") + "\n")
     async with producers(settings, tmp_path) as bus:
         await bus.record("hotline", [call(i, at(1), group="child") for i in range(3)])
         async with running(settings, f"sqlite+aiosqlite:///{tmp_path}/reporting.db") as parts:
             await caught_up(parts, await bus.heads())
-            async with served(parts) as base, prometheus(base[len("http://") :], tmp_path) as p:
+            async with (
+                served(parts, gate) as site,
+                prometheus(site.base[len("http://") :], tmp_path, credentials) as p,
+            ):
                 await query_until(p, f'up{{job="{JOB}"}}', 1, tmp_path)
                 calls = f'sum(kapok_reporting_calls_received_total{{job="{JOB}"}})'
                 await query_until(p, calls, 3, tmp_path)
@@ -117,6 +147,12 @@ async def test_a_real_prometheus_scrapes_the_reporting_metrics(
                     3,
                     tmp_path,
                 )
+                # Without the token, the same target is down: its scrapes refused, 401.
+                await query_until(p, f'up{{job="{ANONYMOUS}"}}', 0, tmp_path)
+                assert "401" in await scrape_error(p, ANONYMOUS)
+                assert await scrape_error(p, JOB) == ""
+                assert ("/metrics?", False) in site.requests
+                assert ("/metrics?", True) in site.requests
 
 
 def promtool() -> str:
