@@ -9,7 +9,7 @@ from pathlib import Path
 
 # Services `kapok serve` can run: each has a module `services.<name>.main` with
 # ``DEFAULT_PORT`` and ``async def serve(settings, host, port)``. Add a service here.
-SERVABLE = ("hotline", "aid", "donation", "reporting")
+SERVABLE = ("hotline", "aid", "donation", "people", "reporting")
 
 
 def run_service(name: str, host: str, port: int | None) -> int:

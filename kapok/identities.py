@@ -14,6 +14,8 @@ import nats
 
 from services.aid.entrypoints.referrals import CONSUMER as AID_READS_HOTLINE
 from services.donation.entrypoints.deliveries import CONSUMER as DONATION_READS_AID
+from services.people.entrypoints.contacts import CONSUMER as PEOPLE_READS_HOTLINE_AID
+from services.people.entrypoints.stream import PEOPLE, people_stream_specs
 from services.reporting.adapters.kv import bucket_name, open_bucket
 from services.reporting.adapters.tables import CONSUMER as REPORTING_READS_ALL
 from shared.auth.registry import bucket_name as tokens_bucket_name
@@ -21,6 +23,7 @@ from shared.auth.registry import open_bucket as tokens_bucket
 from shared.bus.auth import ADMIN, Bus, Keyring, Reader, authorization_block
 from shared.bus.embedded import EmbeddedNats, ServerAuth
 from shared.bus.naming import Naming
+from shared.bus.provision import ensure_streams
 from shared.runtime import connect_options, provision
 from shared.settings import PRODUCERS, Settings
 
@@ -28,10 +31,11 @@ from shared.settings import PRODUCERS, Settings
 def kapok_bus(naming: Naming) -> Bus:
     return Bus(
         naming,
-        PRODUCERS,
+        (*PRODUCERS, PEOPLE),
         readers={
             "aid": (Reader("hotline", AID_READS_HOTLINE),),
             "donation": (Reader("aid", DONATION_READS_AID),),
+            PEOPLE: tuple(Reader(s, PEOPLE_READS_HOTLINE_AID) for s in ("hotline", "aid")),
             "reporting": tuple(Reader(source, REPORTING_READS_ALL) for source in PRODUCERS),
         },
         kv={"reporting": bucket_name(naming)},
@@ -76,6 +80,7 @@ async def provision_as_admin(settings: Settings) -> None:
     )
     try:
         await provision(nc, settings, admin=True)
+        await ensure_streams(nc, people_stream_specs(settings))
         await open_bucket(nc, Naming.of(settings))
         await tokens_bucket(nc, Naming.of(settings))
     finally:

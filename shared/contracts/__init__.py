@@ -1,6 +1,6 @@
 """Event contracts: the envelope, the field types and every event type of every source."""
 
-from shared.contracts import aid, donation, hotline  # noqa: F401  (registers the event types)
+from shared.contracts import aid, donation, hotline, people  # noqa: F401  (registers them)
 from shared.contracts.envelope import (
     GENESIS,
     BrokenChain,

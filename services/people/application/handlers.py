@@ -1,0 +1,96 @@
+"""One handler per command: the aggregate decides, the vault writes the sealed details in the
+commit's transaction (`Decision.in_transaction`), so an event and its details are stored
+together or not at all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.people.adapters.contacts import contacted
+from services.people.application.commands import (
+    ChangeContactDetails,
+    ForgetPerson,
+    RecordPeople,
+    RecordPerson,
+)
+from services.people.application.vault import Vault
+from services.people.domain import Person
+from services.people.domain.sealing import Details
+from shared.contracts.people import new_person_ref
+from shared.domain.aggregate import Aggregate
+from shared.domain.errors import RuleBroken
+from shared.service.application import Decision, Handler, Loader, batch_item
+from shared.service.commands import Command
+from shared.service.commit import Guard
+
+
+def _details(cmd: RecordPerson | ChangeContactDetails) -> Details:
+    return Details(cmd.full_name, cmd.phone, cmd.address)
+
+
+def _epoch(at: datetime) -> int:
+    return int(at.astimezone(UTC).timestamp())
+
+
+def handlers(vault: Vault) -> dict[type[Command], Handler]:
+    async def decide_one(cmd: RecordPerson, load: Loader) -> Person:
+        person = await load.one(Person, cmd.person or new_person_ref())
+        if person.exists:
+            raise RuleBroken(
+                "person_already_recorded",
+                f"{person.id} is recorded already: change their details instead",
+            )
+        return Person.recorded(person.id, cmd.place, cmd.recorded_at)
+
+    def keep_all(people: list[tuple[Person, RecordPerson]]) -> Guard:
+        async def keep(conn: AsyncConnection) -> None:
+            for person, cmd in people:
+                await vault.keep(conn, person.id, _details(cmd))
+            await contacted(conn, {p.id: _epoch(c.recorded_at) for p, c in people})
+
+        return keep
+
+    async def record_person(cmd: RecordPerson, load: Loader) -> Decision:
+        person = await decide_one(cmd, load)
+        return Decision.created(person, keep_all([(person, cmd)]))
+
+    async def record_people(cmd: RecordPeople, load: Loader) -> Decision:
+        decided: list[tuple[Person, RecordPerson]] = []
+        seen: set[str] = set()
+        for index, item in enumerate(cmd.items):
+            with batch_item(index):
+                person = await decide_one(item, load)
+                if person.id in seen:
+                    raise RuleBroken("person_twice", f"{person.id} is named twice in the batch")
+                seen.add(person.id)
+                decided.append((person, item))
+        changed: list[Aggregate] = [p for p, _ in decided]
+        body = {"count": len(decided), "people": [p.id for p, _ in decided]}
+        return Decision(changed, 201, body, keep_all(decided))
+
+    async def change_details(cmd: ChangeContactDetails, load: Loader) -> Decision:
+        person = await load.one(Person, cmd.person)
+        person.change_details(cmd.changed_at)
+
+        async def replace(conn: AsyncConnection) -> None:
+            await vault.replace(conn, person.id, _details(cmd))
+
+        return Decision.changed_one(person, replace)
+
+    async def forget(cmd: ForgetPerson, load: Loader) -> Decision:
+        person = await load.one(Person, cmd.person)
+        person.forget(cmd.reason, datetime.now(UTC))
+
+        async def destroy(conn: AsyncConnection) -> None:
+            await vault.destroy(conn, [person.id])
+
+        return Decision.changed_one(person, destroy)
+
+    return {
+        RecordPerson: record_person,
+        RecordPeople: record_people,
+        ChangeContactDetails: change_details,
+        ForgetPerson: forget,
+    }

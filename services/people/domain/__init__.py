@@ -1,0 +1,3 @@
+from services.people.domain.person import Person
+
+__all__ = ["Person"]
