@@ -29,6 +29,9 @@ class Aggregate:
         # voided with nothing in their place are kept by reference with the reason.
         self.history: list[tuple[Event, datetime]] = []
         self.voided: dict[str, str] = {}
+        # Where it was before a void took the events that placed it (`voids.restate`): a
+        # voided call stays its station's, for who may read or correct it.
+        self.was_at: Where | None = None
 
     @classmethod
     def rebuild(cls, id: str, history: Iterable[Envelope[Any]]) -> Self:
@@ -102,7 +105,7 @@ class Aggregate:
         district = getattr(self, "district", None)
         if district is not None:
             return Where((district,), getattr(self, "station", None))
-        return None
+        return self.was_at
 
 
 def iso(at: datetime | None) -> str | None:

@@ -76,6 +76,7 @@ def restate(aggregate: Aggregate, void: Voiding) -> None:
             fresh.history.append((data, at))
             fresh.apply(data, at)
     fresh.voided = dict(aggregate.voided)
+    fresh.was_at = aggregate.where()
     if not void.replacement:
         fresh.voided[void.fact] = void.reason
     kept = {"version", "pending", "correlation_id"}

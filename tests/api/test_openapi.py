@@ -5,7 +5,8 @@ nats-server), finds nothing.
 What its checks mean here: no 5xx for any input; every status and content type answered is
 the one documented, with the documented schema (the error shape included); data the schema
 calls invalid is refused (4xx) and data it calls valid is not (a 404, 409 or 201 is fine);
-the Allow header of a 405 names the documented methods. The seed is fixed and the examples
+the Allow header of a 405 names the documented methods; an operation the document secures
+refuses a request without the token (401). The seed is fixed and the examples
 few, so the test is the same on every run and costs well under a minute a service on an
 idle machine. `st_hooks` says what the documents state in words and JSON Schema cannot.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness.processes import serve, serve_env, stop, until_answering
+from harness.processes import ADMIN_TOKEN, serve, serve_env, stop, until_answering
 from harness.waits import free_port
 
 from shared.settings import Settings
@@ -54,6 +55,9 @@ async def schemathesis(document: str, workdir: Path) -> tuple[int, str]:
         *(sys.executable, "-m", "schemathesis.cli", "run", document, "--checks", "all"),
         *("--seed", str(SEED), "--max-examples", str(EXAMPLES), "--workers", "1"),
         *("--no-color", "--request-timeout", "10"),
+        # Signed in as an administrator: every operation is reachable, and schemathesis's
+        # `ignored_auth` check sends each secured one without the token, expecting a 401.
+        *("--header", f"Authorization: Bearer {ADMIN_TOKEN}"),
         env=env,
         cwd=workdir,
         stdout=asyncio.subprocess.PIPE,

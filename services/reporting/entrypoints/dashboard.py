@@ -23,7 +23,8 @@ from services.reporting.domain.report import figures
 from services.reporting.entrypoints.http import REFUSED, DayOrInstant, Reporting, needs, parse_day
 from shared.auth.gate import Gate
 from shared.auth.principal import Permission
-from shared.service.http import error_responses
+from shared.auth.registry import Unauthorized
+from shared.service.http import authorization, error_responses
 
 STATIC = Path(__file__).parent / "static"
 SERVICES = ("calls_received", "follow_ups_completed")  # services given = the two together
@@ -74,18 +75,24 @@ def register(app: FastAPI, reporting: Reporting, gate: Gate) -> None:
     )
     async def stream(request: Request) -> StreamingResponse:
         return StreamingResponse(
-            _figures(request, reporting),
+            _figures(request, reporting, gate),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
 
-async def _figures(request: Request, reporting: Reporting) -> AsyncIterator[bytes]:
+async def _figures(request: Request, reporting: Reporting, gate: Gate) -> AsyncIterator[bytes]:
     """An ``event: figures`` with the current headline figures (as of now) first, then
-    again after every change; polls the totals, so it sees commits of any process."""
+    again after every change; polls the totals, so it sees commits of any process. Ends as
+    soon as its token is revoked or expires: the page's reconnect then meets the 401."""
     last: bytes | None = None
     quiet = 0.0
+    credential = authorization(request)
     while not await request.is_disconnected():
+        try:
+            gate.principal(credential)
+        except Unauthorized:
+            return
         data = orjson.dumps(figures(await reporting.store.totals(None)))
         if data != last:
             last, quiet = data, 0.0
