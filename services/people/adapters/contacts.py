@@ -17,7 +17,14 @@ def _insert(conn: AsyncConnection, table: Table):  # type: ignore[no-untyped-def
 
 
 async def contacted(conn: AsyncConnection, latest: Mapping[str, int]) -> None:
-    """Each person's last contact moved to the given time when that is later."""
+    """Each kept person's last contact moved to the given time when that is later. Only the
+    people whose details are kept: most callers never give any, and the table stays theirs."""
+    if not latest:
+        return
+    found = await conn.execute(
+        select(tables.keys.c.person).where(tables.keys.c.person.in_(sorted(latest)))
+    )
+    latest = {p: latest[p] for p in found.scalars()}
     if not latest:
         return
     insert = _insert(conn, tables.contacts)

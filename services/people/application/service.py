@@ -51,7 +51,10 @@ class PeopleService:
             return Refused(403, message, rule="role_may_not_forget").reply
         if key is not None and fingerprint is None:
             fingerprint = of_command(command)
+        # Both keyed: a client may derive its Idempotency-Key from the body (the simulator
+        # does), and a plain hash of a name and a phone lets a guess be confirmed.
         keyed = self.vault.fingerprint(fingerprint) if fingerprint is not None else None
+        key = self.vault.fingerprint(key)[:64] if key is not None else None
         reply = await self.commands.execute(command, ctx, key, keyed, principal)
         if isinstance(command, ForgetPerson):
             # Committed or not: the keyring keeps only the master keys rows still use.

@@ -41,11 +41,11 @@ class Vault:
         # Rotations and the settling of the keyring file take turns (one process).
         self.lock = asyncio.Lock()
 
-    def fingerprint(self, fingerprint: str) -> str:
-        """The Idempotency-Key's fingerprint of a request, keyed: a plain hash of a body
-        holding a name and a phone would let a guess be confirmed from the keys table."""
+    def fingerprint(self, text: str) -> str:
+        """A request's Idempotency-Key or fingerprint, keyed (HMAC-SHA256): a plain hash of a
+        body holding a name and a phone would let a guess be confirmed from the keys table."""
         secret = hashlib.sha256(b"kapok people fingerprint\n" + self.ring.fingerprint).digest()
-        return hmac.new(secret, fingerprint.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
 
     async def keep(self, conn: AsyncConnection, person: str, details: Details) -> None:
         """A new person's details, under a new data key."""
