@@ -32,7 +32,9 @@ def test_seeds_are_made_once_privately_and_re_used(tmp_path: Path) -> None:
     identities = kapok_bus(Naming()).identities()
     keyring = Keyring.of(tmp_path)
     first = keyring.ensure(identities)
-    assert sorted(first) == sorted(["hotline", "aid", "donation", "reporting", "admin", "auditor"])
+    assert sorted(first) == sorted(
+        ["hotline", "aid", "donation", "people", "reporting", "admin", "auditor"]
+    )
     assert mode(keyring.directory) == 0o700
     for identity, key in first.items():
         seed = keyring.seed_path(identity).read_bytes()

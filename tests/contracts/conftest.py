@@ -53,6 +53,7 @@ from shared.contracts.hotline import (
     ShiftStarted,
     ShiftVoided,
 )
+from shared.contracts.people import ContactDetailsChanged, PersonForgotten, PersonRecorded
 from shared.contracts.types import AidItem, Item, Place
 
 CST = timezone(timedelta(hours=8), "Asia/Shanghai")
@@ -240,7 +241,12 @@ def _voids(recorded: list[Event]) -> list[Event]:
 def examples() -> dict[str, Event]:
     """One example per event type, by type name."""
     events = _examples()
-    return {example.type_name(): example for example in [*events, *_voids(events)]}
+    people = [
+        PersonRecorded(person=WEI_YI, place=NANZHOU),
+        ContactDetailsChanged(person=WEI_YI),
+        PersonForgotten(person=WEI_YI, reason="request"),
+    ]
+    return {example.type_name(): example for example in [*events, *_voids(events), *people]}
 
 
 Body = dict[str, Any]
