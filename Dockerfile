@@ -49,6 +49,10 @@ RUN echo 'kapok:x:10001:10001:Kapok:/var/lib/kapok:/usr/sbin/nologin' >> /etc/pa
     && chown 10001:10001 /var/lib/kapok \
     && chmod 0700 /var/lib/kapok
 COPY --from=build /opt/kapok /opt/kapok
+# Every compiled module finds its libraries here (greenlet's libstdc++ once did not: the base
+# is Debian's Essential set and what deploy/base-images.sh adds, nothing more).
+RUN missing="$(find /opt/kapok -name '*.so*' -type f -exec ldd {} + 2>/dev/null | grep 'not found' | sort -u)"; \
+    if [ -n "$missing" ]; then echo "missing libraries: $missing" >&2; exit 1; fi
 ENV PATH=/opt/kapok/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

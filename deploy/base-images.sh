@@ -2,13 +2,13 @@
 # Base images made here from Debian's packages, for machines that cannot pull from a registry
 # (the Dockerfile's default bases; see the README, "Running on more than one machine"):
 #
-#   kapok/base:bookworm     python3 and CA certificates: the final image's base (no compiler,
-#                           no pip)
+#   kapok/base:bookworm     python3, libstdc++ (greenlet's), tzdata and CA certificates: the
+#                           final image's base (no compiler, no pip)
 #   kapok/build:bookworm    the same and python3-venv: the build stage, which installs Kapok
 #                           and its wheels into /opt/kapok
 #   kapok/infra:bookworm    with --infra: PostgreSQL 15 and Prometheus from Debian, run by
-#                           deploy/infra/Dockerfile as stand-ins for the official postgres and
-#                           prom/prometheus images (compose.offline.yaml)
+#                           deploy/offline/Dockerfile as stand-ins for the official postgres and
+#                           prom/prometheus images (deploy/compose.offline.yaml)
 #
 # Needs root (or mmdebstrap's unshare mode), mmdebstrap (apt-get install mmdebstrap) and a
 # Docker engine; reaches only Debian's mirror. About a minute each on a 2-core machine.
@@ -37,8 +37,8 @@ make_root() { # tag, packages (comma-separated)
     say "$tag made in $((SECONDS - began)) s"
 }
 
-make_root kapok/base:"$SUITE" python3,ca-certificates
-make_root kapok/build:"$SUITE" python3,python3-venv,ca-certificates
+make_root kapok/base:"$SUITE" python3,libstdc++6,tzdata,ca-certificates
+make_root kapok/build:"$SUITE" python3,python3-venv,libstdc++6,tzdata,ca-certificates
 if [ "${1:-}" = --infra ]; then
     make_root kapok/infra:"$SUITE" postgresql-15,prometheus,ca-certificates,python3
 fi

@@ -97,11 +97,17 @@ def give(out: Path) -> None:
     """Each file to the user of the container that reads it, readable by that user only."""
     readers = {"postgres_password": POSTGRES, "prometheus_token": PROMETHEUS}
     readers["grafana_admin_password"] = GRAFANA
+    os.chmod(out, 0o700)  # the engine (root) mounts what is inside; nobody else lists it
     for path in sorted(out.rglob("*")):
         if path.name == "nkeys.env":
             os.chmod(path, 0o644)  # public keys, read by compose itself
             continue
         owner = readers.get(path.name, KAPOK)
+        if path.name == "prometheus_token":
+            # Prometheus reads it as its owner; compose's init registers it, as Kapok's group.
+            os.chown(path, owner, KAPOK)
+            os.chmod(path, 0o440)
+            continue
         os.chown(path, owner, owner)
         os.chmod(path, 0o500 if path.is_dir() else 0o400)
 
