@@ -108,6 +108,11 @@ class SourceStats:
     moved: str | None = None  # a checkpoint write found another writer's position (loud)
 
     @property
+    def checkpoint_moved(self) -> int:
+        """1 once a checkpoint write found another writer's position (`moved`)."""
+        return int(self.moved is not None)
+
+    @property
     def diverged(self) -> int:
         """1 while what the stream holds after the last of the source's own events is all
         set aside as not the source's (a stranger's: its relay has stopped on it)."""
@@ -344,13 +349,27 @@ class ConsumerRunner:
                         source,
                         stats.failing,
                     )
-                await asyncio.sleep(backoff)
+                await self._pause(backoff)
+                if self._stopping:
+                    return
                 backoff = min(backoff * 2, 5.0)
                 try:
                     await self._ensure_consumer(source)
                 except Exception as again:
                     if not _is_infrastructure(again):
                         raise
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless `stop()` comes first (an instance that lost the fold's lease while
+        its database was away stops at once, not after the backoff)."""
+        waker = asyncio.Event()
+        self._wakers.add(waker)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await waker.wait()
+        finally:
+            self._wakers.discard(waker)
 
     async def drain(self, source: str, *, forever: bool = False) -> int:
         """Pull and apply until the stream has nothing more (or forever); return how many.
@@ -815,8 +834,6 @@ class ConsumerRunner:
     async def refresh_lag(self) -> dict[str, int]:
         """Per source, the events for this consumer that are on the stream but not yet
         committed here: undelivered plus delivered-but-unacknowledged (acks follow commits)."""
-        if not self.active:
-            await self.observe()  # the instance that folds moves the checkpoints
         js = self.nc.jetstream()
         for source in self.sources:
             stream = self.naming.stream(source)
@@ -824,6 +841,10 @@ class ConsumerRunner:
             stats.last_seq = int((await js.stream_info(stream)).state.last_seq)
             info = await js.consumer_info(stream, self.name)
             stats.lag = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        if not self.active:
+            # The instance that folds moves the checkpoints. After the lag: a database that
+            # does not answer (its checkpoints locked) leaves the lag known, and a stall seen.
+            await self.observe()
         return {source: stats.lag for source, stats in self.stats.items()}
 
 

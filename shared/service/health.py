@@ -140,6 +140,10 @@ class Health:
             for name, lease in leases.items()
         }
 
+    def held(self) -> dict[str, bool]:
+        """Whether this instance holds each of its leases (for metrics)."""
+        return {name: lease["held"] for name, lease in self._leases().items()}
+
     def running(self) -> dict[str, bool]:
         """Whether each background task runs, and NATS is connected (for metrics)."""
         up = {task.get_name(): not task.done() for task in self.tasks}

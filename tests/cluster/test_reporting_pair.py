@@ -60,6 +60,10 @@ async def test_killing_the_folding_reporting_instance_hands_over_and_counts_each
             assert body["instance"] == standing.name
             assert body["leases"]["fold"] == {**body["leases"]["fold"], "held": False}
             assert body["leases"]["fold"]["holder"] == folding.name
+            for instance, held in ((folding, 1), (standing, 0)):
+                async with httpx.AsyncClient(base_url=instance.url, timeout=5) as client:
+                    metrics = (await client.get("/metrics")).text
+                assert f'kapok_reporting_lease_held{{lease="fold"}} {held}' in metrics
             times: list[float] = []
             for _ in range(kills()):
                 await load.until_recorded(300)  # batches folding as it is killed

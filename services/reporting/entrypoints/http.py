@@ -240,6 +240,7 @@ def build_app(reporting: Reporting, gate: Gate) -> FastAPI:
                 rows,
                 runner.stats if runner else None,
                 reporting.health.running() if reporting.health else None,
+                reporting.health.held() if reporting.health else None,
             ),
             media_type="text/plain; version=0.0.4; charset=utf-8",
         )

@@ -88,9 +88,12 @@ def render(
     rows: Iterable[Mapping[str, Any]],
     stats: Mapping[str, SourceStats] | None,
     parts: Mapping[str, bool] | None = None,
+    leases: Mapping[str, bool] | None = None,
 ) -> str:
     """``rows``: counter sums by metric, district, grp and category (all days); ``parts``:
-    whether each of the process's parts runs (the consumer, the KV publisher, NATS)."""
+    whether each of the process's parts runs (the consumer, the KV publisher, NATS);
+    ``leases``: whether this instance holds each lease (README, "Two instances of a
+    service")."""
     series: dict[str, list[str]] = {}
     for row in rows:
         name, value = exposed(row["metric"], int(row["value"]))
@@ -154,6 +157,12 @@ def render(
                 "diverged",
             ),
             ("stream_last_sequence", "gauge", "The stream's last sequence when seen", "last_seq"),
+            (
+                "checkpoint_moved",
+                "gauge",
+                "1 once a checkpoint write found another writer's position (two folding)",
+                "checkpoint_moved",
+            ),
         ]
         for name, kind, text, attr in own:
             full = PREFIX + name
@@ -167,4 +176,9 @@ def render(
         lines += [f"# HELP {full} {text}"]
         lines += [f"# TYPE {full} gauge"]
         lines += [f'{full}{{part="{part}"}} {int(up)}' for part, up in parts.items()]
+    if leases:
+        full = PREFIX + "lease_held"
+        text = "1 while this instance holds the lease (fold: it folds; 0: it stands by)"
+        lines += [f"# HELP {full} {text}", f"# TYPE {full} gauge"]
+        lines += [f'{full}{{lease="{name}"}} {int(held)}' for name, held in leases.items()]
     return "\n".join(lines) + "\n"
