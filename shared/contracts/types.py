@@ -218,6 +218,18 @@ class Place(Contract):
     organisation: Ref = Field(description="organisation running the station")
 
 
+def _place_checked(place: Place) -> Place:
+    from shared.contracts.text import personal_number  # text builds on this module
+
+    if (found := personal_number(place.street)) is not None:
+        raise ValueError(f"street must not hold {found}: a street is 街道 or 镇, never an address")
+    return place
+
+
+GivenPlace = Annotated[Place, AfterValidator(_place_checked)]
+"""A place as a command gives it: its street holds no phone or ID-card number."""
+
+
 # Added with the service contracts. Shared by more than one source's events, so spelled once.
 
 Stock = Annotated[

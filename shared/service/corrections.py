@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from pydantic import Field
 
 from shared.contracts.corrections import Reason
+from shared.contracts.text import NoPersonalNumbers
 from shared.domain.aggregate import Aggregate
 from shared.domain.voids import voided_view
 from shared.service.application import Decision
@@ -17,7 +19,7 @@ class Void(Command):
     """Take a recorded fact out of the figures, saying why. Its own events stay in history."""
 
     corrects = True
-    reason: Reason
+    reason: Annotated[Reason, NoPersonalNumbers]
     voided_at: Happened | None = Field(default=None, description="default: now")
 
     @property

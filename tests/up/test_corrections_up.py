@@ -43,6 +43,28 @@ def audit(up: Up, *flags: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def kapok_token(up: Up, *flags: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAPOK_")}
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kapok.cli",
+            "token",
+            "create",
+            "--data-dir",
+            str(up.data_dir),
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
 def test_a_call_voided_after_the_report_was_published(tmp_path: Path) -> None:
     ports = {name: free_port() for name in SERVABLE}
     up = Up(tmp_path / "state", ports, "up.log")
@@ -75,10 +97,14 @@ def test_a_call_voided_after_the_report_was_published(tmp_path: Path) -> None:
         published, published_at = report(), datetime.now(UTC).isoformat()
         time.sleep(0.05)
 
+        # The district's coordinator, signed in with a token the administrator issued her,
+        coordinator = kapok_token(
+            up, "--role", "coordinator", "--district", "haizhu", "--actor", "worker:coordinator-1"
+        )
         voided = hotline.post(
             f"/calls/{calls[1]}/void",
             json={"reason": "logged twice"},
-            headers={"Kapok-Actor": "worker:coordinator-1"},
+            headers={"Authorization": f"Bearer {coordinator}"},
         )
         assert voided.status_code == 200, voided.text
         again = hotline.post(f"/calls/{calls[1]}/void", json={"reason": "logged twice"})

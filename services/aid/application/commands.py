@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from shared.contracts.aid import Assignee, Cancellation, EmergencyKind
-from shared.contracts.types import AidItem, Group, Needs, Persons, Place, Ref, Urgency
+from shared.contracts.types import AidItem, GivenPlace, Group, Needs, Persons, Ref, Urgency
 from shared.service.commands import MAX_BATCH, Command, Happened
 from shared.service.corrections import Void
 
@@ -24,7 +24,7 @@ class RequestAid(Command):
 
     person: Ref
     group: Group
-    place: Place
+    place: GivenPlace
     needs: Needs
     urgency: Urgency
     origin: DirectOrigin
@@ -62,7 +62,7 @@ class OpenEmergency(Command):
     kind: EmergencyKind
     person: Ref
     group: Group
-    place: Place
+    place: GivenPlace
     needs: Needs = ("escort_to_hospital",)
     origin: DirectOrigin = "residents_committee"
     opened_at: Happened

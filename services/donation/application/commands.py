@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, model_validator
 
 from shared.contracts.donation import CampaignKind, DonorKind, RecipientKind
+from shared.contracts.text import NoPersonalNumbers
 from shared.contracts.types import (
     District,
     Districts,
@@ -40,7 +41,7 @@ class LaunchCampaign(Command):
 
     campaign_kind: CampaignKind
     organisation: Ref
-    title: Label
+    title: Annotated[Label, NoPersonalNumbers]
     districts: Districts
     starts_on: PlannedDay
     ends_on: PlannedDay | None = Field(default=None, description="on or after starts_on")

@@ -20,9 +20,9 @@ from shared.contracts.hotline import (
 )
 from shared.contracts.types import (
     CallSeconds,
+    GivenPlace,
     Group,
     Needs,
-    Place,
     Ref,
     Urgency,
     VulnerableGroup,
@@ -35,7 +35,7 @@ WorkerRef = Annotated[Ref, Field(pattern=r"^worker:[A-Za-z0-9._-]+$")]
 
 
 class OpenHotlinePoint(Command):
-    place: Place
+    place: GivenPlace
     site: PointSite = "station"
     opened_at: Happened
 
@@ -80,7 +80,7 @@ class ReferToAid(Command):
     referred_at: Happened
     person: Ref | None = Field(default=None, description="default: the call's caller")
     group: Group | None = Field(default=None, description="default: the caller's group")
-    place: Place | None = Field(default=None, description="default: the call's station")
+    place: GivenPlace | None = Field(default=None, description="default: the call's station")
 
 
 class ScheduleFollowUp(Command):
