@@ -293,6 +293,7 @@ async def latency(
         )  # fmt: skip
         request = (
             f"POST /calls HTTP/1.1\r\nHost: {host}:{port}\r\nIdempotency-Key: bench-{n}\r\n"
+            f"Authorization: Bearer {load.TOKEN}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         began = time.perf_counter()

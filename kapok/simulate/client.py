@@ -129,7 +129,9 @@ class Client:
         """``GET path``'s JSON if it answers 200, else None (not there yet, or the service
         restarting)."""
         try:
-            answer = await self._pool(service, "single").request("GET", path)
+            answer = await self._pool(service, "single").request(
+                "GET", path, headers=self.signed_in
+            )
         except TransportError:
             return None
         return orjson.loads(answer.body) if answer.status == 200 else None  # type: ignore[no-any-return]
