@@ -24,6 +24,7 @@ from cluster_parts import (
     summary,
     until_published,
 )
+from harness import processes
 from hotline_stories import call_body
 from nats.aio.client import Client as NATS
 
@@ -31,7 +32,7 @@ from shared.bus.naming import Naming
 from shared.service.commands import MAX_BATCH
 from shared.settings import Settings
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.postgres]
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def kill_mid_chunk(
@@ -58,11 +59,26 @@ async def kill_mid_chunk(
     return f"killed at {seen - before} messages after {before}", seconds
 
 
+@pytest.mark.postgres
 async def test_killing_the_relays_holder_hands_over_with_no_gap_and_no_duplicate(
     settings: Settings, tmp_path: Path, postgres_url: str
 ) -> None:
-    naming = Naming.of(settings)
     env = cluster_env(settings, tmp_path, postgres_url)
+    await relay_story(settings, tmp_path, env, postgres_url)
+
+
+async def test_on_sqlite_the_relays_lease_is_a_file_lock_and_hands_over_as_well(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = processes.serve_env(settings, tmp_path) | {"KAPOK_AUTH": "0"}
+    # No KAPOK_DATABASE_URL: both open <data dir>/hotline.db, the lease a flock beside it.
+    await relay_story(settings, tmp_path, env, settings.database_url_for("hotline"))
+
+
+async def relay_story(
+    settings: Settings, tmp_path: Path, env: dict[str, str], database_url: str
+) -> None:
+    naming = Naming.of(settings)
     nc = await nats.connect(settings.nats_url)
     async with cluster("hotline", env, tmp_path) as hotline:
         try:
@@ -82,13 +98,15 @@ async def test_killing_the_relays_holder_hands_over_with_no_gap_and_no_duplicate
                 await hotline.start()  # the next stand-by
             caught = await kill_mid_chunk(hotline, nc, naming, point)
             await load.stop()
-            await until_published(nc, naming, "hotline", postgres_url)
-            length = await stream_holds_store(nc, naming, "hotline", postgres_url)
+            await until_published(nc, naming, "hotline", database_url)
+            length = await stream_holds_store(nc, naming, "hotline", database_url)
             assert length >= load.recorded + 1  # the point's event and every call answered
             for instance in hotline.alive:
                 body = await instance.health()
                 assert body["relay"]["stopped"] is None, body  # never StreamDiverged
-            print(f"relay handover: {summary(times)}; {length} events; mid-chunk: {caught}")
+            kind = database_url.split(":")[0]
+            said = f"{summary(times)}; {length} events; mid-chunk: {caught}"
+            print(f"relay handover ({kind}): {said}")
             assert max(times) < 5, summary(times)
             assert caught[1] < 5, caught
         except BaseException:
