@@ -11,7 +11,7 @@ to the user of the container that reads it), or directly with Kapok installed:
     nats_cluster               the cluster routes' user and password, and the routes
     signing/                   every producer's signing key and the ring (shared/signing.py)
     signing-<service>/         what each service may see of it: its own key, if it signs,
-                               and the ring
+                               and the ring (every service of `kapok serve`)
     postgres_password, pgpass  the database's password: for PostgreSQL, and for asyncpg
                                (PGPASSFILE)
     admin_token, prometheus_token
@@ -56,11 +56,15 @@ def _token() -> str:
 
 
 def make(out: Path) -> None:
+    from kapok.cli import SERVABLE
     from kapok.identities import kapok_bus
     from shared import signing
     from shared.bus.auth import Keyring, key_variable
     from shared.bus.naming import Naming
-    from shared.settings import PRODUCERS, SERVICES, Settings
+    from shared.settings import Settings
+
+    # Every service but reporting records events, and signs them.
+    signers = [service for service in SERVABLE if service != "reporting"]
 
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     keys = Keyring.of(out).ensure(kapok_bus(Naming.of(Settings())).identities())
@@ -73,9 +77,9 @@ def make(out: Path) -> None:
         f'authorization {{ user: route, password: "{password}" }}\nroutes: [{routes}]\n',
     )
 
-    signing.ensure_keys(out / "signing", PRODUCERS)
+    signing.ensure_keys(out / "signing", signers)
     ring = signing.read_ring(out / "signing")
-    for service in SERVICES:
+    for service in SERVABLE:
         mine = out / f"signing-{service}"
         mine.mkdir(exist_ok=True, mode=0o700)
         shutil.copy2(out / "signing" / signing.RING, mine / signing.RING)
