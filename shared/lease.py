@@ -56,6 +56,10 @@ KEEPALIVE = {
     "tcp_keepalives_count": "3",
 }
 _APP_PREFIX = "kapok lease "
+_HELD = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 2)"
+)
 # Every Kapok advisory lock's first key: keeps them apart from other users of the database.
 _KAPOK_KEY = int.from_bytes(hashlib.blake2b(b"kapok", digest_size=4).digest()) & 0x7FFFFFFF
 
@@ -125,7 +129,7 @@ class PgLease:
                 lock = "SELECT pg_try_advisory_lock($1, $2)"
                 got = bool(await conn.fetchval(lock, _KAPOK_KEY, self._key))
                 self.holder = self.instance if got else await self._holder(conn)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except Exception as error:  # whatever it is, the lease is not known to be held
             self.error = f"{type(error).__name__}: {error}"
             self.holder = None
             await self._drop()
@@ -149,13 +153,17 @@ class PgLease:
     async def check(self) -> bool:
         if not self.held:
             return False
+        conn = self._conn
         try:
+            # On the session that took the lock, never a new one (a session lock ends with
+            # its session), and asking PostgreSQL whether this session holds it still.
+            if conn is None or conn.is_closed():
+                raise ConnectionError("the lease's session ended")
             async with asyncio.timeout(CHECK_TIMEOUT_S):
-                # A session lock lasts as long as its session: the connection answering is
-                # the lock still held.
-                await (await self._connection()).fetchval("SELECT 1")
-                return True
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                if await conn.fetchval(_HELD, _KAPOK_KEY, self._key):
+                    return True
+            raise ConnectionError("the lock is no longer held by this session")
+        except Exception as error:  # whatever it is, the lease is not known to be held
             self.error = f"{type(error).__name__}: {error}"
         self._lost()
         await self._drop()
@@ -173,7 +181,7 @@ class PgLease:
             try:
                 async with asyncio.timeout(1.0):
                     await conn.close()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except Exception:  # a session in an unknown state: cut it
                 conn.terminate()
 
     def _took(self) -> None:
