@@ -6,12 +6,13 @@ from typing import Any
 
 from harness.stories import at
 
+from shared.contracts.refs import person_ref
 from shared.contracts.types import Place
 
 NANZHOU = Place(
     district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
 )
-WEI_YI = "person:7f3a9c"  # 卫姨: a disabled woman living alone, as the bus knows her
+WEI_YI = person_ref("7f3a9c")  # 卫姨: a disabled woman living alone, as the bus knows her
 WORKER = "worker:w17"
 VOLUNTEER = "volunteer:v3"
 

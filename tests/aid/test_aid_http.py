@@ -12,6 +12,8 @@ from aid_parts import Aid
 from aid_stories import MEDICINE, NANZHOU, VEGETABLES, WEI_YI, WORKER, at, delivery_body, place
 from aid_stories import request_body as body
 
+from shared.contracts.refs import person_ref
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -217,7 +219,7 @@ async def test_an_emergency_opens_its_case_and_an_urgent_request(aid: Aid) -> No
         "/emergencies",
         {
             "kind": "fall",
-            "person": "person:old-li",
+            "person": person_ref("old-li"),
             "group": "elderly_alone",
             "place": place(),
             "opened_at": at(3).isoformat(),
@@ -259,7 +261,7 @@ async def test_a_days_requests_and_their_assignments_in_batches_all_or_nothing(
     aid: Aid,
 ) -> None:
     stored = await aid.stored()
-    asked = [body(minute=m, person=f"person:p{m}") for m in range(3)]
+    asked = [body(minute=m, person=person_ref(f"p{m}")) for m in range(3)]
     refused = await aid.post("/requests:batch", {"items": [*asked, body(needs=["gold"])]})
     assert refused.status_code == 422, refused.text
     assert refused.json()["field"].startswith("items.3.needs")
@@ -268,7 +270,7 @@ async def test_a_days_requests_and_their_assignments_in_batches_all_or_nothing(
     opened = await aid.post("/requests:batch", {"items": asked})
     assert (opened.status_code, opened.json()["count"]) == (201, 3), opened.text
     first, second, third = opened.json()["requests"]
-    assert (await aid.http.get(f"/requests/{second}")).json()["person"] == "person:p1"
+    assert (await aid.http.get(f"/requests/{second}")).json()["person"] == person_ref("p1")
 
     def assignment(request: str, who: str = WORKER, minute: int = 10) -> dict[str, str]:
         return {"request": request, "assignee": who, "assigned_at": at(minute).isoformat()}

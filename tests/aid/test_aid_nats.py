@@ -11,6 +11,8 @@ import pytest
 from aid_parts import Aid
 from aid_stories import WORKER, at, delivery_body, place, request_body
 
+from shared.contracts.refs import person_ref
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
@@ -41,7 +43,7 @@ async def test_an_emergency_and_a_batch_over_nats(aid: Aid) -> None:
         "OpenEmergency",
         {
             "kind": "sudden_illness",
-            "person": "person:p9",
+            "person": person_ref("p9"),
             "group": "low_income",
             "place": place(),
             "origin": "hospital",

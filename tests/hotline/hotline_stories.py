@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from shared.contracts.refs import person_ref
 from shared.contracts.types import Place
 
 CST = timezone(timedelta(hours=8), "Asia/Shanghai")
 NANZHOU = Place(
     district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
 )
-WEI_YI = "person:7f3a9c"  # 卫姨: a disabled woman living alone, as the bus knows her
+WEI_YI = person_ref("7f3a9c")  # 卫姨: a disabled woman living alone, as the bus knows her
 WORKER = "worker:w17"
 MORNING = datetime(2020, 2, 10, 9, 0, tzinfo=CST)
 

@@ -12,6 +12,7 @@ from hotline_parts import Hotline
 from hotline_stories import NANZHOU, WEI_YI, WORKER, at, call_body, place
 
 from shared.contracts import GENESIS, verify_link
+from shared.contracts.refs import person_ref
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -189,7 +190,7 @@ async def test_batches_are_between_one_and_five_thousand_items(hotline: Hotline)
 
 async def test_a_days_log_is_stored_whole_or_not_at_all(hotline: Hotline) -> None:
     point = await open_point(hotline)
-    log = [call_body(point, minute=i % 600, caller=f"person:p{i}") for i in range(5000)]
+    log = [call_body(point, minute=i % 600, caller=person_ref(f"p{i}")) for i in range(5000)]
 
     bad = [*log[:4321], {**log[4321], "category": "gossip"}, *log[4322:]]
     refused = await hotline.post("/calls:batch", {"items": bad})
@@ -380,7 +381,7 @@ async def test_an_evenings_referrals_in_one_batch_all_or_nothing(hotline: Hotlin
     calls = (
         await hotline.post(
             "/calls:batch",
-            {"items": [call_body(point, 5 + k, caller=f"person:p{k}") for k in range(3)]},
+            {"items": [call_body(point, 5 + k, caller=person_ref(f"p{k}")) for k in range(3)]},
         )
     ).json()["calls"]
     stored = await hotline.stored()
@@ -407,7 +408,11 @@ async def test_an_evenings_referrals_in_one_batch_all_or_nothing(hotline: Hotlin
     assert (done.status_code, done.json()["count"]) == (201, 3), done.text
     events = (await hotline.published())[-3:]
     assert types(events) == ["ReferredToAid"] * 3
-    assert [e["data"]["person"] for e in events] == ["person:p0", "person:p1", "person:p2"]
+    assert [e["data"]["person"] for e in events] == [
+        person_ref("p0"),
+        person_ref("p1"),
+        person_ref("p2"),
+    ]
     assert [e["stream_id"] for e in events] == done.json()["referrals"]
     assert {e["data"]["group"] for e in events} == {"disabled"}
 

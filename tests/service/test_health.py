@@ -29,6 +29,7 @@ from harness.processes import (
 
 from shared.bus.embedded import EmbeddedNats
 from shared.bus.naming import Naming
+from shared.contracts.refs import person_ref
 from shared.eventstore import Database
 from shared.service.health import Health
 from shared.settings import Settings
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120
 
 def request(minute: int) -> dict[str, object]:
     return {
-        "person": "person:7f3a9c",
+        "person": person_ref("7f3a9c"),
         "group": "disabled",
         "place": NANZHOU.model_dump(),
         "needs": ["medicine"],

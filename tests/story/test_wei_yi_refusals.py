@@ -24,6 +24,7 @@ from shared.contracts.hotline import (
     ReferredToAid,
     ShiftStarted,
 )
+from shared.contracts.refs import person_ref
 from shared.contracts.types import AidItem, Place
 from shared.domain.aggregate import Aggregate
 from shared.domain.errors import DomainError, NotFound, RuleBroken
@@ -32,7 +33,7 @@ NANZHOU = Place(
     district="haizhu", street="南洲街", station="station:nanzhou", organisation="org:haizhu-sw"
 )
 POINT, CALL, REFERRAL, REQUEST = "point:nanzhou", "call:wei-yi", "referral:wei-yi", "request:w"
-WEI_YI, TANG_LI = "person:weiyi", "worker:tang-li"
+WEI_YI, TANG_LI = person_ref("weiyi"), "worker:tang-li"
 
 
 def refused(when: Callable[[], object], *unchanged: Aggregate) -> DomainError:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from shared.contracts.aid import Assignee, Cancellation, EmergencyKind
+from shared.contracts.refs import PersonRef
 from shared.contracts.types import AidItem, GivenPlace, Group, Needs, Persons, Ref, Urgency
 from shared.service.commands import MAX_BATCH, Command, Happened
 from shared.service.corrections import Void
@@ -22,7 +23,7 @@ Items = Annotated[tuple[AidItem, ...], Field(min_length=1, max_length=50)]
 class RequestAid(Command):
     """Open an aid request for a person in hardship."""
 
-    person: Ref
+    person: PersonRef
     group: Group
     place: GivenPlace
     needs: Needs
@@ -60,7 +61,7 @@ class OpenEmergency(Command):
     """Open an emergency case (sudden illness, fall) and the urgent request acting on it."""
 
     kind: EmergencyKind
-    person: Ref
+    person: PersonRef
     group: Group
     place: GivenPlace
     needs: Needs = ("escort_to_hospital",)

@@ -18,6 +18,7 @@ from shared.contracts.hotline import (
     PointClosure,
     PointSite,
 )
+from shared.contracts.refs import PersonRef
 from shared.contracts.types import (
     CallSeconds,
     GivenPlace,
@@ -62,7 +63,9 @@ class ReceiveCall(Command):
     category: Category
     group: Group
     channel: Channel
-    caller: Ref | None = Field(default=None, description="opaque; absent if anonymous")
+    caller: PersonRef | None = Field(
+        default=None, description="issued by Kapok; absent if anonymous"
+    )
     received_at: Happened
 
 
@@ -78,13 +81,13 @@ class ReferToAid(Command):
     needs: Needs
     urgency: Urgency
     referred_at: Happened
-    person: Ref | None = Field(default=None, description="default: the call's caller")
+    person: PersonRef | None = Field(default=None, description="default: the call's caller")
     group: Group | None = Field(default=None, description="default: the caller's group")
     place: GivenPlace | None = Field(default=None, description="default: the call's station")
 
 
 class ScheduleFollowUp(Command):
-    person: Ref
+    person: PersonRef
     group: VulnerableGroup
     point: Ref
     category: Category
