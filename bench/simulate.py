@@ -37,8 +37,8 @@ from kapok.up import running
 from shared.bus.auth import AUDITOR
 
 TARGET_S = 60.0
-SERVICES = ("reporting", "hotline", "aid", "donation")
-STREAMS = ("HOTLINE", "AID", "DONATION")
+SERVICES = ("reporting", "hotline", "aid", "donation", "people")
+STREAMS = ("HOTLINE", "AID", "DONATION", "PEOPLE")
 
 
 def say(text: str) -> None:

@@ -54,6 +54,23 @@ from kapok.simulate.shape import (
     spread_fen,
     weights,
 )
+from shared.contracts import places
+from shared.contracts.refs import person_ref
+
+# 卫姨, as Kapok knows her: the reference it issued, the same in every run.
+WEI_YI = person_ref("weiyi")
+
+
+def catalogued(i: int) -> tuple[str, str, str]:
+    """The i-th point's district, street and station, from Kapok's catalogue: the districts
+    in turn, each district's stations in turn (several points at one station once a
+    district's are all used); the first is 南洲街社工站."""
+    if i == 0:
+        return "haizhu", "南洲街", "station:nanzhou"
+    district = DISTRICTS[(i + 1) % len(DISTRICTS)][0]
+    stations = places.stations_in(district)
+    station = stations[(i // len(DISTRICTS)) % len(stations)]
+    return station.district, station.street, station.ref
 
 
 @dataclass
@@ -102,6 +119,10 @@ class AidDay:
     referred: list[str] = field(default_factory=list)
 
 
+# Synthetic people's names (contacts): common surnames and given names, no one in particular.
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗梁"
+GIVEN_NAMES = ("秀英", "桂英", "秀兰", "玉兰", "建华", "志强", "丽娟", "国强", "淑珍", "海燕")
+
 # Days of station logs sent ahead of the aid line (flat out; at a pace, days come in turn).
 LOOKAHEAD_DAYS = 2
 
@@ -124,15 +145,12 @@ class Scenario:
         self.stations = [
             Station(
                 i,
-                *DISTRICTS[(i + 1) % len(DISTRICTS)],
-                ref=f"station:s{i:03d}",
+                *catalogued(i),
                 # Point 0 first: it is 南洲街社工站, where 卫姨's call comes in.
                 opens=FIRST + timedelta(days=0 if i == 0 else self.rng.randrange(10)),
             )
             for i in range(points)
         ]
-        self.stations[0].ref = "station:nanzhou"
-        self.stations[0].district, self.stations[0].street = "haizhu", "南洲街"
 
     def rng_for(self, *parts: object) -> random.Random:
         """A generator of its own for each station's day (and each day's aid, donations):
@@ -288,7 +306,7 @@ class Scenario:
             districts.setdefault(station.district, []).append(sheet)
         logged = await asyncio.gather(*(self.district_day(d) for d in districts.values()))
         referable = [call for district in logged for call in district]
-        referable.sort(key=lambda r: r[2] != "person:weiyi")
+        referable.sort(key=lambda r: r[2] != WEI_YI)
         return referable
 
     async def district_day(self, sheets: list[Sheet]) -> list[Referable]:
@@ -325,9 +343,9 @@ class Scenario:
         ]
         for k in range(n_calls):
             category, group = pick(rng, CATEGORIES), pick(rng, GROUPS)
-            person = f"person:s{s.index:03d}-{day:%m%d}-{k}"
+            person = person_ref(f"s{s.index:03d}-{day:%m%d}-{k}")
             if wei_yi and s.index == 0 and k == 0:
-                category, group, person = "help_request", "disabled", "person:weiyi"
+                category, group, person = "help_request", "disabled", WEI_YI
             sheet.calls.append(
                 {
                     "point": s.point,
@@ -344,7 +362,7 @@ class Scenario:
         for k in range(n_fu):
             sheet.follow_ups.append(
                 {
-                    "person": f"person:f{s.index:03d}-{day:%m%d}-{k}",
+                    "person": person_ref(f"f{s.index:03d}-{day:%m%d}-{k}"),
                     "group": pick(rng, VULNERABLE),
                     "point": s.point,
                     "category": "emotional_support" if k % 3 else "psychological_counselling",
@@ -375,7 +393,7 @@ class Scenario:
                 continue
             s = rng.choice([x for x in self.stations if x.opens <= day])
             n = len(plan.direct) + len(plan.emergencies)
-            person, group = f"person:a{s.index:03d}-{day:%m%d}-{n}", pick(rng, VULNERABLE)
+            person, group = person_ref(f"a{s.index:03d}-{day:%m%d}-{n}"), pick(rng, VULNERABLE)
             if kind == "emergency":
                 plan.emergencies.append(
                     {
@@ -424,11 +442,13 @@ class Scenario:
         a case), the referrals' once the aid service has opened them; then all of them
         assigned in one batch."""
         c = self.client
-        made, cases, opened = await asyncio.gather(
+        made, cases, opened, _ = await asyncio.gather(
             c.post_items("aid", "/requests:batch", plan.direct, "requests"),
             asyncio.gather(*(c.post("aid", "/emergencies", body) for body in plan.emergencies)),
             # Referrals become requests in the aid service's consumer: wait until each exists.
             self.requests_of(plan.referred),
+            # The people aid serves, their contact details kept by the people service.
+            c.post_items("people", "/people:batch", self.contacts(day, plan)),
         )
         out = [
             (r, s, needs, person)
@@ -449,6 +469,24 @@ class Scenario:
         ]
         await c.post_items("aid", "/assignments:batch", assignments)
         return out
+
+    def contacts(self, day: date, plan: AidDay) -> list[dict[str, Any]]:
+        """Synthetic contact details (deterministic by seed) of the day's people served."""
+        rng = self.rng_for("people", day)
+        served = [(s, p) for _, s, _, p in plan.direct_for + plan.emergency_for]
+        served += [(s, p) for _, s, _, p, _ in plan.referrals]
+        return [
+            {
+                "person": person,
+                "place": s.place,
+                "full_name": rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES),
+                "phone": f"1{rng.choice('3589')}{rng.randrange(10**9):09d}",
+                "address": f"{s.street} {rng.randint(1, 400)}号{rng.randint(1, 12)}栋"
+                f"{rng.randint(1, 30)}{rng.randint(1, 8):02d}",
+                "recorded_at": at(day, 9, k % 60),
+            }
+            for k, (s, person) in enumerate(served)
+        ]
 
     async def requests_of(self, referrals: list[str], within_s: float = 120) -> list[str]:
         """The aid request each referral opened, once all have: one look-up for the day's
@@ -488,7 +526,7 @@ class Scenario:
         items = []
         for k, (request, _, needs, person) in enumerate(plan):
             persons = 1
-            if person == "person:weiyi":
+            if person == WEI_YI:
                 # Her medicine and fresh vegetables, to her door: one action, one person.
                 lines = [
                     {"kind": "medicine", "quantity": "1", "unit": "box"},

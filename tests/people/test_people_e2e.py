@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,16 @@ def run_story(up: Up, tmp: Path) -> None:
     )
     audit_before = audit(up)
     assert audit_before == {k: before[k] for k in audit_before}
+
+    # Her last contact, learnt from the aid stream: the delivery (retention counts from it).
+    delivered = int(datetime.fromisoformat(f"{DAY}T15:00:00+08:00").timestamp())
+
+    def last_contact() -> int:
+        with sqlite3.connect(up.data_dir / "people.db") as db:
+            query = "SELECT last_contact FROM people_contacts WHERE person = ?"
+            return int(db.execute(query, (person,)).fetchone()[0])
+
+    wait_until("her last contact is the delivery", lambda: last_contact() == delivered, 30, up)
 
     # Nowhere in a file: the databases (and WAL), the JetStream store, the keys, the logs.
     assert not plaintext_in(up.data_dir, up.log_path)
