@@ -71,6 +71,7 @@ class Lease(Protocol):
     holder: str | None  # who holds it, as last seen (this instance while held); None: unknown
     since: float | None  # wall-clock time since when this instance holds it
     taken: int  # how many times this instance took it
+    error: str | None  # why the last try or check could not tell (None: it could)
 
     async def try_acquire(self) -> bool:
         """Take it if no one holds it; True if this instance holds it now."""
@@ -161,6 +162,7 @@ class PgLease:
                 raise ConnectionError("the lease's session ended")
             async with asyncio.timeout(CHECK_TIMEOUT_S):
                 if await conn.fetchval(_HELD, _KAPOK_KEY, self._key):
+                    self.error = None
                     return True
             raise ConnectionError("the lock is no longer held by this session")
         except Exception as error:  # whatever it is, the lease is not known to be held
@@ -213,6 +215,7 @@ class FileLease:
         except OSError as error:
             self.error = f"{type(error).__name__}: {error}"
             return False
+        self.error = None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -136,6 +136,7 @@ class Health:
                 "holder": lease.holder,
                 "since": _iso(lease.since),
                 "taken": lease.taken,
+                "error": lease.error,
             }
             for name, lease in leases.items()
         }
