@@ -3,9 +3,9 @@
 # wheel, `kapok token create …`). README, "Running on more than one machine".
 #
 # No registry needed: the default bases are made from Debian's packages by
-# deploy/base-images.sh (kapok/base: python3 and CA certificates; kapok/build: the same with
-# python3-venv). Any Debian bookworm with python3 (and python3-venv for the build stage) works:
-#   docker build --build-arg BASE=… --build-arg BUILD_BASE=… .
+# deploy/base-images.sh (kapok/base: python3, libstdc++, tzdata and CA certificates;
+# kapok/build: the same with python3-venv). Another Debian bookworm with those should serve
+# (not tried here): docker build --build-arg BASE=… --build-arg BUILD_BASE=… .
 # Written for the classic builder as well as BuildKit (Debian's docker.io 20.10 has only the
 # first without the buildx plugin): no RUN --mount, no heredocs.
 ARG BUILD_BASE=kapok/build:bookworm
