@@ -46,8 +46,7 @@ def handlers(vault: Vault) -> dict[type[Command], Handler]:
 
     def keep_all(people: list[tuple[Person, RecordPerson]]) -> Guard:
         async def keep(conn: AsyncConnection) -> None:
-            for person, cmd in people:
-                await vault.keep(conn, person.id, _details(cmd))
+            await vault.keep(conn, [(person.id, _details(cmd)) for person, cmd in people])
             await contacted(conn, {p.id: _epoch(c.recorded_at) for p, c in people})
 
         return keep

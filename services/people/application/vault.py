@@ -15,9 +15,9 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.people.adapters import tables
@@ -47,17 +47,19 @@ class Vault:
         secret = hashlib.sha256(b"kapok people fingerprint\n" + self.ring.fingerprint).digest()
         return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
 
-    async def keep(self, conn: AsyncConnection, person: str, details: Details) -> None:
-        """A new person's details, under a new data key."""
+    async def keep(self, conn: AsyncConnection, people: Sequence[tuple[str, Details]]) -> None:
+        """New people's details, each under a new data key of their own."""
         async with self.lock:
-            data_key = new_data_key()
             master = self.ring.current
-            wrapped = wrap(self.ring.keys[master], person, data_key)
-            await conn.execute(
-                tables.keys.insert().values(person=person, master=master, wrapped=wrapped)
-            )
-            box = seal_details(data_key, person, details)
-            await conn.execute(tables.details.insert().values(person=person, box=box))
+            keys, boxes = [], []
+            for person, details in people:
+                data_key = new_data_key()
+                wrapped = wrap(self.ring.keys[master], person, data_key)
+                keys.append({"person": person, "master": master, "wrapped": wrapped})
+                boxes.append({"person": person, "box": seal_details(data_key, person, details)})
+            if keys:
+                await conn.execute(tables.keys.insert(), keys)
+                await conn.execute(tables.details.insert(), boxes)
 
     async def replace(self, conn: AsyncConnection, person: str, details: Details) -> None:
         """A kept person's details, changed, under their data key."""
@@ -93,15 +95,22 @@ class Vault:
             self.ring.current = new
             self.ring.save()
             rows = (await conn.execute(select(tables.keys))).all()
-            for person, master, wrapped in rows:
-                if master == new:
-                    continue
-                data_key = unwrap(self.ring.keys[master], person, wrapped)
-                await conn.execute(
+            rewrapped = [
+                {
+                    "p": person,
+                    "m": new,
+                    "w": wrap(self.ring.keys[new], person, unwrap(self.ring.keys[old], person, w)),
+                }
+                for person, old, w in rows
+                if old != new
+            ]
+            if rewrapped:
+                statement = (
                     update(tables.keys)
-                    .where(tables.keys.c.person == person)
-                    .values(master=new, wrapped=wrap(self.ring.keys[new], person, data_key))
+                    .where(tables.keys.c.person == bindparam("p"))
+                    .values(master=bindparam("m"), wrapped=bindparam("w"))
                 )
+                await conn.execute(statement, rewrapped)
             log.info(
                 "forgot %d, re-wrapped %d data keys under a new master key", len(gone), len(rows)
             )
