@@ -9,7 +9,6 @@ the person, which a station worker's scope is measured against.
 
 from __future__ import annotations
 
-import secrets
 from typing import Literal
 
 from shared.contracts.envelope import Event
@@ -18,13 +17,6 @@ from shared.contracts.types import Place, Ref
 
 Forgetting = Literal["request", "retention"]
 """Why details were forgotten: the person asked (PIPL art. 47), or the retention ran out."""
-
-
-def new_person_ref() -> str:
-    """A reference Kapok issues for a person: ``person:`` and 20 random base-32 characters
-    (100 bits), matching `shared.contracts.types.Ref`; it says nothing of who they are."""
-    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-    return "person:" + "".join(secrets.choice(alphabet) for _ in range(20))
 
 
 class PeopleEvent(Event):

@@ -20,11 +20,11 @@ from shared.settings import Settings
 
 NANZHOU = {
     "district": "haizhu",
-    "street": "nanzhou",
+    "street": "南洲街",
     "station": "station:nanzhou",
     "organisation": "org:haizhu-sw",
 }
-RUIBAO = {**NANZHOU, "street": "ruibao", "station": "station:ruibao"}
+RUIBAO = {**NANZHOU, "street": "瑞宝街", "station": "station:ruibao"}
 # Distinctive enough that a byte search finds nothing else.
 NAME, PHONE, ADDRESS = "卫秀珍测试", "13912345678", "南洲路88号2栋301"
 

@@ -8,7 +8,8 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from shared.contracts.people import Forgetting
-from shared.contracts.types import Place, Ref
+from shared.contracts.refs import PersonRef
+from shared.contracts.types import GivenPlace, Ref
 from shared.service.commands import MAX_BATCH, Command, Happened
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
@@ -16,9 +17,6 @@ Phone = Annotated[
     str, StringConstraints(min_length=3, max_length=32, pattern=r"^\+?[0-9][0-9 -]*[0-9]$")
 ]
 Address = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-PersonRef = Annotated[
-    str, Field(min_length=8, max_length=64, pattern=r"^person:[A-Za-z0-9._-]+$", strict=True)
-]
 
 
 class RecordPerson(Command):
@@ -26,7 +24,7 @@ class RecordPerson(Command):
     use for them; omitted, Kapok issues one (the answer says which)."""
 
     person: PersonRef | None = None
-    place: Place
+    place: GivenPlace
     full_name: Name
     phone: Phone
     address: Address

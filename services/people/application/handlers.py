@@ -18,7 +18,7 @@ from services.people.application.commands import (
 from services.people.application.vault import Vault
 from services.people.domain import Person
 from services.people.domain.sealing import Details
-from shared.contracts.people import new_person_ref
+from shared.contracts.refs import person_ref
 from shared.domain.aggregate import Aggregate
 from shared.domain.errors import RuleBroken
 from shared.service.application import Decision, Handler, Loader, batch_item
@@ -36,7 +36,7 @@ def _epoch(at: datetime) -> int:
 
 def handlers(vault: Vault) -> dict[type[Command], Handler]:
     async def decide_one(cmd: RecordPerson, load: Loader) -> Person:
-        person = await load.one(Person, cmd.person or new_person_ref())
+        person = await load.one(Person, cmd.person or person_ref())
         if person.exists:
             raise RuleBroken(
                 "person_already_recorded",
