@@ -48,6 +48,14 @@ class ForgetPerson(Command):
     reason: Forgetting = "request"
 
 
+class ForgetPeople(Command):
+    """Forget many at once, with one master-key rotation (retention's sweep: one rotation per
+    person would re-wrap every kept key once per person forgotten). Not on any transport."""
+
+    people: Annotated[list[Ref], Field(min_length=1, max_length=MAX_BATCH)]
+    reason: Forgetting = "retention"
+
+
 class RecordPeople(Command):
     """A day's people at once: all or nothing."""
 

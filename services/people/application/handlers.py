@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.people.adapters.contacts import contacted
 from services.people.application.commands import (
     ChangeContactDetails,
+    ForgetPeople,
     ForgetPerson,
     RecordPeople,
     RecordPerson,
@@ -87,7 +88,20 @@ def handlers(vault: Vault) -> dict[type[Command], Handler]:
 
         return Decision.changed_one(person, destroy)
 
+    async def forget_many(cmd: ForgetPeople, load: Loader) -> Decision:
+        people = await load.many(Person, cmd.people)
+        now = datetime.now(UTC)
+        for person in people.values():
+            person.forget(cmd.reason, now)
+
+        async def destroy(conn: AsyncConnection) -> None:
+            await vault.destroy(conn, people)
+
+        changed: list[Aggregate] = list(people.values())
+        return Decision(changed, 200, {"count": len(changed), "people": sorted(people)}, destroy)
+
     return {
+        ForgetPeople: forget_many,
         RecordPerson: record_person,
         RecordPeople: record_people,
         ChangeContactDetails: change_details,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from services.people.adapters import tables
-from services.people.application.commands import ForgetPerson
+from services.people.application.commands import ForgetPeople, ForgetPerson
 from services.people.application.handlers import handlers
 from services.people.application.vault import Vault
 from shared.auth.principal import Principal, Role
@@ -45,7 +45,7 @@ class PeopleService:
         fingerprint: str | None = None,
         principal: Principal | None = None,
     ) -> Reply:
-        forgets = isinstance(command, ForgetPerson)
+        forgets = isinstance(command, ForgetPerson | ForgetPeople)
         if forgets and principal is not None and principal.role not in FORGETTERS:
             message = f"the {principal.role} role may not forget a person's details"
             return Refused(403, message, rule="role_may_not_forget").reply
@@ -56,7 +56,7 @@ class PeopleService:
         keyed = self.vault.fingerprint(fingerprint) if fingerprint is not None else None
         key = self.vault.fingerprint(key)[:64] if key is not None else None
         reply = await self.commands.execute(command, ctx, key, keyed, principal)
-        if isinstance(command, ForgetPerson):
+        if isinstance(command, ForgetPerson | ForgetPeople):
             # Committed or not: the keyring keeps only the master keys rows still use.
             await self.vault.settle(self.db)
         return reply

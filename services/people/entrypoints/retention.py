@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.people.adapters.contacts import due
-from services.people.application.commands import ForgetPerson
+from services.people.application.commands import ForgetPeople
 from services.people.application.service import PeopleService
 from shared.contracts.envelope import Context
 
@@ -29,14 +29,12 @@ async def sweep(service: PeopleService, retention: timedelta, now: datetime | No
             people = await due(conn, before, BATCH)
         if not people:
             return forgotten
-        for person in people:
-            reply = await service.execute(
-                ForgetPerson(person=person, reason="retention"), Context(actor=ACTOR)
-            )
-            if reply.status != 200:
-                log.warning("retention could not forget %s: %s", person, reply.body[:200])
-                return forgotten
-            forgotten += 1
+        # One rotation of the master key per batch, not per person.
+        reply = await service.execute(ForgetPeople(people=people), Context(actor=ACTOR))
+        if reply.status != 200:
+            log.warning("retention could not forget %d people: %s", len(people), reply.body[:200])
+            return forgotten
+        forgotten += len(people)
 
 
 def retention_task(
