@@ -241,7 +241,7 @@ async def until_published(nc: NATS, naming: Naming, source: str, database_url: s
 def kills() -> int:
     """How many kills a story makes: KAPOK_CLUSTER_KILLS (10 for the README's measure), else
     few enough for CI."""
-    return int(os.environ.get("KAPOK_CLUSTER_KILLS", "3"))
+    return int(os.environ.get("KAPOK_CLUSTER_KILLS", "2"))
 
 
 def summary(times: Sequence[float]) -> str:

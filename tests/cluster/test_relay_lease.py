@@ -92,9 +92,9 @@ async def relay_story(
             load = Load(nc, naming, point := await open_point(first))
             times: list[float] = []
             for _ in range(kills()):
-                await load.until_recorded(300)  # the relay busy publishing
+                await load.until_recorded(200)  # the relay busy publishing
                 times.append(await hotline.kill_holder("relay"))
-                await load.until_recorded(100)  # the survivor takes commands and publishes
+                await load.until_recorded(50)  # the survivor takes commands and publishes
                 await hotline.start()  # the next stand-by
             caught = await kill_mid_chunk(hotline, nc, naming, point)
             await load.stop()

@@ -66,9 +66,9 @@ async def test_killing_the_folding_reporting_instance_hands_over_and_counts_each
                 assert f'kapok_reporting_lease_held{{lease="fold"}} {held}' in metrics
             times: list[float] = []
             for _ in range(kills()):
-                await load.until_recorded(300)  # batches folding as it is killed
+                await load.until_recorded(200)  # batches folding as it is killed
                 times.append(await reporting.kill_holder("fold"))
-                await load.until_recorded(100)
+                await load.until_recorded(50)
                 await reporting.start()  # the next stand-by
             await load.stop()
             await until_published(nc, naming, "hotline", postgres_url)
