@@ -23,6 +23,7 @@ from cluster_parts import (
 )
 from harness.waits import until
 
+from kapok.status import service_row
 from shared.bus.naming import Naming
 from shared.settings import Settings
 
@@ -60,6 +61,8 @@ async def test_killing_the_folding_reporting_instance_hands_over_and_counts_each
             assert body["instance"] == standing.name
             assert body["leases"]["fold"] == {**body["leases"]["fold"], "held": False}
             assert body["leases"]["fold"]["holder"] == folding.name
+            row = await service_row("reporting", standing.port, standing.process.pid)
+            assert f"fold standing by ({folding.name} holds it)" in row.detail  # kapok status
             for instance, held in ((folding, 1), (standing, 0)):
                 async with httpx.AsyncClient(base_url=instance.url, timeout=5) as client:
                     metrics = (await client.get("/metrics")).text
