@@ -76,6 +76,7 @@ def handlers(vault: Vault) -> dict[type[Command], Handler]:
 
         async def replace(conn: AsyncConnection) -> None:
             await vault.replace(conn, person.id, _details(cmd))
+            await contacted(conn, {person.id: _epoch(cmd.changed_at)})  # a contact too
 
         return Decision.changed_one(person, replace)
 
