@@ -81,8 +81,8 @@ async def provision_as_admin(settings: Settings) -> None:
     try:
         await provision(nc, settings, admin=True)
         await ensure_streams(nc, people_stream_specs(settings))
-        await open_bucket(nc, Naming.of(settings))
-        await tokens_bucket(nc, Naming.of(settings))
+        await open_bucket(nc, Naming.of(settings), settings.stream_replicas)
+        await tokens_bucket(nc, Naming.of(settings), replicas=settings.stream_replicas)
     finally:
         await nc.close()
 

@@ -100,7 +100,7 @@ async def create(
     )
     nc = await _connect(settings)
     try:
-        kv = await registry.open_bucket(nc, Naming.of(settings))
+        kv = await registry.open_bucket(nc, Naming.of(settings), replicas=settings.stream_replicas)
         await registry.put(kv, record)
     finally:
         await nc.close()
@@ -159,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
 async def _list(settings: Settings) -> list[TokenRecord]:
     nc = await _connect(settings)
     try:
-        return await registry.records(await registry.open_bucket(nc, Naming.of(settings)))
+        return await registry.records(
+            await registry.open_bucket(nc, Naming.of(settings), replicas=settings.stream_replicas)
+        )
     finally:
         await nc.close()
 
@@ -168,7 +170,7 @@ async def _revoke(settings: Settings, token_id: str) -> TokenRecord:
     parts = split(token_id)  # a whole token pasted: its id
     nc = await _connect(settings)
     try:
-        kv = await registry.open_bucket(nc, Naming.of(settings))
+        kv = await registry.open_bucket(nc, Naming.of(settings), replicas=settings.stream_replicas)
         return await registry.revoke(kv, parts[0] if parts else token_id)
     finally:
         await nc.close()

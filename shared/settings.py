@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # The producers' signing keys and everyone's verification ring (shared/signing.py);
     # default <data_dir>/signing.
     signing_dir: Path | None = None
+    # An administrator's additions to the catalogue of places (shared/contracts/places.py): a
+    # JSON list of {"district", "street", "station"}, read by every service at start.
+    places_file: Path | None = None
     # Sign-in (README, "Signing in"). Off (0) only for local experiments: every request is
     # then unrestricted and recorded as `system`, and the services say so loudly at start.
     auth: bool = True

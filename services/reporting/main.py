@@ -109,7 +109,7 @@ async def running(
             ring=signing.ring(settings.signing_path),
         )
         lease = lease_for(db.url, "reporting fold", settings.instance)
-        kv = await open_bucket(nc, Naming.of(settings))
+        kv = await open_bucket(nc, Naming.of(settings), settings.stream_replicas)
         if lease is None or await lease.try_acquire():
             await runner.setup()  # at once, as a single instance always did
         else:

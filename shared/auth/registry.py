@@ -32,7 +32,9 @@ def bucket_name(naming: Naming) -> str:
     return f"{naming.stream_prefix}KAPOK_TOKENS"
 
 
-async def open_bucket(nc: NATS, naming: Naming, *, create: bool = True) -> KeyValue:
+async def open_bucket(
+    nc: NATS, naming: Naming, *, create: bool = True, replicas: int = 1
+) -> KeyValue:
     js = nc.jetstream()
     try:
         return await js.key_value(bucket_name(naming))
@@ -40,7 +42,9 @@ async def open_bucket(nc: NATS, naming: Naming, *, create: bool = True) -> KeyVa
         if not create:
             raise
         # History 1: a record's last state is the truth (a revoked one stays, marked).
-        return await js.create_key_value(bucket=bucket_name(naming), history=1)
+        # As many replicas as the streams (KAPOK_STREAM_REPLICAS): losing one node of a
+        # cluster must not take sign-in away.
+        return await js.create_key_value(bucket=bucket_name(naming), history=1, replicas=replicas)
 
 
 class TokenRegistry:

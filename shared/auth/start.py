@@ -50,7 +50,7 @@ async def start_gate(settings: Settings, nc: NATS, name: str) -> tuple[Gate, lis
         )
         return OPEN, []
     registry = TokenRegistry()
-    kv = await open_bucket(nc, Naming.of(settings))
+    kv = await open_bucket(nc, Naming.of(settings), replicas=settings.stream_replicas)
     following: list[Following] = [("tokens", registry.follow(kv))]
     oidc = None
     if (configured := oidc_settings(settings)) is not None:

@@ -219,15 +219,52 @@ class Place(Contract):
 
 
 def _place_checked(place: Place) -> Place:
-    from shared.contracts.text import personal_number  # text builds on this module
+    # Both build on this module.
+    from shared.contracts.places import refusal
+    from shared.contracts.text import personal_number
 
     if (found := personal_number(place.street)) is not None:
         raise ValueError(f"street must not hold {found}: a street is 街道 or 镇, never an address")
+    if (why := refusal(place.district, place.street, place.station)) is not None:
+        raise ValueError(why)
     return place
 
 
-GivenPlace = Annotated[Place, AfterValidator(_place_checked)]
-"""A place as a command gives it: its street holds no phone or ID-card number."""
+def _catalogue_schema() -> dict[str, Any]:
+    """The places a command may name, as its document says them: one of the catalogue's."""
+    from shared.contracts.places import STATIONS
+
+    organisation = Place.model_json_schema()["properties"]["organisation"]
+    return {
+        "description": "a station of Kapok's catalogue, with its street and district "
+        "(README, 'Personal data': places come from the catalogue)",
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "district": {"const": s.district},
+                    "street": {"const": s.street},
+                    "station": {"const": s.ref},
+                    "organisation": organisation,
+                },
+                "required": ["district", "street", "station", "organisation"],
+                "additionalProperties": False,
+            }
+            for s in sorted(STATIONS.values(), key=lambda s: s.ref)
+        ],
+    }
+
+
+class _CatalogueSchema:
+    """The catalogue's schema, made when a document is (after KAPOK_PLACES_FILE is read)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return _catalogue_schema()
+
+
+GivenPlace = Annotated[Place, AfterValidator(_place_checked), _CatalogueSchema()]
+"""A place as a command gives it: a district, street and station of Kapok's catalogue
+(`shared.contracts.places`), never a phone or ID-card number."""
 
 
 # Added with the service contracts. Shared by more than one source's events, so spelled once.

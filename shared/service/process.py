@@ -27,9 +27,10 @@ from shared.auth.gate import Gate
 from shared.auth.start import caught_up, start_gate
 from shared.bus.naming import Naming
 from shared.collector import tune_gc
-from shared.consumer import ConsumerRunner
+from shared.consumer import CheckpointMoved, ConsumerRunner
+from shared.contracts import places
 from shared.eventstore import Database, EventStore
-from shared.lease import lease_for
+from shared.lease import Lease, hold, lease_for
 from shared.relay import OutboxRelay
 from shared.runtime import Link, connect, connect_options, disconnect, provision
 from shared.service import health
@@ -83,6 +84,29 @@ def event_store(settings: Settings, source: str) -> EventStore:
     )
 
 
+async def consume(runner: ConsumerRunner, lease: Lease | None) -> None:
+    """Run ``runner`` while this instance holds ``lease`` (stand by while another does); a
+    checkpoint found moved by another writer lets the lease go and waits to take it again."""
+    if lease is None:
+        await runner.run()
+        return
+
+    async def stop_consuming(task: asyncio.Task[None]) -> None:
+        runner.stop()  # after the batch in hand, not inside a commit
+        await asyncio.wait({task}, timeout=10)
+        await _stop(task)
+
+    try:
+        while True:
+            try:
+                await hold(lease, runner.take_over, stop_consuming)
+                return  # stopped: the process is stopping
+            except CheckpointMoved:
+                await asyncio.sleep(1.0)  # said in the log and in health
+    finally:
+        await lease.release()
+
+
 def _ended(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         # A relay stops only on StreamDiverged, a runner on a bug: commands still land in
@@ -113,6 +137,11 @@ async def serve(
 ) -> None:
     name = service.name
     naming = Naming.of(settings)
+    if settings.places_file is not None:
+        added = places.extend_from(settings.places_file)
+        log.info(
+            "%s: %d stations added to the catalogue from %s", name, added, settings.places_file
+        )
     await service.setup()
     link = Link(name)
     nc = await connect(settings, name, link)
@@ -134,8 +163,11 @@ async def serve(
         tasks.append(asyncio.create_task(relay.run(), name=f"{name}-relay"))
         for make in consumers:
             runners.append(runner := make(nc))
+            # One instance consumes at a time, as one relays: two runners on one database
+            # would race for its checkpoint (the second write fails: CheckpointMoved).
+            consumer_lease = lease_for(service.db.url, f"consumer {runner.name}", settings.instance)
             # Named as the durable (aid-referrals, …): what health and the logs call it.
-            consuming.append(asyncio.create_task(runner.run(), name=runner.name))
+            consuming.append(asyncio.create_task(consume(runner, consumer_lease), name=runner.name))
         tasks += consuming
         for index, run in enumerate(background):
             tasks.append(asyncio.create_task(run(nc), name=f"{name}-background-{index}"))

@@ -28,14 +28,15 @@ def bucket_name(naming: Naming) -> str:
     return f"{naming.stream_prefix}REPORTING_TOTALS"
 
 
-async def open_bucket(nc: NATS, naming: Naming) -> KeyValue:
+async def open_bucket(nc: NATS, naming: Naming, replicas: int = 1) -> KeyValue:
     js = nc.jetstream()
     try:
         # Made by the administrator's identity under `kapok up` (reporting's may not create
         # streams, a bucket's included: README, "The bus's identities").
         return await js.key_value(bucket_name(naming))
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=bucket_name(naming), history=1)
+        # As many replicas as the streams: a cluster that loses a node keeps its figures.
+        return await js.create_key_value(bucket=bucket_name(naming), history=1, replicas=replicas)
 
 
 async def publish_totals(
