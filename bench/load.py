@@ -63,30 +63,15 @@ TOKEN = "kapok_benchadmin_" + "b" * 43
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-async def register_token(env: dict[str, str]) -> None:
-    import nats
-
-    from shared.auth import registry
-    from shared.auth.principal import Role
-    from shared.auth.tokens import issue
-    from shared.bus.naming import Naming
-
-    _, record = issue(Role.ADMINISTRATOR, token=TOKEN, note="bench")
-    nc = await nats.connect(env["KAPOK_NATS_URL"])
-    try:
-        naming = Naming(env["KAPOK_SUBJECT_ROOT"], env["KAPOK_STREAM_PREFIX"])
-        await registry.put(await registry.open_bucket(nc, naming), record)
-    finally:
-        await nc.close()
-
-
 async def serve(
     service: str, port: int, env: dict[str, str], log: Path
 ) -> asyncio.subprocess.Process:
     """`kapok serve <service> --port <port>` as a process of its own, its output in ``log``;
     `TOKEN` signs in to it."""
     if env.get("KAPOK_AUTH", "1") != "0":
-        await register_token(env)
+        from kapok.tokens import register
+
+        await register(env, TOKEN, "bench")
     return await start(
         "-m", "kapok.cli", "serve", service, "--port", str(port), env=env, log=log
     )  # fmt: skip

@@ -109,6 +109,19 @@ async def create(
     return token, record
 
 
+async def register(env: dict[str, str], token: str, note: str) -> None:
+    """``token`` as an administrator's, in the token bucket of the bus that ``env`` (a
+    process's ``KAPOK_*`` environment) names, unsigned: for a test's or a bench's own
+    nats-server, so the processes it starts sign it in."""
+    _, record = issue(Role.ADMINISTRATOR, token=token, note=note)
+    nc = await nats.connect(env["KAPOK_NATS_URL"])
+    try:
+        naming = Naming(env["KAPOK_SUBJECT_ROOT"], env["KAPOK_STREAM_PREFIX"])
+        await registry.put(await registry.open_bucket(nc, naming), record)
+    finally:
+        await nc.close()
+
+
 async def _connect(settings: Settings) -> nats.NATS:
     return await nats.connect(
         settings.nats_url,

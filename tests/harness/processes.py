@@ -41,20 +41,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 async def register_admin(env: dict[str, str]) -> None:
     """`ADMIN_TOKEN` in the token bucket of the bus ``env`` names, as `kapok token` would."""
-    import nats
+    from kapok.tokens import register
 
-    from shared.auth import registry
-    from shared.auth.principal import Role
-    from shared.auth.tokens import issue
-    from shared.bus.naming import Naming
-
-    _, record = issue(Role.ADMINISTRATOR, token=ADMIN_TOKEN, note="tests/harness")
-    nc = await nats.connect(env["KAPOK_NATS_URL"])
-    try:
-        naming = Naming(env["KAPOK_SUBJECT_ROOT"], env["KAPOK_STREAM_PREFIX"])
-        await registry.put(await registry.open_bucket(nc, naming), record)
-    finally:
-        await nc.close()
+    await register(env, ADMIN_TOKEN, "tests/harness")
 
 
 async def serve(
