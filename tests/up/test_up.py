@@ -37,8 +37,20 @@ def test_up_serves_restarts_a_dead_service_stops_cleanly_and_resumes(tmp_path: P
         # up.json says where everything listens, for `kapok audit replay` and scripts.
         assert pids["ports"] == ports and pids["nats_url"].startswith("nats://127.0.0.1:")
 
-        # Something recorded through the hotline's public API.
+        # Signed in: the first start made an administrator's token, said where it is, and
+        # nothing answers a request without it.
+        assert f"administrator token {first.token.split('_')[1]} written to" in out
         hotline = f"http://127.0.0.1:{ports['hotline']}"
+        unsigned = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
+        assert unsigned.status_code == 401, unsigned.text
+        # Everything under the data directory is its owner's alone.
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        for secret in ("auth/admin.token", "auth/ops.token", "hotline.db", "reporting.db"):
+            assert (data_dir / secret).stat().st_mode & 0o077 == 0, secret
+        stored = [p for p in data_dir.rglob("*") if p.is_file()]
+        assert stored and not [p for p in stored if p.stat().st_mode & 0o077], stored
+
+        # Something recorded through the hotline's public API.
         opened = httpx.post(
             f"{hotline}/points", json=point_opened(), headers=first.headers, timeout=10
         )
@@ -205,3 +217,18 @@ def point_opened() -> dict[str, object]:
         "organisation": "org:haizhu-sw",
     }
     return {"place": place, "opened_at": datetime(2020, 1, 25, tzinfo=UTC).isoformat()}
+
+
+def test_no_auth_is_for_experiments_and_says_so_loudly(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in SERVABLE}
+    up = Up(tmp_path / "state", ports, "no-auth.log", "--no-auth")
+    try:
+        up.wait_ready()
+        assert "SIGN-IN IS OFF (--no-auth)" in up.log()
+        assert not (up.data_dir / "auth" / "admin.token").exists()
+        hotline = f"http://127.0.0.1:{ports['hotline']}"
+        opened = httpx.post(f"{hotline}/points", json=point_opened(), timeout=10)
+        assert opened.status_code == 201, opened.text
+    finally:
+        if up.proc.poll() is None:
+            assert up.ctrl_c() == 0, up.log()
