@@ -10,6 +10,7 @@ from sqlalchemy import select
 from services.people.adapters import tables
 from services.people.domain.sealing import unwrap
 from shared.auth.principal import Role
+from shared.contracts.refs import person_ref
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -126,3 +127,17 @@ async def test_forget_over_nats_and_details_never_travel_on_it(people: People) -
     answer = await people.request("ForgetPerson", {"person": ref})
     assert answer["status"] == 200, answer
     assert answer["result"]["forgotten_because"] == "request", answer
+
+
+async def test_a_days_people_at_once_all_or_none(people: People) -> None:
+    refs = [person_ref(f"batch-{k}") for k in range(3)]
+    items = [person_body(person=ref) for ref in refs]
+    twice = await people.post("/people:batch", {"items": [*items, items[0]]})
+    assert twice.status_code == 409 and "items.3" in twice.json()["error"], twice.text
+    kept = await people.post("/people:batch", {"items": items})
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["people"] == refs
+    again = await people.post("/people:batch", {"items": items[:1]})
+    assert again.status_code == 409 and again.json()["rule"] == "person_already_recorded"
+    typed = await people.post("/people", person_body(person="person:wang-xiaoming-138"))
+    assert typed.status_code == 422 and typed.json()["field"] == "person", typed.text
