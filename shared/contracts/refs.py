@@ -9,6 +9,7 @@ Events keep the plain `Ref`: history recorded before the rule still reads.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import secrets
 from typing import Annotated
@@ -38,6 +39,7 @@ def person_ref(seed: str | bytes | None = None) -> str:
     return f"person:{body}{_check(body)}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a day's log names its people again and again
 def issued(ref: str) -> bool:
     body = ref.removeprefix("person:")
     return (
