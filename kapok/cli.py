@@ -18,9 +18,11 @@ def run_service(name: str, host: str, port: int | None) -> int:
     import importlib
     import logging
 
+    from shared import logs
     from shared.settings import Settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings()
+    logs.configure(name, settings.instance, settings.log_format, logging.INFO)
     module = importlib.import_module(f"services.{name}.main")
     from kapok.identities import sign_in_from
 

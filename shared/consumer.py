@@ -798,12 +798,17 @@ class ConsumerRunner:
         async with self.db.read() as conn:
             rows = await conn.execute(
                 select(
-                    checkpoints.c.source, checkpoints.c.position, checkpoints.c.dead_letters
+                    checkpoints.c.source,
+                    checkpoints.c.position,
+                    checkpoints.c.dead_letters,
+                    checkpoints.c.genuine,
                 ).where(checkpoints.c.consumer == self.name)
             )
-            for source, position, dead in rows:
+            for source, position, dead, genuine in rows:
                 if (stats := self.stats.get(source)) is not None:
                     stats.checkpoint, stats.dead_letters = int(position), int(dead)
+                    # Else `diverged` would say the stream diverges after position 0.
+                    stats.genuine = int(genuine) if genuine is not None else stats.checkpoint
 
     async def _load_checkpoint(self, source: str) -> None:
         async with self._db_lock, self.db.write() as conn:

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # (actor, correlation id) and refusals are answered to the caller; the line cost 6-9% of
     # a single command's CPU when measured, written synchronously from the event loop.
     access_log: bool = False
+    # "json": one JSON object a line, with service and instance (shared/logs.py).
+    log_format: Literal["text", "json"] = "text"
     # How long `kapok simulate` retries a request that was not answered or answered 502/503/
     # 504, with the same key: `kapok up` restarts a service or nats-server after a backoff of
     # up to 30 s after repeated crashes, plus its start; a database restart takes tens of

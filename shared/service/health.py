@@ -41,11 +41,12 @@ from sqlalchemy import text
 from shared.auth.gate import OPEN, Gate
 from shared.auth.principal import Permission
 from shared.auth.registry import Unauthorized
-from shared.consumer import ConsumerRunner
+from shared.consumer import ConsumerRunner, SourceStats
 from shared.eventstore import Database
 from shared.lease import Lease
 from shared.relay import OutboxRelay
 from shared.runtime import Link
+from shared.service import metrics
 from shared.service.replies import (
     DATABASE,
     INTERNAL_ERROR,
@@ -211,8 +212,20 @@ class Health:
                 except Exception:  # the bus did not answer: the lag as last seen
                     fresh = False
             sources: dict[str, Any] = {}
+            # Not folding (another instance holds its lease, or it is about to take it): its
+            # figures are the database's, the folding instance's to judge and say (a stand-by
+            # once said "diverges after position 0" while the folding instance was fine).
+            standing_by = not runner.active
             for source, s in runner.stats.items():
                 where = f"consumer {runner.name} on {source}"
+                if s.moved:  # this instance's own write found another's: said until restart
+                    verdict.degraded.append(s.moved)
+                if self.ready_lag is not None and s.lag > self.ready_lag:
+                    # The figures served here are this far behind, whoever folds.
+                    verdict.down.append(f"{where}: {_count(s.lag, 'event')} behind")
+                sources[source] = self._source(s, fresh, standing_by)
+                if standing_by:
+                    continue
                 if s.dead_letters:
                     last = s.last_dead_letter or "see the DEADLETTER stream"
                     counted = _count(s.dead_letters, "dead letter")
@@ -239,38 +252,38 @@ class Health:
                     verdict.degraded.append(
                         f"{where}: failing for {failing:.0f}s, nothing applied ({s.failing})"
                     )
-                if s.moved:
-                    verdict.degraded.append(s.moved)
                 if s.forged:
                     forged = _count(s.forged, "forged message")
                     verdict.degraded.append(
                         f"{where}: {forged} (not signed by {source}'s key), not folded"
                     )
-                if self.ready_lag is not None and s.lag > self.ready_lag:
-                    verdict.down.append(f"{where}: {_count(s.lag, 'event')} behind")
                 if (still := self._stalled(runner.name, source, s.checkpoint, s.lag)) is not None:
                     verdict.degraded.append(
                         f"{where}: stalled, {_count(s.lag, 'event')} waiting, the checkpoint at "
                         f"{s.checkpoint} for {still:.0f}s"
                     )
-                sources[source] = {
-                    "checkpoint": s.checkpoint,
-                    "last_seq": s.last_seq,
-                    "lag": s.lag,
-                    "lag_fresh": fresh,
-                    "applied": s.applied,
-                    "prepared_elsewhere": s.prepared_elsewhere,
-                    "dead_letters": s.dead_letters,
-                    "last_dead_letter": s.last_dead_letter,
-                    "chain_breaks": s.chain_breaks,
-                    "forged": s.forged,
-                    "failing": s.failing,
-                    "diverged": bool(s.diverged),
-                    "unsigned_held": s.unsigned_held,
-                    "checkpoint_moved": s.moved,
-                }
             out[runner.name] = sources
         return out
+
+    @staticmethod
+    def _source(s: SourceStats, fresh: bool, standing_by: bool) -> dict[str, Any]:
+        return {
+            "checkpoint": s.checkpoint,
+            "last_seq": s.last_seq,
+            "lag": s.lag,
+            "lag_fresh": fresh,
+            "applied": s.applied,
+            "prepared_elsewhere": s.prepared_elsewhere,
+            "dead_letters": s.dead_letters,
+            "last_dead_letter": s.last_dead_letter,
+            "chain_breaks": s.chain_breaks,
+            "forged": s.forged,
+            "failing": s.failing,
+            "diverged": bool(s.diverged),
+            "unsigned_held": s.unsigned_held,
+            "checkpoint_moved": s.moved,
+            "standing_by": standing_by,
+        }
 
     def _stalled(self, consumer: str, source: str, checkpoint: int, lag: int) -> float | None:
         """For how long the checkpoint stood still with events waiting, once that is longer
@@ -305,6 +318,7 @@ def register(app: FastAPI, health: Health, gate: Gate = OPEN) -> None:
     meet the database away (`answer_outages`). Readiness answers anyone its status and
     code (a probe has no token); its parts and problems only to a role that watches."""
     answer_outages(app)
+    metrics.register(app, health, gate)  # for a role that watches, as its parts
 
     async def ready(request: Request) -> JSONResponse:
         status, body = await health.check()

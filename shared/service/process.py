@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
-from shared import signing
+from shared import logs, signing
 from shared.auth.gate import Gate
 from shared.auth.start import caught_up, start_gate
 from shared.bus.naming import Naming
@@ -71,7 +71,13 @@ def http_config(app: Any, host: str, port: int) -> uvicorn.Config:
     """How every service serves HTTP (and bench/hotline.py's bare endpoint, for a fair
     ratio)."""
     return uvicorn.Config(
-        app, host=host, port=port, log_level="info", access_log=access_log(), lifespan="off"
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log(),
+        lifespan="off",
+        log_config=logs.uvicorn_config(),  # KAPOK_LOG_FORMAT=json: the root's JSON lines
     )
 
 
@@ -148,6 +154,7 @@ async def serve(
     tasks: list[asyncio.Task[None]] = []
     runners: list[ConsumerRunner] = []
     consuming: list[asyncio.Task[None]] = []  # the runners' tasks
+    consumer_leases: dict[str, Lease] = {}
     options = connect_options(settings, name)
     gate, following = await start_gate(settings, nc, name)
     app = make_app(gate)
@@ -168,6 +175,8 @@ async def serve(
             consumer_lease = lease_for(service.db.url, f"consumer {runner.name}", settings.instance)
             # Named as the durable (aid-referrals, …): what health and the logs call it.
             consuming.append(asyncio.create_task(consume(runner, consumer_lease), name=runner.name))
+            if consumer_lease is not None:  # in health and /metrics, beside the relay's
+                consumer_leases[runner.name] = consumer_lease
         tasks += consuming
         for index, run in enumerate(background):
             tasks.append(asyncio.create_task(run(nc), name=f"{name}-background-{index}"))
@@ -177,7 +186,14 @@ async def serve(
             app,
             gate=gate,
             health=health.Health(
-                name, service.db, link, relay, runners, tasks, instance=settings.instance
+                name,
+                service.db,
+                link,
+                relay,
+                runners,
+                tasks,
+                instance=settings.instance,
+                leases=consumer_leases,
             ),
         )
         await caught_up(gate)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from shared import logs
 from shared.auth.gate import AUTHORIZATION, Gate
 from shared.auth.registry import Unauthorized
 from shared.contracts.envelope import SYSTEM, Context
@@ -48,6 +49,7 @@ async def handle(
     fingerprint = idempotency.raw_fingerprint(model, raw, path) if key is not None else None
     # Who did it is who signed in, never what a header claims (README, "Signing in").
     context = Context(actor=principal.actor if principal is not None else SYSTEM)
+    logs.correlation.set(str(context.correlation_id))  # in this request's log lines (JSON)
     try:
         reply = await service.execute(command, context, key, fingerprint, principal)
     except Exception as error:
