@@ -96,9 +96,18 @@ async def rows(up: dict[str, Any], data_dir: Path) -> list[Row]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     ports = (up.get("ports") or {}).items()
     asked = [service_row(n, int(p), pids.get(n), headers) for n, p in ports]
-    if up.get("nats_url"):
+    nodes = up.get("nats_nodes")
+    if isinstance(nodes, dict) and nodes:  # `kapok up --cluster N`: a row per node
+        asked[:0] = [node_row(n, str(v["url"]), v.get("pid"), data_dir) for n, v in nodes.items()]
+    elif up.get("nats_url"):
         asked.insert(0, nats_row(str(up["nats_url"]), up.get("nats"), data_dir))
     return list(await asyncio.gather(*asked))
+
+
+async def node_row(name: str, url: str, pid: object, data_dir: Path) -> Row:
+    row = await nats_row(url, pid, data_dir)
+    row.name = name
+    return row
 
 
 def run(data_dir: Path) -> int:

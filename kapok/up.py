@@ -82,6 +82,7 @@ class Child:
 
     name: str
     port: int
+    service: str = ""  # what `kapok serve` runs; the name when empty (one instance each)
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -94,9 +95,14 @@ class Supervisor:
     env: dict[str, str]
     data_dir: Path
     write: Callable[[str], None] = field(default=lambda line: print(line, flush=True))
-    extra_pids: dict[str, int] = field(default_factory=dict)
+    extra_pids: dict[str, object] = field(default_factory=dict)
     nats_url: str = ""
     env_of: dict[str, dict[str, str]] = field(default_factory=dict)  # a service's own
+    # `--cluster N`: the service each child runs (``hotline-2``: hotline), and where a child
+    # connects as it starts: a node that runs then, so a restart never waits on a dead one
+    # (it learns the other nodes from the server's INFO and fails over to them).
+    service_of: dict[str, str] = field(default_factory=dict)
+    nats_url_for: Callable[[int], str] | None = None
     # `kapok demo` sends thousands of requests: one access-log line each would bury the rest.
     quiet_access: bool = False
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -107,7 +113,10 @@ class Supervisor:
 
     async def run(self) -> None:
         """Supervise every service until `stop()`; then stop them all."""
-        self.children = {name: Child(name, self.ports[name]) for name in self.services}
+        self.children = {
+            name: Child(name, self.ports[name], self.service_of.get(name, name))
+            for name in self.services
+        }
         tasks = [asyncio.create_task(self._supervise(c)) for c in self.children.values()]
         try:
             await self.stopping.wait()
@@ -122,7 +131,7 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping.set()
 
-    def started(self, name: str, pid: int) -> None:
+    def started(self, name: str, pid: object) -> None:
         """A process other than a service (nats-server) runs now as ``pid``: in up.json."""
         self.extra_pids[name] = pid
         self._write_pids()
@@ -130,16 +139,20 @@ class Supervisor:
     async def _supervise(self, child: Child) -> None:
         backoff = 1.0
         width = max(len(n) for n in self.services)
+        index = self.services.index(child.name)
         while not self.stopping.is_set():
+            env = {**self.env, **self.env_of.get(child.name, {})}
+            if self.nats_url_for is not None:
+                env["KAPOK_NATS_URL"] = self.nats_url_for(index)
             child.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "kapok.cli",
                 "serve",
-                child.name,
+                child.service or child.name,
                 "--port",
                 str(child.port),
-                env={**self.env, **self.env_of.get(child.name, {})},
+                env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -224,6 +237,7 @@ class NatsKeeper:
     say: Callable[[str], None]
     started: Callable[[int], None]  # told the pid of each restart
     restarts: int = 0
+    label: str = "nats-server"  # `--cluster N`: which node
 
     async def run(self, stopping: asyncio.Event) -> None:
         backoff, since = 1.0, time.monotonic()
@@ -237,7 +251,8 @@ class NatsKeeper:
             self.server.stop()  # forgets the dead process; the port and store stay chosen
             if time.monotonic() - since > HEALTHY_AFTER_S:
                 backoff = 1.0
-            self.say(f"nats-server (pid {pid}) exited with code {code}; restarting in {backoff:g}s")
+            said = f"{self.label} (pid {pid}) exited with code {code}"
+            self.say(f"{said}; restarting in {backoff:g}s")
             while not stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), backoff)
@@ -248,7 +263,7 @@ class NatsKeeper:
                     # Blocking for about a second (it waits until JetStream answers).
                     await asyncio.to_thread(self.server.start)
                 except (NatsStartError, FileNotFoundError, OSError) as error:
-                    self.say(f"nats-server did not start again: {error}; next try in {backoff:g}s")
+                    self.say(f"{self.label} did not start again: {error}; next try in {backoff:g}s")
                     continue
                 break
             else:
@@ -256,7 +271,7 @@ class NatsKeeper:
             self.restarts += 1
             since = time.monotonic()
             assert self.server.pid is not None
-            self.say(f"nats-server restarted: {self.server.url} (pid {self.server.pid})")
+            self.say(f"{self.label} restarted: {self.server.url} (pid {self.server.pid})")
             self.started(self.server.pid)
 
 
@@ -366,6 +381,7 @@ async def up(
     ready: Callable[[dict[str, int]], object] | None = None,
     quiet_access: bool = False,
     no_auth: bool = False,
+    cluster: int = 1,
 ) -> int:
     """Run until SIGINT/SIGTERM. ``ready`` is called (with the ports) once every service
     answers; `kapok demo` plays the scenario from there."""
@@ -373,6 +389,17 @@ async def up(
     def say(message: str) -> None:
         print(f"kapok up: {message}", flush=True)
 
+    from kapok import cluster as clustered
+
+    service_of: dict[str, str] = {}
+    names = dashboard_order(list(ports))  # the services, once each
+    if cluster > 1:
+        if nats_url is not None:
+            say("--cluster starts its own nats-servers: it does not go with --nats")
+            return 2
+        # Every process, this one included (it provisions): N replicas of each stream.
+        os.environ["KAPOK_STREAM_REPLICAS"] = str(cluster)
+        ports, service_of = clustered.instances(ports)
     services = dashboard_order(list(ports))
     problems = taken_ports(ports)
     if problems:
@@ -389,7 +416,7 @@ async def up(
     env_of: dict[str, dict[str, str]] = {}
     if postgres_url:
         try:
-            urls = await postgres_databases(postgres_url, services)
+            urls = await postgres_databases(postgres_url, names)
         except Exception as error:  # its message names what is wrong: say it and stop
             say(f"--postgres {safe_url(postgres_url)}: {error}")
             return 2
@@ -406,7 +433,24 @@ async def up(
     settings = Settings()
     keyring = Keyring.of(data_dir)
     server: EmbeddedNats | None = None
-    if nats_url is None:
+    nodes: list[EmbeddedNats] = []
+    if cluster > 1:
+        found = await clustered.start_cluster(
+            data_dir,
+            cluster,
+            nats_port,
+            say,
+            avoid=set(ports.values()),
+            server_auth=embedded_auth(keyring, Naming.of(settings)),
+        )
+        if found is None:
+            return 2
+        nodes = found
+        server = nodes[0]  # the one provisioning and `kapok status`'s first row use
+        nats_url = server.url
+        say(f"identities in {keyring.directory}: anonymous connections are refused")
+        say(f"JetStream cluster of {cluster}: streams and KV buckets with {cluster} replicas")
+    elif nats_url is None:
         # Always with Kapok's identities: the keys are made on the first start, and nobody
         # without one gets in (README, "The bus's identities").
         server_auth = embedded_auth(keyring, Naming.of(settings))
@@ -432,9 +476,13 @@ async def up(
             if server is not None:
                 await asyncio.to_thread(server.stop)
             return 2
-        for name in services:
+        for name in names:
             seed = {"KAPOK_NATS_NKEY_SEED": str(keyring.seed_path(name))}
             env_of[name] = {**env_of.get(name, {}), **seed}
+    for child, name in service_of.items():
+        # Each instance its database (its service's) and seed, and a name of its own.
+        instance = child if child != name else f"{name}-1"
+        env_of[child] = {**env_of.get(name, {}), "KAPOK_INSTANCE": instance}
     if no_auth:
         say("SIGN-IN IS OFF (--no-auth): anyone who can reach these ports may record, correct")
         say("and read everything. For local experiments only; never on a shared machine.")
@@ -472,20 +520,39 @@ async def up(
         nats_url=nats_url,
         env_of=env_of,
         quiet_access=quiet_access,
+        service_of=service_of,
+        nats_url_for=clustered.live_url(nodes) if nodes else None,
     )
+    if nodes:
+        supervisor.extra_pids["nats_nodes"] = clustered.nodes(nodes)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, supervisor.stop)
     watcher: asyncio.Task[None] | None = None
     keeper: asyncio.Task[None] | None = None
-    if server is not None:
+    keepers: list[asyncio.Task[None]] = []
+    if nodes:
+
+        def restarted(index: int) -> Callable[[int], None]:
+            def tell(pid: int) -> None:
+                if index == 0:
+                    supervisor.extra_pids["nats"] = pid
+                supervisor.started("nats_nodes", clustered.nodes(nodes))
+
+            return tell
+
+        for index, node in enumerate(nodes):
+            label = clustered.node_name(index)
+            kept = NatsKeeper(node, say, restarted(index), label=label)
+            keepers.append(asyncio.create_task(kept.run(supervisor.stopping)))
+    elif server is not None:
         nats_keeper = NatsKeeper(server, say, lambda pid: supervisor.started("nats", pid))
         keeper = asyncio.create_task(nats_keeper.run(supervisor.stopping))
     try:
         for name in services:
             label = "dashboard" if name == "reporting" else name
             where = "/" if name == "reporting" else "/docs"
-            say(f"{label:<9} http://{HOST}:{ports[name]}{where}")
+            say(f"{label:<{max(9, *map(len, services))}} http://{HOST}:{ports[name]}{where}")
 
         async def announce() -> None:
             paths = {name: "/openapi.json" for name in services}
@@ -508,14 +575,18 @@ async def up(
         watcher = asyncio.create_task(announce())
         await supervisor.run()
     finally:
-        for task in (watcher, keeper):
+        for task in (watcher, keeper, *keepers):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        if server is not None:
+        if nodes:
+            # Last: the services have drained their connections to them.
+            await asyncio.gather(*(asyncio.to_thread(node.stop) for node in nodes))
+            say(f"the {len(nodes)} nats-servers stopped")
+        elif server is not None:
             # Last: the services have drained their connections to it.
             await asyncio.to_thread(server.stop)
             say("nats-server stopped")
@@ -543,6 +614,14 @@ def add_arguments(parser: object, services: Sequence[str]) -> None:
     )
     parser.add_argument(
         "--postgres", default=None, metavar="URL", help="SQLAlchemy URL instead of SQLite files"
+    )
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N nats-servers as one JetStream cluster (N replicas) and two instances of "
+        "each service, the second on its port + 10 (README, kapok up --cluster 3)",
     )
     parser.add_argument(
         "--no-auth",
@@ -589,5 +668,6 @@ def run(args: object, services: Sequence[str], ready: Callable[..., object] | No
             ready=ready,
             quiet_access=ready is not None,
             no_auth=bool(getattr(args, "no_auth", False)),
+            cluster=int(getattr(args, "cluster", 1) or 1),
         )
     )

@@ -52,6 +52,29 @@ class ServerAuth:
     probe_identity: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterRoutes:
+    """One node's place in a JetStream cluster on loopback (`kapok up --cluster N`): its
+    route port, every node's route port (its own included: nats-server ignores a route to
+    itself), and the routes' password, so nothing else on the machine can join as a node."""
+
+    port: int
+    ports: tuple[int, ...]
+    password: str
+    name: str = "kapok"
+    user: str = "route"
+
+    def block(self) -> str:
+        routes = ", ".join(
+            _quote(f"nats-route://{self.user}:{self.password}@{HOST}:{p}") for p in self.ports
+        )
+        return (
+            f"cluster {{\n  name: {_quote(self.name)}\n  listen: {_quote(f'{HOST}:{self.port}')}\n"
+            f"  authorization {{ user: {_quote(self.user)}, password: {_quote(self.password)} }}\n"
+            f"  routes: [{routes}]\n}}"
+        )
+
+
 class NatsStartError(RuntimeError):
     """The server did not start or did not become ready."""
 
@@ -169,13 +192,16 @@ def write_config(
     *,
     server_name: str = "kapok",
     server_auth: ServerAuth | None = None,
+    store: str = "nats",
+    cluster: ClusterRoutes | None = None,
 ) -> Path:
-    """Write ``<data_dir>/nats/nats-server.conf`` and return its path.
+    """Write ``<data_dir>/<store>/nats-server.conf`` (``store``: ``nats``, or a cluster
+    node's own directory) and return its path.
 
     Port 0 means "any free port": nats-server picks it itself (``-1``) and reports it in
     its ports file, which avoids the race of choosing a port here and binding it there.
     """
-    nats_dir = (Path(data_dir) / "nats").resolve()
+    nats_dir = (Path(data_dir) / store).resolve()
     nats_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Written by Kapok (shared/bus/embedded.py) at every start; edits are overwritten.",
@@ -199,6 +225,8 @@ def write_config(
     elif sync != "default":
         raise ValueError(f"sync must be 'always' or 'default', not {sync!r}")
     lines.append("}")
+    if cluster is not None:
+        lines.append(cluster.block())
     if server_auth is not None:
         lines.append(server_auth.block)
     path = nats_dir / CONFIG_NAME
@@ -374,8 +402,12 @@ class EmbeddedNats:
         ready_timeout: float = 30.0,
         own_process_group: bool = False,
         server_auth: ServerAuth | None = None,
+        store: str = "nats",
+        cluster: ClusterRoutes | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.store = store  # the store's directory under data_dir: one per cluster node
+        self.cluster = cluster
         self.requested_port = port
         self.sync: Sync = sync
         self.requested_http_port = http_port
@@ -395,7 +427,7 @@ class EmbeddedNats:
 
     @property
     def nats_dir(self) -> Path:
-        return self.data_dir / "nats"
+        return self.data_dir / self.store
 
     @property
     def config_path(self) -> Path:
@@ -501,6 +533,8 @@ class EmbeddedNats:
             self.requested_http_port,
             server_name=self.server_name,
             server_auth=self.server_auth,
+            store=self.store,
+            cluster=self.cluster,
         )
         log_offset = 0
         log_file = None
