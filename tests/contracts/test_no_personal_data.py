@@ -8,14 +8,16 @@ models into one shape to check.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from shared.contracts import REGISTRY
 from shared.contracts.corrections import REASON_MAX, Voiding
 from shared.contracts.hotline import HotlineEvent
+from shared.contracts.text import NoPersonalNumbers
 from shared.contracts.types import Contract, Label, Ref
 
 # Parts of a field name that mean a person's identity or contact details. Matched anywhere in
@@ -202,3 +204,69 @@ def test_the_walker_catches_a_leaky_event() -> None:
             "LeakyCall.summary: free text",
         ]
     )
+
+
+# -- commands: what a person types in ----------------------------------------------------
+
+
+def command_models() -> list[type[BaseModel]]:
+    """Every command the hotline, aid and donation services take (the people service's
+    exist to carry contact details, encrypted at rest: README "Personal data")."""
+    from services.aid.application.commands import COMMANDS as AID
+    from services.donation.application.commands import COMMANDS as DONATION
+    from services.hotline.application.commands import COMMANDS as HOTLINE
+
+    return [*HOTLINE.values(), *AID.values(), *DONATION.values()]
+
+
+def test_a_command_names_people_only_by_the_references_kapok_issues() -> None:
+    from shared.contracts.refs import PersonRef
+
+    issued = TypeAdapter(PersonRef).json_schema()["pattern"]
+    people = {"person", "caller"}
+    named = [
+        (model.__name__, field, schema)
+        for model in command_models()
+        for field, schema in model.model_json_schema().get("properties", {}).items()
+        if field in people
+    ]
+    assert named, "the walk found no person at all"
+    wrong = [
+        f"{model}.{field}"
+        for model, field, schema in named
+        if issued not in json.dumps(schema)  # directly, or in anyOf [PersonRef, null]
+    ]
+    assert wrong == []
+
+
+def test_a_command_s_free_text_refuses_personal_numbers() -> None:
+    free = {
+        (model.__name__, problem.removesuffix(": free text").split(".")[1])
+        for model in command_models()
+        for problem in findings(model, allowed=frozenset())
+        if problem.endswith(": free text") and problem.startswith(model.__name__ + ".")
+    }
+    assert free, "the walk found no free text at all"
+    unchecked = [
+        f"{owner}.{field}"
+        for owner, field in sorted(free)
+        if NoPersonalNumbers not in _model(owner).model_fields[field].metadata
+    ]
+    assert unchecked == []
+
+
+def _model(name: str) -> type[BaseModel]:
+    return next(m for m in command_models() if m.__name__ == name)
+
+
+def test_a_command_s_place_is_one_of_the_catalogue() -> None:
+    placed = [
+        (model.__name__, schema)
+        for model in command_models()
+        for field, schema in model.model_json_schema().get("properties", {}).items()
+        if field == "place"
+    ]
+    assert placed
+    for owner, schema in placed:
+        options = json.dumps(schema)
+        assert '"station": {"const": "station:nanzhou"}' in options, owner
