@@ -175,6 +175,12 @@ def run_command(argv: Sequence[str]) -> int:
     replay.add_argument("--no-compare", action="store_true", help="do not ask the live service")
 
     args = parser.parse_args(argv)
+    if args.command in ("serve", "nats", "up", "demo"):
+        import os
+
+        # What these write (databases, WAL files, the bus's store, keys, tokens) is their
+        # owner's alone: 0600 files in 0700 directories (README, "Signing in").
+        os.umask(0o077)
     if args.command == "nats":
         from kapok.identities import foreground_auth
         from shared.bus.embedded import run_foreground
