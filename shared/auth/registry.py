@@ -24,6 +24,13 @@ from shared.bus.naming import Naming
 log = logging.getLogger("kapok.auth")
 
 
+def principal_id(token: str) -> str:
+    """The id of a well-formed token (its record's key)."""
+    parts = split(token)
+    assert parts is not None
+    return parts[0]
+
+
 class Unauthorized(Exception):
     """No valid credential (401): the message says which and why, never the token."""
 
@@ -54,8 +61,25 @@ class TokenRegistry:
         self.records: dict[str, TokenRecord] = {}
         self.ready = asyncio.Event()  # the bucket's state read once whole
         self.watching = False  # the watch is running (health says so when not)
+        # Tokens already proven, by their exact text: a request then costs a dict lookup
+        # instead of a hash, a compare and a Principal (about 8 µs). Only valid tokens get
+        # here, so its size is bounded by theirs; a change to a record drops its entries.
+        self._proven: dict[str, tuple[TokenRecord, Principal]] = {}
 
     def principal(self, token: str, now: datetime | None = None) -> Principal:
+        if (proven := self._proven.get(token)) is not None:
+            record, principal = proven
+            # Still the record as the bucket has it (a revocation replaces it), not expired.
+            current = self.records.get(record.id) is record
+            if current and (
+                record.expires_at is None or (now or datetime.now(UTC)) < record.expires_at
+            ):
+                return principal
+        principal = self._prove(token, now)
+        self._proven[token] = (self.records[principal_id(token)], principal)
+        return principal
+
+    def _prove(self, token: str, now: datetime | None) -> Principal:
         parts = split(token)
         if parts is None:
             raise Unauthorized("not a Kapok token")
@@ -69,6 +93,7 @@ class TokenRegistry:
         return record.principal()
 
     def apply(self, key: str, value: bytes | None) -> None:
+        self._proven = {t: p for t, p in self._proven.items() if p[0].id != key}
         if value is None:
             self.records.pop(key, None)
             return
