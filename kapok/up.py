@@ -393,6 +393,9 @@ async def up(
 
     service_of: dict[str, str] = {}
     names = dashboard_order(list(ports))  # the services, once each
+    if not 1 <= cluster <= 5:
+        say(f"--cluster {cluster}: 1 to 5 nodes (a stream has at most 5 replicas); 3 is usual")
+        return 2
     if cluster > 1:
         if nats_url is not None:
             say("--cluster starts its own nats-servers: it does not go with --nats")
