@@ -24,6 +24,7 @@ from shared.bus.auth import ADMIN, Bus, Keyring, Reader, authorization_block
 from shared.bus.embedded import EmbeddedNats, ServerAuth
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams
+from shared.bus.servers import servers
 from shared.runtime import connect_options, provision
 from shared.settings import PRODUCERS, Settings
 
@@ -72,7 +73,7 @@ async def provision_as_admin(settings: Settings) -> None:
     """Kapok's streams and reporting's KV bucket, made or brought up to date by the one
     identity allowed to (before the services start: they only check)."""
     nc = await nats.connect(
-        settings.nats_url,
+        servers(settings.nats_url),
         name="kapok-provision",
         allow_reconnect=False,
         connect_timeout=5,

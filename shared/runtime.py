@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from shared.bus import auth
 from shared.bus.naming import Naming
 from shared.bus.provision import ensure_streams, event_stream_specs
+from shared.bus.servers import servers
 from shared.compat import natspy
 from shared.settings import PRODUCERS, Settings
 
@@ -102,7 +103,7 @@ async def connect(settings: Settings, name: str, link: Link | None = None) -> NA
     its state is kept (`Link`); one of its own otherwise."""
     link = link if link is not None else Link(name)
     nc = await nats.connect(
-        settings.nats_url,
+        servers(settings.nats_url),  # one URL, or a cluster's nodes comma-separated
         name=f"kapok-{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

@@ -109,3 +109,17 @@ def test_the_scenario_on_three_nodes_survives_a_node_and_an_instance_killed(
     finally:
         if up.proc.poll() is None:
             os.killpg(up.proc.pid, signal.SIGKILL)
+
+
+async def test_a_comma_separated_nats_url_reaches_whichever_node_runs(tmp_path: Path) -> None:
+    from shared.bus.embedded import EmbeddedNats
+    from shared.runtime import connect, disconnect
+    from shared.settings import Settings
+
+    dead = free_port()  # nothing listens there: the first URL of the list fails
+    async with EmbeddedNats(tmp_path, port=0) as server:
+        settings = Settings(nats_url=f"nats://127.0.0.1:{dead}, {server.url}")
+        for _ in range(3):  # nats-py shuffles the list: the dead one comes first sometimes
+            nc = await connect(settings, "probe")
+            assert nc.connected_url is not None and nc.connected_url.port == server.port
+            await disconnect(nc)
