@@ -61,6 +61,11 @@ async def test_killing_the_folding_reporting_instance_hands_over_and_counts_each
             assert body["instance"] == standing.name
             assert body["leases"]["fold"] == {**body["leases"]["fold"], "held": False}
             assert body["leases"]["fold"]["holder"] == folding.name
+            # It stands by, and says so: not "degraded … diverges after position 0".
+            assert body["status"] == "ok" and body["problems"] == [], body
+            assert all(s["standing_by"] for s in body["streams"].values()), body
+            folds = (await folding.health())["streams"]
+            assert not any(s["standing_by"] for s in folds.values()), folds
             row = await service_row("reporting", standing.port, standing.process.pid)
             assert f"fold standing by ({folding.name} holds it)" in row.detail  # kapok status
             for instance, held in ((folding, 1), (standing, 0)):
