@@ -140,6 +140,11 @@ class Supervisor:
         backoff = 1.0
         width = max(len(n) for n in self.services)
         index = self.services.index(child.name)
+        first = self.service_of.get(child.name, child.name)
+        if first != child.name:
+            # A second instance starts once the first answers: two processes making a fresh
+            # PostgreSQL database's tables at once fail on pg_type's unique index (seen).
+            await wait_http(self.ports[first], "/openapi.json", 90.0)
         while not self.stopping.is_set():
             env = {**self.env, **self.env_of.get(child.name, {})}
             if self.nats_url_for is not None:
