@@ -10,6 +10,7 @@ backup) under the old master key can never be unwrapped again.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import orjson
 
 KEY_BYTES = 32  # AES-256
+log = logging.getLogger("kapok.people.keyring")
 
 
 @dataclass
@@ -39,6 +41,9 @@ class MasterKeys:
             ring.current = ring.add()
             ring.save()
             return ring
+        if path.stat().st_mode & 0o077:
+            # Readable by others: whoever reads it and a backup of the database reads people.
+            log.warning("%s is readable by other users than its owner: chmod 600 it", path)
         data = orjson.loads(path.read_bytes())
         keys = {k: base64.b64decode(v) for k, v in data["keys"].items()}
         if data["current"] not in keys or any(len(k) != KEY_BYTES for k in keys.values()):
