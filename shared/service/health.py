@@ -17,8 +17,11 @@ that fails. Readiness looks at every part and answers with ``status``:
 
 Two instances of a service (README, "Two instances of a service"): ``instance`` names this
 one, ``leases`` says whether it holds each lease (the relay's, reporting's fold) and who does
-if it does not. Standing by is no problem: the relay part says ``standing_by``. A checkpoint
-found moved by another writer (two folding at once) is degraded until the process restarts.
+if it does not. Standing by is no problem: the relay part says ``standing_by``, and so does
+each source of a consumer that another instance runs; a fold's problems (dead letters, a
+divergence, a stall) are the running instance's to say, not repeated by the stand-by. A
+checkpoint found moved by another writer (two folding at once) is degraded until the process
+restarts. ``GET /metrics`` says the same in numbers (`shared.service.metrics`).
 
 Degraded is 200 on purpose: a load balancer that took a degraded service out would turn a
 stuck dead letter into an outage of every command; the body and ``kapok status`` say it.
