@@ -281,7 +281,13 @@ class Scenario:
         opening = [s for s in self.stations if s.opens == day]
         opened = await asyncio.gather(
             *(
-                self.client.post("hotline", "/points", {"place": s.place, "opened_at": at(day, 8)})
+                # Each at a minute of its own from 07:00, before the day's first shift: two
+                # points of one station opened on one day are two points, not one request
+                # sent twice (one Idempotency-Key; the catalogue has fewer stations than the
+                # article has points).
+                self.client.post(
+                    "hotline", "/points", {"place": s.place, "opened_at": at(day, 7, s.index % 60)}
+                )
                 for s in opening
             )
         )
