@@ -8,6 +8,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from shared.bus.servers import servers
 from shared.settings import PRODUCERS, Settings
 
 
@@ -75,7 +76,7 @@ async def _repair(source: str, nats_url: str, force: bool) -> int:
     ]
     try:
         nc = await nats.connect(
-            nats_url,
+            servers(nats_url),
             name="kapok-bus-repair",
             allow_reconnect=False,
             **connect_options(settings, ADMIN),

@@ -20,6 +20,7 @@ from shared.auth import registry
 from shared.auth.principal import Role
 from shared.auth.tokens import TokenRecord, issue, split
 from shared.bus.naming import Naming
+from shared.bus.servers import servers
 from shared.runtime import connect_options
 from shared.settings import Settings
 
@@ -114,7 +115,7 @@ async def register(env: dict[str, str], token: str, note: str) -> None:
     process's ``KAPOK_*`` environment) names, unsigned: for a test's or a bench's own
     nats-server, so the processes it starts sign it in."""
     _, record = issue(Role.ADMINISTRATOR, token=token, note=note)
-    nc = await nats.connect(env["KAPOK_NATS_URL"])
+    nc = await nats.connect(servers(env["KAPOK_NATS_URL"]))
     try:
         naming = Naming(env["KAPOK_SUBJECT_ROOT"], env["KAPOK_STREAM_PREFIX"])
         await registry.put(await registry.open_bucket(nc, naming), record)
@@ -124,7 +125,7 @@ async def register(env: dict[str, str], token: str, note: str) -> None:
 
 async def _connect(settings: Settings) -> nats.NATS:
     return await nats.connect(
-        settings.nats_url,
+        servers(settings.nats_url),
         name="kapok-token",
         allow_reconnect=False,
         connect_timeout=5,

@@ -54,6 +54,7 @@ from shared.bus.acks import stream_seq_and_time
 from shared.bus.auth import AUDITOR
 from shared.bus.frames import Frame, subscribe_frames, unsubscribe_frames
 from shared.bus.naming import Naming
+from shared.bus.servers import servers
 from shared.collector import tune_gc
 from shared.runtime import connect_options
 from shared.settings import Settings
@@ -329,7 +330,7 @@ def _replay_in_process(
 
         # A process that cannot read fails the replay at once rather than wait for the bus.
         nc = await nats.connect(
-            url,
+            servers(url),
             name="kapok-audit-stretches",
             allow_reconnect=False,
             max_reconnect_attempts=1,

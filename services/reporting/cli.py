@@ -17,6 +17,7 @@ from services.reporting.audit import audit_replay
 from services.reporting.entrypoints.http import BadRequest, parse_day
 from shared.bus.auth import AUDITOR
 from shared.bus.naming import Naming
+from shared.bus.servers import servers
 from shared.collector import tune_gc
 from shared.runtime import connect_options
 from shared.settings import PRODUCERS, Settings
@@ -61,7 +62,7 @@ async def _connect(settings: Settings) -> NATS:
 
     return await asyncio.wait_for(
         nats.connect(
-            settings.nats_url,
+            servers(settings.nats_url),
             name="kapok-audit",
             connect_timeout=2,
             max_reconnect_attempts=3,

@@ -92,6 +92,11 @@ class Database:
         """Create shared/'s tables and a service's own (idempotent), and add the nullable
         columns a table made by an older Kapok lacks (the only kind of change so far)."""
         async with self.writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two instances starting at once on a new database would both create the
+                # tables, and one fail on PostgreSQL's catalogue (pg_type's unique index):
+                # one at a time, the second then finds them made.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(2020012600)"))
             for tables in (metadata, *more):
                 await conn.run_sync(tables.create_all)
                 await conn.run_sync(_add_missing_columns, tables)

@@ -18,6 +18,7 @@ from faststream.nats.annotations import NatsMessage
 
 from shared.auth.gate import Gate
 from shared.bus.naming import Naming
+from shared.bus.servers import servers
 from shared.service.application import Service
 from shared.service.commands import Command
 from shared.service.replies import INTERNAL_ERROR, Reply
@@ -46,7 +47,7 @@ def build_broker(
     # Never give up reconnecting (nats-py's default stops after 60 attempts): a replica must
     # answer again when NATS comes back, however long it was away.
     broker = NatsBroker(
-        nats_url,
+        servers(nats_url),
         logger=None,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

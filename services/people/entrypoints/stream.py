@@ -9,6 +9,7 @@ import nats
 
 from shared.bus.naming import Naming
 from shared.bus.provision import StreamSpec, ensure_streams, event_stream_specs
+from shared.bus.servers import servers
 from shared.runtime import connect_options
 from shared.settings import Settings
 
@@ -25,7 +26,9 @@ async def ensure_people_stream(settings: Settings) -> None:
     """Made where this process may (a server without identities), else only checked: under
     `kapok up` the administrator made it (`kapok.identities.provision_as_admin`)."""
     nc = await nats.connect(
-        settings.nats_url, name="kapok-people-provision", **connect_options(settings, PEOPLE)
+        servers(settings.nats_url),
+        name="kapok-people-provision",
+        **connect_options(settings, PEOPLE),
     )
     try:
         await ensure_streams(
