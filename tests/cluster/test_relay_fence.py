@@ -49,12 +49,9 @@ async def test_two_relays_publishing_at_once_leave_the_stream_equal_to_the_store
         await until("the stream caught up", caught_up, 30)
         assert await stream_holds_store(nc, naming, "hotline", database_url) == 3000
         assert [relay.stats.stopped for relay in relays] == [None, None]  # no StreamDiverged
-        # Each event stored by one of them (the other's own publish of it acknowledged as a
-        # duplicate, refused, or found already there when it checked the stream).
-        met = sum(r.stats.duplicates + r.stats.failures for r in relays)
-        published = sum(r.stats.published for r in relays)
-        print(f"two relays: {published} stored by them, {met} duplicates or refusals")
-        assert published <= 3000
+        # Each event stored once (what each relay counts as its own publishes can overlap:
+        # a chunk whose ack failed at one relay may have landed, then found by the other).
+        assert (await js.stream_info(naming.stream("hotline"))).state.messages == 3000
     finally:
         for task in tasks:
             task.cancel()

@@ -27,6 +27,7 @@ from reporting_stories import (
 from services.reporting.domain.fold import _HANDLERS, VOIDS, Fold, business_day, totals
 from services.reporting.domain.report import CORE_FIGURES, figures, report
 from shared.contracts import REGISTRY
+from shared.settings import PRODUCERS
 
 
 def test_wei_yi_phones_her_station_and_gets_medicine_and_vegetables() -> None:
@@ -164,7 +165,10 @@ def test_the_figures_do_not_depend_on_how_the_events_were_batched() -> None:
 
 
 def test_every_event_type_has_a_place_in_the_fold() -> None:
-    missing = [t.type_name() for t in REGISTRY.types() if t not in _HANDLERS and t not in VOIDS]
+    # Of the sources reporting folds (PEOPLE carries no figure: README "Personal data").
+    folded = [t for t in REGISTRY.types() if t.source in PRODUCERS]
+    assert folded and len(folded) < len(REGISTRY.types())
+    missing = [t.type_name() for t in folded if t not in _HANDLERS and t not in VOIDS]
     assert missing == []
 
 
