@@ -76,6 +76,11 @@ class Principal:
             raise ValueError("a coordinator's principal needs a district")
 
     @property
+    def scoped(self) -> bool:
+        """Whether its reach is bounded (a station, a district): else every record is."""
+        return self.role in SCOPED
+
+    @property
     def scope(self) -> str:
         if self.role is Role.STATION_WORKER:
             return f"station {self.station}"

@@ -205,7 +205,7 @@ class CommandService:
                 if key is not None and (stored := await self._stored(key)) is not None:
                     return idempotency.replay(key, print_, stored)
                 raise
-            if principal is not None:
+            if principal is not None and principal.scoped:
                 # Decided, nothing stored: every record it would change must be theirs.
                 for aggregate in decision.changed:
                     principal.require_reach(aggregate.id, aggregate.where())
