@@ -1,7 +1,7 @@
 """`kapok up --cluster 3`: three nats-servers as one JetStream cluster and two instances of
 each service, on one machine. The 2020 scenario played through it while one nats-server node
-and one hotline instance are killed with -9: `kapok up` restarts both, and the report, the
-auditor's replay and the streams all come out exact."""
+and one instance of each service are killed with -9: `kapok up` restarts them, and the
+report, the auditor's replay and the streams all come out exact."""
 
 from __future__ import annotations
 
@@ -123,12 +123,16 @@ def test_the_scenario_on_three_nodes_survives_a_node_and_an_instance_killed(
         os.kill(node_pid(up, "nats-2"), signal.SIGKILL)
         wait_until("nats-2 restarted", lambda: "nats-2 restarted" in said(up), 60, up)
         play.reaches(20)
-        # An instance of the hotline killed outright: the simulator (which sends to this one)
-        # retries until `kapok up` has restarted it; the other instance holds or takes over
-        # the relay's lease.
-        os.kill(int(up.pids()["services"]["hotline"]), signal.SIGKILL)
+        # One instance of each service killed outright: the simulator retries what the
+        # hotline's (which it sends to) did not answer until `kapok up` has restarted it; the
+        # other instance holds or takes over the relay's, the consumer's or the fold's lease.
+        killed = ["hotline", "aid-2", "donation-2", "reporting", "people-2"]
+        pids = up.pids()["services"]
+        for instance in killed:
+            os.kill(int(pids[instance]), signal.SIGKILL)
         play.finish()
-        assert "hotline exited with code -9; restarting" in said(up)
+        for instance in killed:
+            assert f"{instance} exited with code -9; restarting" in said(up), instance
 
         # No instance failed at its start (two making a fresh database's tables at once did).
         assert "exited with code 1" not in said(up)
