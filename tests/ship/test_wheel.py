@@ -149,8 +149,14 @@ async def test_kapok_up_from_the_wheel_serves_the_dashboard_a_report_and_metrics
             page = await http.get("/")
             linked = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
             assets = {path: await http.get(path) for path in linked}
-            report = await http.get("/api/report", params={"as_of": "2020-03-07"})
-            metrics = await http.get("/metrics")
+            # Signed in with the tokens the first start made: an administrator's reads the
+            # report, ops' (Prometheus's) the metrics; without one, neither answers.
+            auth = tmp_path / "data" / "auth"
+            unsigned = await http.get("/api/report", params={"as_of": "2020-03-07"})
+            admin = {"Authorization": f"Bearer {(auth / 'admin.token').read_text().strip()}"}
+            ops = {"Authorization": f"Bearer {(auth / 'ops.token').read_text().strip()}"}
+            report = await http.get("/api/report", params={"as_of": "2020-03-07"}, headers=admin)
+            metrics = await http.get("/metrics", headers=ops)
         started = descendants(up.pid)
     finally:
         os.killpg(up.pid, signal.SIGINT)
@@ -165,6 +171,7 @@ async def test_kapok_up_from_the_wheel_serves_the_dashboard_a_report_and_metrics
     for path, answer in assets.items():
         assert answer.status_code == 200, path
         assert answer.content == (STATIC / Path(path).name).read_bytes(), path
+    assert unsigned.status_code == 401
     assert report.status_code == 200
     assert report.json()["figures"]["aid_actions"] == 0
     assert metrics.status_code == 200 and "kapok_" in metrics.text
