@@ -59,8 +59,9 @@ async def test_a_token_from_the_command_line_signs_in_everywhere_until_revoked(
             await until_answering(client, processes[name])
 
         # Given a station worker's token issued by the administrator on the command line,
-        made = kapok_token(env, "create", "--role", "station-worker", "--station", "station:nanzhou",
-                           "--actor", "worker:w17", "--note", "Nanzhou evening shift")  # fmt: skip
+        made = kapok_token(env, "create", "--role", "station-worker",
+                           "--station", "station:nanzhou", "--actor", "worker:w17",
+                           "--note", "Nanzhou evening shift")  # fmt: skip
         assert made.returncode == 0, made.stderr
         token = made.stdout.strip()
         token_id, secret = split(token)  # type: ignore[misc]
