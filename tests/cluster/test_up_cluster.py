@@ -12,10 +12,9 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
-from harness.databases import asyncpg_dsn, fresh_database
+from harness.databases import for_kapok_up
 from sqlalchemy.engine import make_url
 
 # The fault stories' helpers (`kapok up`, the scenario, the proof), found beside them.
@@ -79,22 +78,8 @@ async def replicas(up: Up) -> dict[str, tuple[int, int]]:
 async def database(request: pytest.FixtureRequest) -> AsyncIterator[list[str]]:
     """`kapok up`'s flags for its databases: the SQLite files both instances of a service
     share, or `--postgres URL` (a database per service, both instances on it), dropped after."""
-    if request.param == "sqlite":
-        yield []
-        return
-    async with fresh_database() as url:
-        try:
-            yield ["--postgres", url]
-        finally:
-            base = make_url(url)
-            conn = await asyncpg.connect(asyncpg_dsn(base))
-            try:
-                for name in SERVABLE:
-                    await conn.execute(
-                        f'DROP DATABASE IF EXISTS "{base.database}_{name}" WITH (FORCE)'
-                    )
-            finally:
-                await conn.close()
+    async with for_kapok_up(request.param, SERVABLE) as url:
+        yield [] if url is None else ["--postgres", url]
 
 
 def test_the_scenario_on_three_nodes_survives_a_node_and_an_instance_killed(

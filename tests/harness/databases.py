@@ -13,7 +13,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import NoReturn
 
 import asyncpg
@@ -136,3 +136,26 @@ async def fresh_database() -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def for_kapok_up(kind: str, services: Iterable[str]) -> AsyncIterator[str | None]:
+    """What a `kapok up` story runs on: SQLite files (None), or a fresh server database whose
+    URL goes to `--postgres`, under which each service makes ``<name>_<service>``; those are
+    dropped after too."""
+    if kind == "sqlite":
+        yield None
+        return
+    async with fresh_database() as url:
+        try:
+            yield url
+        finally:
+            base = make_url(url)
+            conn = await asyncpg.connect(asyncpg_dsn(base))
+            try:
+                for name in services:
+                    await conn.execute(
+                        f'DROP DATABASE IF EXISTS "{base.database}_{name}" WITH (FORCE)'
+                    )
+            finally:
+                await conn.close()

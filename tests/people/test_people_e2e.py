@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from harness.databases import asyncpg_dsn, fresh_database
+from harness.databases import asyncpg_dsn, for_kapok_up
 from people_parts import ADDRESS, NAME, NANZHOU, PHONE, RUIBAO
 from sqlalchemy.engine import make_url
 
@@ -106,22 +106,8 @@ class People:
 async def database(request: pytest.FixtureRequest) -> AsyncIterator[str | None]:
     """`kapok up` on SQLite files (None), or with `--postgres URL` (a database per service,
     dropped after)."""
-    if request.param == "sqlite":
-        yield None
-        return
-    async with fresh_database() as url:
-        try:
-            yield url
-        finally:
-            base = make_url(url)
-            conn = await asyncpg.connect(asyncpg_dsn(base))
-            try:
-                for name in SERVABLE:
-                    await conn.execute(
-                        f'DROP DATABASE IF EXISTS "{base.database}_{name}" WITH (FORCE)'
-                    )
-            finally:
-                await conn.close()
+    async with for_kapok_up(request.param, SERVABLE) as url:
+        yield url
 
 
 def test_a_person_from_call_to_door_then_forgotten(tmp_path: Path, database: str | None) -> None:

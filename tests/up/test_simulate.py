@@ -13,11 +13,9 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
-from harness.databases import asyncpg_dsn, fresh_database
-from sqlalchemy.engine import make_url
+from harness.databases import for_kapok_up
 from up_parts import Up, free_port, wait_until
 
 from kapok.cli import SERVABLE
@@ -56,22 +54,8 @@ def test_too_small_a_scale_is_refused_by_name(tmp_path: Path) -> None:
 async def database(request: pytest.FixtureRequest) -> AsyncIterator[list[str]]:
     """`kapok up`'s flags for its databases: SQLite files, or `--postgres URL`, under which
     each service gets a database of its own (``<name>_<service>``), dropped after."""
-    if request.param == "sqlite":
-        yield []
-        return
-    async with fresh_database() as url:
-        try:
-            yield ["--postgres", url]
-        finally:
-            base = make_url(url)
-            conn = await asyncpg.connect(asyncpg_dsn(base))
-            try:
-                for name in SERVABLE:
-                    await conn.execute(
-                        f'DROP DATABASE IF EXISTS "{base.database}_{name}" WITH (FORCE)'
-                    )
-            finally:
-                await conn.close()
+    async with for_kapok_up(request.param, SERVABLE) as url:
+        yield [] if url is None else ["--postgres", url]
 
 
 def test_the_scenario_through_the_real_processes_reports_the_scaled_figures(
